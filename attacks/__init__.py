@@ -1,0 +1,1 @@
+"""Attacks: one file per attack, shared building blocks in ``priors/`` (registered on import)."""

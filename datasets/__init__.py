@@ -1,0 +1,1 @@
+"""Datasets: the synthetic face world and real-data adapters (registered on import)."""

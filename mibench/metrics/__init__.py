@@ -1,0 +1,1 @@
+"""Metric definitions and computations (built in the harness issue)."""

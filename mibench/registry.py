@@ -1,0 +1,147 @@
+"""One registry type for attacks, targets, datasets and metrics.
+
+Our own components register with a decorator (``@ATTACKS.register("gmi")``) in modules that the
+registry imports on first use. Third-party plugins register through entry-point groups
+(``mibench.attacks``, ``mibench.targets``, ``mibench.datasets``, ``mibench.metrics``) in their own
+package, or by loading a file with ``--plugin path/to/file.py``. Unknown names fail with the
+closest registered names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import importlib.util
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+from mibench.errors import MibenchError, UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry:
+    """Name → component mapping for one kind of component."""
+
+    def __init__(self, kind: str, group: str, builtin_modules: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.group = group
+        self._builtin_modules = builtin_modules
+        self._items: dict[str, Any] = {}
+        self._aliases: dict[str, str] = {}
+        self._loaded = False
+
+    def register(self, name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("name")`` on a class or factory."""
+
+        def add(obj: T) -> T:
+            self.add(name, obj, aliases=aliases)
+            return obj
+
+        return add
+
+    def add(self, name: str, obj: Any, *, aliases: tuple[str, ...] = ()) -> None:
+        existing = self._items.get(name)
+        if existing is not None and existing is not obj:
+            raise MibenchError(f"{self.kind} {name!r} is registered twice "
+                               f"({_origin(existing)} and {_origin(obj)}); rename one of them")
+        self._items[name] = obj
+        for alias in aliases:
+            self._aliases[alias] = name
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for module in self._builtin_modules:
+            importlib.import_module(module)
+        for ep in entry_points(group=self.group):
+            try:
+                obj = ep.load()
+            except Exception as err:  # a broken plugin must not hide the others: say which
+                raise MibenchError(f"plugin entry point {ep.name!r} in group {self.group} "
+                                   f"failed to load ({type(err).__name__}: {err}); fix or "
+                                   f"uninstall that package") from err
+            if ep.name not in self._items:
+                self.add(ep.name, obj)
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._items)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        for name in self.names():
+            yield name, self._items[name]
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._items or name in self._aliases
+
+    def canonical(self, name: str) -> str:
+        """Resolve an alias to its registered name (or raise with close matches)."""
+        self._load()
+        name = self._aliases.get(name, name)
+        if name not in self._items:
+            known = sorted(self._items) + sorted(self._aliases)
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else (
+                f"known {self.kind}s: {', '.join(known)}" if known else
+                f"no {self.kind}s are registered")
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; {hint} "
+                                   f"(see `mibench list {self.kind}s`)")
+        return name
+
+    def get(self, name: str) -> Any:
+        return self._items[self.canonical(name)]
+
+    def expand(self, spec: str) -> list[str]:
+        """Expand a comma list of names, aliases, glob patterns (``arcface-*``) and ``all``."""
+        self._load()
+        out: list[str] = []
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            if part == "all":
+                matched = self.names()
+            elif any(ch in part for ch in "*?["):
+                matched = sorted(n for n in self._items if fnmatch.fnmatchcase(n, part))
+                if not matched:
+                    raise UnknownNameError(f"pattern {part!r} matches no {self.kind}; "
+                                           f"see `mibench list {self.kind}s`")
+            else:
+                matched = [self.canonical(part)]
+            out.extend(m for m in matched if m not in out)
+        if not out:
+            raise UnknownNameError(f"no {self.kind} selected by {spec!r}")
+        return out
+
+
+def _origin(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def load_plugin_file(path: str) -> None:
+    """Import a Python file whose decorators register components (``--plugin file.py``)."""
+    file = Path(path)
+    if not file.is_file():
+        raise MibenchError(f"plugin file {path} does not exist; pass a path to a .py file")
+    name = f"mibench_plugin_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise MibenchError(f"plugin file {path} cannot be imported; it must be a .py file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[name]
+        raise MibenchError(f"plugin file {path} raised {type(err).__name__}: {err}") from err
+
+
+ATTACKS = Registry("attack", "mibench.attacks", ("mibench.attacks",))
+TARGETS = Registry("target", "mibench.targets", ("mibench.targets",))
+DATASETS = Registry("dataset", "mibench.datasets", ("mibench.datasets",))
+METRICS = Registry("metric", "mibench.metrics", ("mibench.metrics",))

@@ -1,0 +1,1 @@
+"""HTML reports: templates, tables and plots."""

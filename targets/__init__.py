@@ -1,0 +1,1 @@
+"""Target model zoo: architectures, heads, training and checkpoint formats."""
