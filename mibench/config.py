@@ -10,6 +10,7 @@ out-of-range value raises :class:`ConfigError` naming the field.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, ClassVar, Mapping
@@ -124,8 +125,10 @@ class Config:
         values.update(overrides or {})
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
+            close = difflib.get_close_matches(unknown[0], cls.field_names(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(f"{cls.__qualname__} has no field {', '.join(map(repr, unknown))}; "
-                              f"fields are: {', '.join(cls.field_names())}")
+                              f"{hint}fields are: {', '.join(cls.field_names())}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,33 @@
+# The README's commands. Both create .venv on a fresh machine (Python 3.11) and install first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mibench-installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check --progress-bar off -q
+
+.PHONY: install run test test-all benchmarks clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -e '.[dev]'
+	touch $(STAMP)
+
+run: install        ## the main job: all attacks against ArcFace, then the HTML report
+	$(BIN)/mibench run --attacks all --targets arcface
+	$(BIN)/mibench report
+
+test: install       ## the default (fast) test suite; this is what .ci/run calls
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: install   ## every test, slow ones included
+	$(BIN)/python -m pytest -q
+
+benchmarks: install ## speed and difficulty measurements (printed, not asserted)
+	$(BIN)/python benchmarks/world_speed.py
+	$(BIN)/python benchmarks/world_difficulty.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,91 @@
+"""The attack contract (design.md §2).
+
+An attack declares an :class:`AttackSpec` (who published it, what access it needs, what prior it
+trains) and a typed ``Config`` whose defaults are the paper's values. ``prepare`` trains or loads
+its priors (cached; target-dependent priors may query ``ctx.target``); ``invert`` returns one
+image in [0, 1] per entry of ``labels``. Attacks see the target only through the access view
+their spec allows, and the auxiliary split only — never private data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+from mibench.access import ACCESS_LEVELS, QueryLedger, TargetView
+from mibench.cache import Cache
+from mibench.config import Config
+from mibench.errors import ConfigError
+from mibench.world import Split
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """What an attack is and what it needs."""
+
+    name: str
+    title: str
+    paper: str
+    year: int
+    access: str
+    prior: str
+    target_dependent_prior: bool = False
+
+    def __post_init__(self) -> None:
+        if self.access not in ACCESS_LEVELS:
+            raise ConfigError(f"AttackSpec {self.name!r}: access must be one of "
+                              f"{ACCESS_LEVELS}, got {self.access!r}")
+
+
+@dataclass
+class AttackContext:
+    """Everything an attack may use besides the target view: never private data."""
+
+    aux: Split
+    cache: Cache
+    device: torch.device
+    seed: int
+    ledger: QueryLedger
+    target: TargetView | None = None
+    preset: str = "mini"
+    show_progress: bool = True
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("mibench.attack"))
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A fresh generator seeded from the run seed (on the attack's device)."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self.seed + offset)
+        return gen
+
+    def progress(self, iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
+        """A progress bar (hidden when progress display is off)."""
+        return tqdm(iterable, disable=not self.show_progress, dynamic_ncols=True, **kwargs)
+
+
+class Attack:
+    """Base class: subclasses set ``spec`` and ``Config`` and implement :meth:`invert`."""
+
+    spec: ClassVar[AttackSpec]
+    Config: ClassVar[type[Config]] = Config
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+        if not isinstance(self.config, self.Config):
+            raise ConfigError(f"{type(self).__name__} takes a {self.Config.__qualname__}, "
+                              f"got {type(self.config).__name__}")
+
+    def prepare(self, ctx: AttackContext) -> None:
+        """Train or load the attack's priors (cached). Default: nothing to prepare."""
+
+    def invert(self, target: TargetView, labels: torch.Tensor,
+               ctx: AttackContext) -> torch.Tensor:
+        """Images in [0, 1], N×3×H×W, one per entry of ``labels``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
+        return f"{type(self).__name__}({params})"

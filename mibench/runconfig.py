@@ -1,0 +1,82 @@
+"""Resolving a run's full configuration: preset → YAML file → ``--set`` → command-line flags.
+
+The resolved tree is what ``mibench run --dry-run`` prints and what is stored with results::
+
+    preset: mini
+    run:     {attacks, targets, aux, identities, samples, seed, device, ...}   (RunConfig)
+    world:   {...}                                  (the world dataset's Config)
+    attacks: {<name>: {...}}                        (each selected attack's Config)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from mibench.config import DEFAULT_PRESET, PRESETS, Config, load_yaml, param, parse_assignment, set_path
+from mibench.errors import ConfigError
+from mibench.registry import ATTACKS, DATASETS
+
+SECTIONS = ("preset", "run", "world", "attacks")
+
+
+@dataclass
+class RunConfig(Config):
+    """Settings of one ``mibench run`` (the benchmark protocol's knobs)."""
+
+    attacks: str = param("all", "attacks to run: names, comma list, glob or 'all'")
+    targets: str = param("arcface", "targets to attack: names, aliases, patterns or 'all'")
+    world: str = param("synth", "the world (dataset) to run in")
+    aux: Literal["similar", "hq", "wild"] = param("similar", "auxiliary data given to attacks")
+    identities: int = param(1000, "attack the first N private identities", ge=1)
+    samples: int = param(16, "generated samples per identity (the paper's 16)", ge=1)
+    seed: int = param(0, "seed of the world, training and attacks", ge=0)
+    device: Literal["auto", "cpu", "cuda"] = param("auto", "auto picks CUDA when present")
+    results_dir: str = param("runs", "directory of the results store")
+    cache_dir: str = param("", "cache directory ('' = $MIBENCH_CACHE or ~/.cache/mibench)")
+
+    presets = {
+        "smoke": {"identities": 2, "samples": 2},
+        "mini": {"identities": 10},
+    }
+
+
+def resolve(preset: str | None = None, config_file: str | None = None,
+            assignments: list[str] | None = None,
+            flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the fully resolved, validated configuration tree of a run."""
+    tree: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    unknown = sorted(set(tree) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {unknown}; sections are {list(SECTIONS)}")
+    for text in assignments or []:
+        path, value = parse_assignment(text)
+        if path[0] not in SECTIONS:
+            raise ConfigError(f"--set {text}: unknown section {path[0]!r}; "
+                              f"use one of {list(SECTIONS)} (e.g. run.seed=1)")
+        set_path(tree, path, value)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            set_path(tree, ["run", key], value)
+    chosen = preset or tree.get("preset") or DEFAULT_PRESET
+    if chosen not in PRESETS:
+        raise ConfigError(f"unknown preset {chosen!r}; choose one of {sorted(PRESETS)}")
+
+    run = RunConfig.resolve(chosen, _section(tree, "run"))
+    world_cls = DATASETS.get(run.world)
+    world = world_cls.Config.resolve(chosen, _section(tree, "world"))
+    attack_overrides = _section(tree, "attacks")
+    names = ATTACKS.expand(run.attacks) if ATTACKS.names() else []
+    stray = sorted(set(attack_overrides) - set(names))
+    if stray:
+        raise ConfigError(f"config for attack(s) {stray} that this run does not select")
+    attacks = {name: ATTACKS.get(name).Config.resolve(chosen, _section(attack_overrides, name))
+               .to_dict() for name in names}
+    return {"preset": chosen, "run": run.to_dict(), "world": world.to_dict(), "attacks": attacks}
+
+
+def _section(tree: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = tree.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config section {name!r} must be a mapping, got {value!r}")
+    return dict(value)
