@@ -1,0 +1,64 @@
+"""The command line: help, listings, config resolution and honest 'not built yet' messages."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from mibench import __version__
+from mibench.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version_and_help_show_examples(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"mibench {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "mibench run --attacks all --targets arcface" in out
+
+
+def test_list_presets(capsys):
+    code, out, _ = run(capsys, "list", "presets")
+    assert code == 0
+    for name in ("smoke", "mini", "paper"):
+        assert name in out
+
+
+def test_dry_run_prints_the_resolved_config(capsys, tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("preset: smoke\nrun:\n  samples: 3\nworld:\n  resolution: 48\n")
+    code, out, _ = run(capsys, "run", "--dry-run", "--config", str(config),
+                       "--set", "run.seed=7", "--identities", "5")
+    assert code == 0
+    tree = yaml.safe_load(out)
+    assert tree["preset"] == "smoke"
+    assert tree["run"]["seed"] == 7 and tree["run"]["samples"] == 3
+    assert tree["run"]["identities"] == 5
+    assert tree["world"]["resolution"] == 48
+    code, out, _ = run(capsys, "run", "--dry-run", "--preset", "mini")
+    mini = yaml.safe_load(out)
+    assert mini["run"]["identities"] == 10 and mini["run"]["samples"] == 16
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--dry-run", "--set", "run.samples=0"], "RunConfig.samples: must be >= 1, got 0"),
+    (["run", "--dry-run", "--set", "run.sampels=4"], "did you mean 'samples'?"),
+    (["run", "--dry-run", "--set", "world.resolution=big"], "resolution: expected an integer"),
+    (["run", "--dry-run", "--set", "nope"], "--set expects key=value"),
+    (["run", "--dry-run", "--config", "/no/such.yaml"], "config file /no/such.yaml does not exist"),
+    (["run"], "is not built yet"),
+    (["report"], "not built yet"),
+])
+def test_errors_are_one_line(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("mibench: error: ") and message in err
+    assert err.count("\n") == 1
