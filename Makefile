@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mibench-installed
-PIP    := $(BIN)/python -m pip --disable-pip-version-check --progress-bar off -q
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: install run test test-all benchmarks clean
 
@@ -11,8 +11,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -q --progress-bar off torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q --progress-bar off -e '.[dev]'
 	touch $(STAMP)
 
 run: install        ## the main job: all attacks against ArcFace, then the HTML report

@@ -1,0 +1,159 @@
+"""Results store: one SQLite database per results directory (design.md §4).
+
+Tables: ``runs`` (resolved config, package versions, device, seed), ``cells`` (one per
+(attack, target, aux, seed) of a run: status, timings, queries, error) and ``metrics`` (one row
+per cell, image set and metric: a value, or the reason it could not be computed). A cell's
+metrics and its ``done`` status are written in one transaction, so a cell is either finished
+with all its numbers or not finished at all; ``--resume`` redoes exactly the unfinished cells.
+Images live beside the database in ``<run>/<attack>/<target>/images/<identity>/<k>.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from mibench.errors import MibenchError
+
+DB_NAME = "mibench.db"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, created REAL NOT NULL, config TEXT NOT NULL,
+    versions TEXT NOT NULL, device TEXT NOT NULL, command TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), attack TEXT NOT NULL, target TEXT NOT NULL,
+    aux TEXT NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL,
+    started REAL, finished REAL, timings TEXT, queries TEXT, error TEXT, images TEXT,
+    PRIMARY KEY (run_id, attack, target, aux, seed)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, attack TEXT NOT NULL, target TEXT NOT NULL, aux TEXT NOT NULL,
+    seed INTEGER NOT NULL, subset TEXT NOT NULL, name TEXT NOT NULL, value REAL, reason TEXT,
+    PRIMARY KEY (run_id, attack, target, aux, seed, subset, name),
+    CHECK ((value IS NULL) != (reason IS NULL))
+);
+"""
+STATUSES = ("pending", "running", "done", "failed")
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """One grid cell of a run."""
+
+    run_id: str
+    attack: str
+    target: str
+    aux: str
+    seed: int
+
+    def as_tuple(self) -> tuple[str, str, str, str, int]:
+        return (self.run_id, self.attack, self.target, self.aux, self.seed)
+
+
+class Store:
+    """The SQLite database of one results directory."""
+
+    def __init__(self, results_dir: str | Path) -> None:
+        self.root = Path(results_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / DB_NAME
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed on success, rolled back on any error."""
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30)) as db:
+                db.row_factory = sqlite3.Row
+                with db:
+                    yield db
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise
+        except sqlite3.DatabaseError as err:
+            raise MibenchError(f"results database {self.path} is unreadable ({err}); move it "
+                               f"away or pass another --results-dir") from err
+
+    def create_run(self, run_id: str, config: dict[str, Any], versions: dict[str, str],
+                   device: str, command: str) -> None:
+        with self._connect() as db:
+            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?)",
+                       (run_id, time.time(), json.dumps(config), json.dumps(versions), device,
+                        command))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise MibenchError(f"no run {run_id!r} in {self.path}; see the run ids with "
+                               f"`mibench report --list`")
+        return {**dict(row), "config": json.loads(row["config"]),
+                "versions": json.loads(row["versions"])}
+
+    def run_ids(self) -> list[str]:
+        """All run ids, oldest first."""
+        with self._connect() as db:
+            return [r[0] for r in db.execute("SELECT run_id FROM runs ORDER BY created")]
+
+    def add_cells(self, keys: list[CellKey]) -> None:
+        """Register cells as pending (cells already present keep their state)."""
+        with self._connect() as db:
+            db.executemany("INSERT OR IGNORE INTO cells (run_id, attack, target, aux, seed, "
+                           "status) VALUES (?, ?, ?, ?, ?, 'pending')",
+                           [k.as_tuple() for k in keys])
+
+    def status(self, key: CellKey) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT status FROM cells WHERE run_id=? AND attack=? AND "
+                             "target=? AND aux=? AND seed=?", key.as_tuple()).fetchone()
+        return None if row is None else row[0]
+
+    def start_cell(self, key: CellKey) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM metrics WHERE run_id=? AND attack=? AND target=? AND aux=? "
+                       "AND seed=?", key.as_tuple())
+            db.execute("UPDATE cells SET status='running', started=?, finished=NULL, "
+                       "error=NULL WHERE run_id=? AND attack=? AND target=? AND aux=? AND "
+                       "seed=?", (time.time(), *key.as_tuple()))
+
+    def finish_cell(self, key: CellKey, metrics: list[tuple[str, str, float | None, str | None]],
+                    timings: dict[str, float], queries: dict[str, Any], images: str) -> None:
+        """Store a finished cell: ``metrics`` rows are (subset, name, value, reason)."""
+        with self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(*key.as_tuple(), subset, name, value, reason)
+                            for subset, name, value, reason in metrics])
+            db.execute("UPDATE cells SET status='done', finished=?, timings=?, queries=?, "
+                       "images=? WHERE run_id=? AND attack=? AND target=? AND aux=? AND seed=?",
+                       (time.time(), json.dumps(timings), json.dumps(queries), images,
+                        *key.as_tuple()))
+
+    def fail_cell(self, key: CellKey, error: str) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE cells SET status='failed', finished=?, error=? WHERE run_id=? "
+                       "AND attack=? AND target=? AND aux=? AND seed=?",
+                       (time.time(), error, *key.as_tuple()))
+
+    def cells(self, run_id: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM cells WHERE run_id=? ORDER BY attack, target, aux, "
+                              "seed", (run_id,)).fetchall()
+        out = []
+        for row in rows:
+            cell = dict(row)
+            for field in ("timings", "queries"):
+                cell[field] = json.loads(cell[field]) if cell[field] else {}
+            out.append(cell)
+        return out
+
+    def metrics(self, run_id: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY attack, target, "
+                              "aux, seed, subset, name", (run_id,)).fetchall()
+        return [dict(r) for r in rows]

@@ -1,0 +1,98 @@
+"""``TargetConfig``: which network, which loss, how to train it (defaults = published values).
+
+Defaults follow the published recipes at 112×112: insightface ``arcface_torch`` (SGD, lr 0.1,
+momentum 0.9, weight decay 5e-4, batch 128, 20 epochs; ArcFace s=64 m=0.5, CosFace s=64 m=0.35)
+and FaceNet's triplet margin 0.2. The KEDMI closed-set targets were trained with SGD lr 0.01,
+weight decay 1e-4, batch 64 (``CLOSED_SET_RECIPE``; the zoo applies it to closed-set entries).
+Presets scale width, resolution, embedding size and epochs, never the losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+from mibench.config import Config, param
+from mibench.errors import ConfigError
+from mibench.targets.architectures import MIN_RESOLUTION
+
+DEPTHS: dict[str, tuple[int, ...]] = {
+    "iresnet": (18, 34, 50, 100),
+    "irse": (50, 100, 152),
+    "inception_resnet": (),
+}
+LOSSES: dict[str, tuple[str, ...]] = {
+    "closed": ("softmax",),
+    "open": ("arcface", "cosface", "triplet"),
+}
+PUBLISHED_MARGIN: dict[str, float] = {"arcface": 0.5, "cosface": 0.35, "triplet": 0.2}
+CLOSED_SET_RECIPE: Mapping[str, Any] = {"lr": 0.01, "weight_decay": 1e-4, "batch_size": 64}
+
+
+@dataclass
+class TargetConfig(Config):
+    """A target model: architecture, size, loss and training schedule."""
+
+    arch: str = param("iresnet", "network family: iresnet (ArcFace/CosFace), irse (IR-152, "
+                      "face.evoLVe IR-50), inception_resnet (FaceNet)",
+                      choices=tuple(DEPTHS))
+    depth: int = param(50, "layers: iresnet 18/34/50/100, irse 50/100/152; "
+                       "not used by inception_resnet")
+    layout: str = param("kedmi", "irse key layout: kedmi (IR152/FaceNet64 targets) or "
+                        "evolve112 (the FaceNet112 evaluation model)",
+                        choices=("kedmi", "evolve112"))
+    width: float = param(1.0, "channel multiplier (1.0 = published widths)", gt=0.0, le=4.0)
+    resolution: int = param(112, "input side in pixels (Inception-ResNet needs at least "
+                            f"{MIN_RESOLUTION}; smaller values are raised to it)", ge=8)
+    feature_dim: int = param(512, "embedding size", ge=2)
+    kind: str = param("open", "closed: linear head over the private identities; open: "
+                      "embedding model + enrolled gallery", choices=tuple(LOSSES))
+    loss: str = param("arcface", "softmax (closed-set) or arcface / cosface / triplet (open-set)",
+                      choices=("softmax", "arcface", "cosface", "triplet"))
+    margin: float | None = param(None, "margin; default = the loss's published value "
+                                 "(ArcFace 0.5, CosFace 0.35, triplet 0.2)", ge=0.0)
+    scale: float = param(64.0, "logit scale s of the margin heads and the open-set gallery",
+                         gt=0.0)
+    pixel_norm: str = param("arch", "input normalisation: arch (the published (x-0.5)/0.5, "
+                            "facenet-pytorch (x-127.5)/128) or none ([0,1], KEDMI/GMI targets)",
+                            choices=("arch", "none"))
+    epochs: int = param(20, "training epochs", ge=1)
+    batch_size: int = param(128, "training batch size", ge=2)
+    lr: float = param(0.1, "SGD learning rate (cosine decay to 0)", gt=0.0)
+    momentum: float = param(0.9, "SGD momentum", ge=0.0, lt=1.0)
+    weight_decay: float = param(5e-4, "SGD weight decay", ge=0.0)
+    images_per_identity: int = param(4, "triplet P×K batches: images per identity (K)", ge=2)
+    augment: bool = param(True, "light augmentation: flip, small crop jitter, brightness")
+    seed: int = param(0, "seed for initialisation, batch order and augmentation", ge=0)
+
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "smoke": {"width": 0.0625, "resolution": 32, "feature_dim": 32, "epochs": 1,
+                  "batch_size": 16},
+        "mini": {"width": 0.25, "resolution": 64, "feature_dim": 128, "epochs": 8,
+                 "batch_size": 64},
+        "paper": {"width": 1.0, "resolution": 112, "feature_dim": 512, "epochs": 20,
+                  "batch_size": 128},
+    }
+
+    def validate(self) -> None:
+        depths = DEPTHS[self.arch]
+        if depths and self.depth not in depths:
+            raise ConfigError(f"TargetConfig.depth: {self.arch} comes in depths "
+                              f"{list(depths)}, got {self.depth}")
+        if self.loss not in LOSSES[self.kind]:
+            raise ConfigError(f"TargetConfig.loss: a {self.kind}-set target trains with "
+                              f"{' / '.join(LOSSES[self.kind])}, got {self.loss!r}")
+
+    @property
+    def input_resolution(self) -> int:
+        """The side the network sees: ``resolution``, raised to the architecture's minimum."""
+        if self.arch == "inception_resnet":
+            return max(self.resolution, MIN_RESOLUTION)
+        return self.resolution
+
+    @property
+    def resolved_margin(self) -> float:
+        """``margin`` or, when unset, the loss's published margin (0 for softmax)."""
+        if self.margin is not None:
+            return self.margin
+        return PUBLISHED_MARGIN.get(self.loss, 0.0)
