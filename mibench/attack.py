@@ -20,6 +20,7 @@ from mibench.access import ACCESS_LEVELS, QueryLedger, TargetView
 from mibench.cache import Cache
 from mibench.config import Config
 from mibench.errors import ConfigError
+from mibench.selection import best_per_identity, label_confidence, label_hits
 from mibench.world import Split
 
 
@@ -51,6 +52,7 @@ class AttackContext:
     seed: int
     ledger: QueryLedger
     target: TargetView | None = None
+    data_fingerprint: str = ""
     preset: str = "mini"
     show_progress: bool = True
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("mibench.attack"))
@@ -85,6 +87,17 @@ class Attack:
                ctx: AttackContext) -> torch.Tensor:
         """Images in [0, 1], N×3×H×W, one per entry of ``labels``."""
         raise NotImplementedError
+
+    def select(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
+               ctx: AttackContext) -> torch.Tensor:
+        """Index of each identity's best sample (identities in first-seen order).
+
+        Default: the highest target probability of the intended identity when the access
+        allows scores; with label-only access, the first sample labelled as that identity.
+        """
+        if target.access == "labels":
+            return best_per_identity(label_hits(target, images, labels), labels)
+        return best_per_identity(label_confidence(target, images, labels), labels)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
