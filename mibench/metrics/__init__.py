@@ -1,1 +1,17 @@
-"""Metric definitions and computations (built in the harness issue)."""
+"""Metrics for model-inversion results (design.md §2).
+
+Importing the package registers every built-in metric in ``mibench.registry.METRICS``:
+``target_acc1/5``, ``eval_acc1/5`` (accuracy.py), ``knn_l2``, ``knn_cos``, ``feat_dist``
+(knn.py), ``fid`` (fid.py, weights from inception.py), ``lpips`` and ``st_lpips``
+(perceptual.py). The harness builds one :class:`PrivateReference` per run and calls
+:func:`evaluate` per image set.
+"""
+
+from mibench.metrics import accuracy, fid, knn, perceptual  # noqa: F401  (registration)
+from mibench.metrics.base import Metric, MetricSpec, MetricUnavailable, MetricValue, metric
+from mibench.metrics.context import EvalContext
+from mibench.metrics.evaluate import default_metrics, evaluate
+from mibench.metrics.reference import PrivateReference
+
+__all__ = ["EvalContext", "Metric", "MetricSpec", "MetricUnavailable", "MetricValue",
+           "PrivateReference", "default_metrics", "evaluate", "metric"]

