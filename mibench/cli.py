@@ -24,10 +24,10 @@ examples:
                                               print the fully resolved configuration
   mibench run --preset smoke --set run.seed=3 --set world.resolution=32 --dry-run
   mibench --plugin my_attack.py list attacks  load a plugin file, then list
+  mibench zoo train arcface-* --preset mini   train (or load from the cache) zoo models
+  mibench zoo import ir152.tar --as ir152     install your own weights for a zoo name
 """
 
-NOT_BUILT = ("the benchmark harness (running cells, metrics, results store) is not built yet; "
-             "`mibench run --dry-run` prints the resolved configuration meanwhile")
 REPORT_NOT_BUILT = ("HTML reports are not built yet (they need the results store of "
                     "`mibench run`, which is not built yet either)")
 
@@ -107,19 +107,101 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mibench.harness import Harness, summary_table
+    from mibench.store import Store
+
     flags = {k: getattr(args, k) for k in ("attacks", "targets", "aux", "identities", "samples",
                                            "seed", "device", "results_dir", "cache_dir")}
-    tree = _resolved(args, **flags)
-    if TARGETS.names():
-        TARGETS.expand(tree["run"]["targets"])
+    run_id = None
+    if args.resume:
+        store = Store(args.results_dir or "runs")
+        ids = store.run_ids()
+        if not ids:
+            raise MibenchError(f"nothing to resume in {store.root}; start a run without --resume")
+        run_id = ids[-1] if args.resume == "latest" else args.resume
+        tree = store.run(run_id)["config"]
+        print(f"resuming run {run_id} with its stored configuration")
+    else:
+        tree = _resolved(args, **flags)
     if args.dry_run:
         print(yaml.safe_dump(tree, sort_keys=False).rstrip())
         return 0
-    raise MibenchError(NOT_BUILT)
+    harness = Harness(tree, show_progress=not args.quiet)
+    run_id = harness.start(run_id, command=" ".join(["mibench", *sys.argv[1:]]))
+    print(f"run {run_id}: {len(harness.attacks)} attack(s) × {len(harness.targets)} target(s), "
+          f"preset {tree['preset']}, device {harness.device}")
+    results = harness.execute(run_id)
+    print(summary_table(results))
+    failed = [r for r in results if r.status != "done"]
+    print(f"run {run_id}: {len(results) - len(failed)} cell(s) done, {len(failed)} failed; "
+          f"results in {harness.store.root} (`mibench report {run_id}`)")
+    return 1 if failed else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     raise MibenchError(REPORT_NOT_BUILT)
+
+
+def _zoo_context(args: argparse.Namespace) -> tuple[Any, Cache, str]:
+    """(world, cache, preset) of a ``zoo`` command: the world its targets are trained in."""
+    tree = _resolved(args, cache_dir=args.cache_dir)
+    dataset = DATASETS.get(tree["run"]["world"])
+    cache = Cache(tree["run"]["cache_dir"] or None)
+    world = dataset.build(dataset.Config(**tree["world"]), cache,
+                          progress=not getattr(args, "quiet", False))
+    return world, cache, tree["preset"]
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def cmd_zoo_train(args: argparse.Namespace) -> int:
+    from mibench.targets.zoo import expand_names, get_entry, load_entry
+
+    names = expand_names(args.names)
+    world, cache, preset = _zoo_context(args)
+    rows = []
+    for name in names:
+        model = load_entry(get_entry(name), world, cache, preset, args.device,
+                           progress=not args.quiet)
+        seconds = model.metrics.get("wall_time_s")
+        rows.append([name, model.target.kind, _percent(model.metrics.get("val_accuracy")),
+                     "-" if seconds is None else f"{seconds:.0f}s", model.source])
+    print(_table(["name", "kind", "private-test acc", "train time", "source"], rows))
+    return 0
+
+
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from mibench.targets.zoo import EVALUATORS, entry_status, get_entry
+
+    world, cache, preset = _zoo_context(args)
+    rows = []
+    for name in [*TARGETS.names(), *EVALUATORS.names()]:
+        status = entry_status(get_entry(name), world, cache, preset)
+        kind = status.kind if status.role == "target" else f"{status.kind} (evaluation)"
+        seconds = "-" if status.train_seconds is None else f"{status.train_seconds:.0f}s"
+        rows.append([name, kind, f"{status.params / 1e6:.2f}M", f"{status.resolution}px",
+                     _percent(status.accuracy), seconds, status.state])
+    print(f"preset {preset}, world {world.name} {world.fingerprint}; accuracy on private-test "
+          "(open set: identification against the enrolled gallery)")
+    print(_table(["name", "kind", "params", "resolution", "accuracy", "train time", "state"],
+                 rows))
+    return 0
+
+
+def cmd_zoo_import(args: argparse.Namespace) -> int:
+    from mibench.config import parse_assignment
+    from mibench.targets.zoo import import_weights
+
+    overrides = {}
+    for text in args.arch:
+        path, value = parse_assignment(text)
+        overrides[".".join(path)] = value
+    world, cache, preset = _zoo_context(args)
+    path = import_weights(args.file, args.name, world, cache, preset, overrides)
+    print(f"installed {args.file} as {args.name} for preset {preset}: {path}")
+    return 0
 
 
 def _config_options(parser: argparse.ArgumentParser) -> None:
@@ -171,9 +253,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed (default 0)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--results-dir", help="results directory (default ./runs)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
+                   help="continue an interrupted run (default: the latest in --results-dir)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=cmd_run)
+
+    zoo = sub.add_parser("zoo", help="train, list or import targets and evaluation models")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
+    p = zoo_sub.add_parser("train", help="train zoo models (or load them from the cache)")
+    _config_options(p)
+    p.add_argument("names", help="names, aliases, patterns (arcface-*) or 'all' (every target "
+                   "and evaluation model)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="default: auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_zoo_train)
+    p = zoo_sub.add_parser("list", help="every zoo model: kind, size, accuracy, cached or not")
+    _config_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_zoo_list)
+    p = zoo_sub.add_parser("import", help="install your checkpoint for a zoo name (it then "
+                           "takes precedence over training at that preset)",
+                           epilog="formats: KEDMI/GMI/PLG-MI .tar, MIA toolbox v2, PPA, "
+                           "insightface backbone.pth, bare state dicts, mibench checkpoints",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    _config_options(p)
+    p.add_argument("file", help="the checkpoint file")
+    p.add_argument("--as", dest="name", required=True, help="zoo name, e.g. ir152")
+    p.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture field where the file differs from the preset's, e.g. "
+                   "width=1.0 resolution=64 feature_dim=512 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_zoo_import)
 
     p = sub.add_parser("report", help="render an HTML report of runs")
     p.add_argument("runs", nargs="*", help="run ids (default: the latest)")

@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping
 
 from mibench.config import DEFAULT_PRESET, PRESETS, Config, load_yaml, param, parse_assignment, set_path
 from mibench.errors import ConfigError
-from mibench.registry import ATTACKS, DATASETS
+from mibench.registry import ATTACKS, DATASETS, TARGETS
 
 SECTIONS = ("preset", "run", "world", "attacks")
 
@@ -65,6 +65,7 @@ def resolve(preset: str | None = None, config_file: str | None = None,
     run = RunConfig.resolve(chosen, _section(tree, "run"))
     world_cls = DATASETS.get(run.world)
     world = world_cls.Config.resolve(chosen, _section(tree, "world"))
+    TARGETS.expand(run.targets)
     attack_overrides = _section(tree, "attacks")
     names = ATTACKS.expand(run.attacks) if ATTACKS.names() else []
     stray = sorted(set(attack_overrides) - set(names))

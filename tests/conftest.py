@@ -24,3 +24,10 @@ def _seed(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture
 def cache(tmp_path) -> Cache:
     return Cache(tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One cache directory for the whole session, so smoke worlds, targets, evaluation models
+    and priors are trained once and shared by every end-to-end test."""
+    return str(tmp_path_factory.mktemp("smoke-cache"))

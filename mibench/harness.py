@@ -1,0 +1,224 @@
+"""The benchmark loop: every (attack, target) cell of a run, resumable (design.md §4).
+
+For each cell: load the target (trained and cached on first use), wrap it in the access view
+the attack's spec allows, ``prepare`` the attack's priors, ``invert`` ``samples`` images for
+each of the first ``identities`` private identities, let the attack ``select`` one per identity,
+evaluate both image sets, and store images, metrics, timings and query counts. A failing cell
+records its error and the run goes on. A cell is written in one transaction after its images
+are in place, so ``--resume`` redoes exactly the cells that did not finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from mibench.access import QueryLedger, view_for
+from mibench.attack import Attack, AttackContext
+from mibench.cache import Cache
+from mibench.errors import MibenchError
+from mibench.metrics.evaluate import evaluate
+from mibench.metrics.reference import PrivateReference
+from mibench.registry import ATTACKS, DATASETS, TARGETS
+from mibench.store import CellKey, Store
+from mibench.targets.zoo import entry_key, get_entry, load_entry, load_evaluator, resolve_device
+from mibench.world import World
+
+log = logging.getLogger("mibench.harness")
+PACKAGES = ("mibench", "torch", "torchvision", "numpy", "diffusers", "kornia", "lpips",
+            "pytorch-fid", "scikit-learn")
+
+
+@dataclass
+class CellResult:
+    key: CellKey
+    status: str
+    summary: dict[str, float | None]
+    error: str | None = None
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+
+
+class Harness:
+    """Runs the cells of one run described by a resolved configuration tree."""
+
+    def __init__(self, tree: dict[str, Any], *, show_progress: bool = True) -> None:
+        self.tree = tree
+        self.run_cfg = tree["run"]
+        self.preset = tree["preset"]
+        self.show_progress = show_progress
+        self.device = resolve_device(self.run_cfg["device"])
+        self.cache = Cache(self.run_cfg["cache_dir"] or None)
+        self.store = Store(self.run_cfg["results_dir"])
+        self.attacks = ATTACKS.expand(self.run_cfg["attacks"])
+        self.targets = TARGETS.expand(self.run_cfg["targets"])
+
+    def cells(self, run_id: str) -> list[CellKey]:
+        aux, seed = self.run_cfg["aux"], self.run_cfg["seed"]
+        return [CellKey(run_id, a, t, aux, seed) for a in self.attacks for t in self.targets]
+
+    def start(self, run_id: str | None = None, command: str = "") -> str:
+        """Register a new run (or re-open ``run_id``) and its cells; returns the run id."""
+        if run_id is None:
+            run_id = new_run_id()
+            self.store.create_run(run_id, self.tree, package_versions(), str(self.device),
+                                  command)
+        self.store.add_cells(self.cells(run_id))
+        return run_id
+
+    def execute(self, run_id: str) -> list[CellResult]:
+        """Run every unfinished cell of ``run_id``."""
+        world = self._world()
+        evaluator = load_evaluator(world, self.cache, self.preset, self.device,
+                                   self.show_progress)
+        reference = PrivateReference(world.split("private-train"), evaluator)
+        results = []
+        for key in self.cells(run_id):
+            if self.store.status(key) == "done":
+                log.info("%s × %s: done earlier, kept", key.attack, key.target)
+                results.append(CellResult(key, "done", self._summary(key)))
+                continue
+            results.append(self._run_cell(key, world, reference))
+        return results
+
+    def _world(self) -> World:
+        dataset = DATASETS.get(self.run_cfg["world"])
+        config = dataset.Config(**self.tree["world"])
+        return dataset.build(config, self.cache, progress=self.show_progress)
+
+    def _run_cell(self, key: CellKey, world: World, reference: PrivateReference) -> CellResult:
+        self.store.start_cell(key)
+        cell_dir = self.store.root / key.run_id / key.attack / key.target
+        try:
+            metrics, timings, queries = self._attack_cell(key, world, reference, cell_dir)
+        except Exception as err:  # a failing cell is recorded and the run goes on
+            message = f"{type(err).__name__}: {err}".splitlines()[0]
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            (cell_dir / "error.log").write_text(traceback.format_exc())
+            self.store.fail_cell(key, message)
+            log.error("%s × %s failed: %s (traceback in %s)", key.attack, key.target, message,
+                      cell_dir / "error.log")
+            return CellResult(key, "failed", {}, message)
+        images = str((cell_dir / "images").relative_to(self.store.root))
+        self.store.finish_cell(key, metrics, timings, queries, images)
+        return CellResult(key, "done", self._summary(key))
+
+    def _attack_cell(self, key: CellKey, world: World, reference: PrivateReference,
+                     cell_dir: Path) -> tuple[list[tuple[str, str, float | None, str | None]],
+                                              dict[str, float], dict[str, Any]]:
+        attack_cls = ATTACKS.get(key.attack)
+        attack: Attack = attack_cls(attack_cls.Config(**self.tree["attacks"][key.attack]))
+        zoo = load_entry(get_entry(key.target), world, self.cache, self.preset, self.device,
+                         self.show_progress)
+        target = zoo.target
+        ledger = QueryLedger()
+        view = view_for(attack.spec.access, target, ledger)
+        fingerprint = f"{world.fingerprint}:{key.aux}"
+        if attack.spec.target_dependent_prior:
+            fingerprint += f":{key.target}:{entry_key(get_entry(key.target), world, self.cache, self.preset)}"
+        ctx = AttackContext(aux=world.aux(key.aux), cache=self.cache, device=self.device,
+                            seed=key.seed, ledger=ledger, target=view, preset=self.preset,
+                            data_fingerprint=fingerprint, show_progress=self.show_progress)
+        n_ids = min(self.run_cfg["identities"], world.num_private)
+        labels = torch.arange(n_ids).repeat_interleave(self.run_cfg["samples"])
+
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        attack.prepare(ctx)
+        timings["prepare_s"] = time.perf_counter() - clock
+        prepare_queries = {kind: ledger.total(kind) for kind in ledger.KINDS}
+
+        clock = time.perf_counter()
+        with ledger.scope(labels):
+            images = attack.invert(view, labels.to(self.device), ctx).detach().float().cpu()
+            timings["attack_s"] = time.perf_counter() - clock
+            _check_output(images, len(labels), key.attack)
+            selected = attack.select(view, images, labels, ctx).cpu()
+        timings["attack_s_per_identity"] = (time.perf_counter() - clock) / n_ids
+        attack_queries = {kind: ledger.total(kind) - prepare_queries[kind]
+                          for kind in ledger.KINDS}
+
+        _write_images(cell_dir / "images", images, labels, selected)
+        clock = time.perf_counter()
+        rows = []
+        for subset, (imgs, labs) in {"all": (images, labels),
+                                     "selected": (images[selected], labels[selected])}.items():
+            for value in evaluate(imgs, labs, target=target, private=reference):
+                rows.append((subset, value.name, value.value, value.reason))
+        timings["eval_s"] = time.perf_counter() - clock
+        queries = {"prepare": prepare_queries,
+                   "per_identity": {k: v / n_ids for k, v in attack_queries.items()},
+                   "ledger": ledger.to_dict()}
+        return rows, timings, queries
+
+    def _summary(self, key: CellKey) -> dict[str, float | None]:
+        rows = [m for m in self.store.metrics(key.run_id) if m["attack"] == key.attack
+                and m["target"] == key.target and m["subset"] == "all"]
+        return {m["name"]: m["value"] for m in rows}
+
+
+def _check_output(images: torch.Tensor, expected: int, attack: str) -> None:
+    if images.ndim != 4 or images.shape[:2] != (expected, 3):
+        raise MibenchError(f"attack {attack} returned {tuple(images.shape)} images; it must "
+                           f"return {expected}×3×H×W, one per label")
+    if images.min() < 0 or images.max() > 1:
+        raise MibenchError(f"attack {attack} returned images outside [0,1]; clamp or rescale")
+
+
+def _write_images(folder: Path, images: torch.Tensor, labels: torch.Tensor,
+                  selected: torch.Tensor) -> None:
+    """``images/<identity>/<k>.png`` plus ``samples.pt``, written aside and renamed in."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}-*"):  # left by a killed run
+        shutil.rmtree(stale)
+    tmp = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:6]}")
+    tmp.mkdir()
+    pixels = images.mul(255).round().to(torch.uint8)
+    counters: dict[int, int] = {}
+    for image, label in zip(pixels, labels.tolist()):
+        k = counters.get(label, 0)
+        counters[label] = k + 1
+        (tmp / str(label)).mkdir(exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp / str(label) / f"{k}.png")
+    torch.save({"images": pixels, "labels": labels, "selected": selected}, tmp / "samples.pt")
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
+def summary_table(results: list[CellResult]) -> str:
+    """A plain-text summary of the cells for the end of ``mibench run``."""
+    header = ["attack", "target", "status", "eval_acc1", "target_acc1", "knn_l2"]
+    rows = []
+    for r in results:
+        values = [r.summary.get(name) for name in header[3:]]
+        rows.append([r.key.attack, r.key.target, r.status if not r.error else
+                     f"failed: {r.error[:60]}",
+                     *("—" if v is None else f"{v:.3f}" for v in values)])
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+                     for row in [header, *rows])
+
