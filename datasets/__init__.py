@@ -1,1 +1,3 @@
 """Datasets: the synthetic face world and real-data adapters (registered on import)."""
+
+from mibench.datasets.synth import world as _synth_world  # noqa: F401  (registers "synth")
