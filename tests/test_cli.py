@@ -54,11 +54,32 @@ def test_dry_run_prints_the_resolved_config(capsys, tmp_path):
     (["run", "--dry-run", "--set", "world.resolution=big"], "resolution: expected an integer"),
     (["run", "--dry-run", "--set", "nope"], "--set expects key=value"),
     (["run", "--dry-run", "--config", "/no/such.yaml"], "config file /no/such.yaml does not exist"),
-    (["run"], "is not built yet"),
-    (["report"], "not built yet"),
+    (["run", "--dry-run", "--targets", "arcfase"], "unknown target 'arcfase'; did you mean"),
+    (["run", "--dry-run", "--attacks", "gmj"], "unknown attack 'gmj'; did you mean gmi"),
 ])
 def test_errors_are_one_line(capsys, argv, message):
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert err.startswith("mibench: error: ") and message in err
     assert err.count("\n") == 1
+
+
+def test_data_build_and_show(capsys, tmp_path):
+    cache = str(tmp_path / "cache")
+    code, out, _ = run(capsys, "data", "build", "--preset", "smoke", "--cache-dir", cache,
+                       "--quiet")
+    assert code == 0
+    assert "private-train" in out and "aux-wild" in out and "32px" in out
+    png = tmp_path / "world.png"
+    code, out, _ = run(capsys, "data", "show", "--preset", "smoke", "--cache-dir", cache,
+                       "--out", str(png), "--identities", "3", "--images", "4", "--quiet")
+    assert code == 0 and png.stat().st_size > 10_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_list_shows_registered_components(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    for expected in ("gmi", "Zhang et al., CVPR (2020)", "whitebox", "synth", "arcface-18",
+                     "eval_acc1"):
+        assert expected in out
