@@ -23,6 +23,7 @@ run: install        ## the main job: all attacks against ArcFace, then the HTML 
 	$(BIN)/mibench report
 
 test: install       ## the default (fast) test suite; this is what .ci/run calls
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-all: install   ## every test, slow ones included

@@ -28,10 +28,6 @@ examples:
   mibench zoo import ir152.tar --as ir152     install your own weights for a zoo name
 """
 
-REPORT_NOT_BUILT = ("HTML reports are not built yet (they need the results store of "
-                    "`mibench run`, which is not built yet either)")
-
-
 def _describe(obj: Any) -> str:
     text = getattr(obj, "description", None) or (obj.__doc__ or "").strip()
     return text.splitlines()[0] if text else ""
@@ -139,7 +135,34 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    raise MibenchError(REPORT_NOT_BUILT)
+    from pathlib import Path
+
+    from mibench.cache import atomic_write_bytes
+    from mibench.reports.leaderboard import leaderboard_markdown
+    from mibench.reports.render import write_report
+    from mibench.reports.runs import load_run, open_store, pick_run_ids
+
+    results_dir = Path(args.results_dir)
+    store = open_store(results_dir)
+    if args.list:
+        rows = []
+        for run_id in store.run_ids():
+            run = load_run(store, run_id)
+            done = sum(c.done for c in run.cells)
+            rows.append([run_id, run.date, run.preset, ",".join(run.attacks),
+                         ",".join(run.targets), f"{done}/{len(run.cells)}"])
+        print(_table(["run", "created", "preset", "attacks", "targets", "cells done"], rows)
+              if rows else f"no runs in {results_dir}")
+        return 0
+    runs = [load_run(store, run_id) for run_id in pick_run_ids(store, args.runs)]
+    path = write_report(runs, args.out or results_dir / "report", figures=not args.no_figures,
+                        cache_dir=args.cache_dir, progress=not args.quiet)
+    print(f"wrote {path} ({', '.join(r.run_id for r in runs)})")
+    if args.leaderboard:
+        board = Path(args.leaderboard_out or "leaderboard.md")
+        atomic_write_bytes(board, leaderboard_markdown(runs).encode("utf-8"))
+        print(f"wrote {board}")
+    return 0
 
 
 def _zoo_context(args: argparse.Namespace) -> tuple[Any, Cache, str]:
@@ -287,10 +310,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_zoo_import)
 
-    p = sub.add_parser("report", help="render an HTML report of runs")
-    p.add_argument("runs", nargs="*", help="run ids (default: the latest)")
-    p.add_argument("--out", help="output directory")
+    p = sub.add_parser("report", help="render an HTML report of runs (and a leaderboard)",
+                       epilog="examples:\n  mibench report                  the latest run -> "
+                       "runs/report/index.html\n  mibench report RUN1 RUN2        compare two "
+                       "runs in one page\n  mibench report --leaderboard    also write "
+                       "./leaderboard.md",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run ids (default: the latest)")
+    p.add_argument("--results-dir", default="runs", metavar="DIR",
+                   help="results directory (default ./runs)")
+    p.add_argument("--out", metavar="DIR", help="output directory for index.html (default "
+                   "<results-dir>/report)")
     p.add_argument("--leaderboard", action="store_true", help="also write leaderboard.md")
+    p.add_argument("--leaderboard-out", metavar="PATH",
+                   help="where --leaderboard writes (default ./leaderboard.md)")
+    p.add_argument("--list", action="store_true", help="list the stored runs and exit")
+    p.add_argument("--no-figures", action="store_true",
+                   help="skip what needs the private data and evaluation model (private "
+                   "images, heatmaps, t-SNE)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="cache holding the run's world and evaluation model "
+                   "(default: the one the run used)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_report)
     return parser
 

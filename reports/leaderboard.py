@@ -1,0 +1,75 @@
+"""``leaderboard.md``: RobustBench-style markdown, one ranked table per target."""
+
+from __future__ import annotations
+
+from mibench.reports.runs import CellRecord, Measurement, RunRecord
+from mibench.reports.tables import ARROWS, Column, format_value, metric_columns
+
+RANK_BY = "eval_acc1"   # attack accuracy under the evaluation model, the field's headline number
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def rank_column(columns: list[Column]) -> Column | None:
+    """``RANK_BY`` when stored, else the first metric with a known direction."""
+    ranked = [c for c in columns if c.direction in ARROWS]
+    return next((c for c in ranked if c.name == RANK_BY), ranked[0] if ranked else None)
+
+
+def _sort_key(cell: CellRecord, column: Column | None) -> tuple[int, float, str]:
+    m = cell.measurement("all", column.name) if column else None
+    if m is None or m.value is None:
+        return (1, 0.0, cell.attack)
+    return (0, -m.value if column and column.direction == "higher" else m.value, cell.attack)
+
+
+def leaderboard_markdown(runs: list[RunRecord]) -> str:
+    """Values of the ``all`` image set; a missing value is ``n/a`` with its reason as footnote."""
+    cells = [c for run in runs for c in run.cells]
+    done = [c for c in cells if c.done]
+    columns = metric_columns(done)
+    ranking = rank_column(columns)
+    reasons: list[str] = []
+
+    def shown(m: Measurement | None) -> str:
+        if m is not None and m.value is not None:
+            return format_value(m.value)
+        reason = "not measured" if m is None else (m.reason or "no reason stored")
+        if reason not in reasons:
+            reasons.append(reason)
+        return f"n/a[^{reasons.index(reason) + 1}]"
+
+    by_id = {run.run_id: run for run in runs}
+    lines = ["# mibench leaderboard", ""]
+    if ranking is not None:
+        lines += [f"Ranked by `{ranking.name}` {ranking.arrow} on all generated images; "
+                  "↑ higher is better, ↓ lower is better.", ""]
+    header = ["Rank", "Attack", *(f"{c.name} {c.arrow}".rstrip() for c in columns), "Run",
+              "Preset", "Date"]
+    for target in sorted({c.target for c in done}):
+        ordered = sorted((c for c in done if c.target == target),
+                         key=lambda c: _sort_key(c, ranking))
+        lines += [f"## Target `{target}`", "", "| " + " | ".join(header) + " |",
+                  "|" + "|".join("---:" if i == 0 or 2 <= i < 2 + len(columns) else "---"
+                                 for i in range(len(header))) + "|"]
+        for rank, c in enumerate(ordered, 1):
+            run = by_id[c.run_id]
+            values = [shown(c.measurement("all", col.name)) for col in columns]
+            lines.append("| " + " | ".join([str(rank), c.attack, *values, f"`{c.run_id}`",
+                                            run.preset, run.date]) + " |")
+        lines.append("")
+    failed = [c for c in cells if not c.done]
+    if failed:
+        lines += ["## Cells without results", ""]
+        lines += [f"- `{c.attack}` × `{c.target}` (run `{c.run_id}`): {c.status}"
+                  + (f": {_escape(c.error)}" if c.error else "") for c in failed]
+        lines.append("")
+    lines += ["## Runs", "", "| Run | Preset | Date | Device | Command |", "|---|---|---|---|---|"]
+    lines += [f"| `{r.run_id}` | {r.preset} | {r.date} | {_escape(r.device)} | "
+              f"`{_escape(r.command)}` |" for r in runs]
+    if reasons:
+        lines.append("")
+        lines += [f"[^{i}]: {_escape(reason)}" for i, reason in enumerate(reasons, 1)]
+    return "\n".join(lines) + "\n"

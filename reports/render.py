@@ -1,0 +1,155 @@
+"""Render runs of a results store into one self-contained ``index.html`` (Jinja2)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from mibench import __version__
+from mibench.cache import atomic_write_bytes
+from mibench.errors import MibenchError
+from mibench.reports.figures import identity_centroids, similarity_heatmap, tsne_figure
+from mibench.reports.private import PrivateView, load_private
+from mibench.reports.runs import RunRecord
+from mibench.reports.samples import SampleGrid, Samples, load_samples, sample_grid
+from mibench.reports.tables import (Column, EfficiencyRow, MetricTable, efficiency_rows,
+                                    metric_columns, metric_table)
+from mibench.targets.zoo import DEFAULT_EVALUATOR
+
+TEMPLATES = Path(__file__).parent / "templates"
+HEATMAP_ROWS = 24        # generated identities shown per heatmap
+HEATMAP_COLUMNS = 24     # private identities shown per heatmap (at least the attacked ones)
+TSNE_IDENTITIES = 10     # identities in the t-SNE (one colour each)
+
+
+@dataclass(frozen=True)
+class Plot:
+    title: str
+    uri: str
+
+
+@dataclass
+class RunSection:
+    """Everything the template shows for one run."""
+
+    run: RunRecord
+    metrics: MetricTable
+    efficiency: list[EfficiencyRow]
+    grids: list[SampleGrid]
+    protocol: list[tuple[str, str]]
+    config_yaml: str
+    heatmaps: list[Plot] = field(default_factory=list)
+    tsne: Plot | None = None
+    figures_note: str | None = None
+    has_private: bool = False
+
+
+def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
+    """The facts needed to reproduce and interpret the run's numbers."""
+    run_cfg: dict[str, Any] = run.config.get("run", {})
+    world: dict[str, Any] = run.config.get("world", {})
+    return [
+        ("run", run.run_id),
+        ("created", run.date),
+        ("command", run.command or "—"),
+        ("preset", run.preset),
+        ("device", run.device),
+        ("world", f"{run_cfg.get('world', '?')} ({world.get('style', '?')}, "
+                  f"{world.get('resolution', '?')} px, {world.get('private_identities', '?')} "
+                  f"private identities)"),
+        ("attacked", f"the first {run_cfg.get('identities', '?')} private identities, "
+                     f"{run_cfg.get('samples', '?')} samples each"),
+        ("image sets", "all = every generated image; selected = the attack's own pick, one per "
+                       "identity (it sees only what its access level allows)"),
+        ("auxiliary data", str(run_cfg.get("aux", "?"))),
+        ("seed", str(run_cfg.get("seed", "?"))),
+        ("evaluation model", f"{DEFAULT_EVALUATOR}, trained on private-train, never attacked"),
+    ]
+
+
+def build_section(run: RunRecord, *, figures: bool, cache_dir: str | None,
+                  progress: bool) -> RunSection:
+    """Tables, sample grids and (with ``figures``) heatmaps and t-SNE of one run."""
+    section = RunSection(run, metric_table(run.cells), efficiency_rows(run.cells), [],
+                         protocol_rows(run), yaml.safe_dump(run.config, sort_keys=False))
+    private = None
+    if figures:
+        try:
+            private = load_private(run.config, cache_dir, progress)
+        except MibenchError as err:
+            section.figures_note = f"private images and evaluation model unavailable: {err}"
+    else:
+        section.figures_note = "private images, heatmaps and t-SNE not drawn (--no-figures)"
+    section.has_private = private is not None
+    cells = sorted(run.cells, key=lambda c: (c.attack, c.target))
+    samples = [load_samples(c.images) if c.done else None for c in cells]
+    section.grids = [sample_grid(c, s, private) for c, s in zip(cells, samples)]
+    ready = [(f"{c.attack} → {c.target}", s) for c, s in zip(cells, samples) if s is not None]
+    if private is not None and ready:
+        _add_figures(section, private, ready, progress)
+    return section
+
+
+def _add_figures(section: RunSection, private: PrivateView,
+                 generated: list[tuple[str, Samples]], progress: bool) -> None:
+    attacked = sorted({label for _, s in generated for label in s.classes})
+    columns = sorted(set(range(min(private.split.num_classes, HEATMAP_COLUMNS)))
+                     | set(attacked[:HEATMAP_ROWS]))
+    private_features, private_labels = private.class_features(columns)
+    centroids = identity_centroids(private_features, private_labels, columns)
+    bar = tqdm(total=len(generated) + 1, desc=f"report {section.run.run_id}", unit="figure",
+               disable=not progress, dynamic_ncols=True)
+    embedded = []
+    for title, samples in generated:
+        bar.set_postfix_str(f"heatmap {title}")
+        features = private.embed(samples.images)
+        rows = samples.classes[:HEATMAP_ROWS]
+        similarity = identity_centroids(features, samples.labels, rows) @ centroids.T
+        section.heatmaps.append(Plot(title, similarity_heatmap(similarity.numpy(), rows,
+                                                               columns, title)))
+        embedded.append((title, features, samples.labels))
+        bar.update()
+    shown = torch.tensor(attacked[:TSNE_IDENTITIES])
+    keep = torch.isin(private_labels, shown)
+    panels = []
+    for title, features, labels in embedded:
+        mine = torch.isin(labels, shown)
+        panels.append((title, features[mine].numpy(), labels[mine].numpy()))
+    points = int(keep.sum()) + sum(len(p[1]) for p in panels)
+    bar.set_postfix_str(f"t-SNE of {points} embeddings")
+    if points >= 8:
+        uri = tsne_figure((private_features[keep].numpy(), private_labels[keep].numpy()), panels,
+                          seed=int(section.run.config.get("run", {}).get("seed", 0)))
+        section.tsne = Plot(f"t-SNE of {points} evaluation embeddings", uri)
+    bar.update()
+    bar.close()
+
+
+def render_html(sections: list[RunSection], combined: MetricTable | None,
+                columns: list[Column]) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template("report.html.j2").render(
+        sections=sections, combined=combined, columns=columns, version=__version__,
+        generated=time.strftime("%Y-%m-%d %H:%M"))
+
+
+def write_report(runs: list[RunRecord], out_dir: str | Path, *, figures: bool = True,
+                 cache_dir: str | None = None, progress: bool = True) -> Path:
+    """Render ``runs`` into ``out_dir/index.html`` (written atomically); returns its path."""
+    sections = [build_section(run, figures=figures, cache_dir=cache_dir, progress=progress)
+                for run in runs]
+    every_cell = [c for run in runs for c in run.cells]
+    combined = metric_table(every_cell, show_run=True) if len(runs) > 1 else None
+    html = render_html(sections, combined, metric_columns(every_cell))
+    path = Path(out_dir) / "index.html"
+    atomic_write_bytes(path, html.encode("utf-8"))
+    return path

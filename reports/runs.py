@@ -1,0 +1,114 @@
+"""What a report shows of a run, read from the results store (and nothing else)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mibench.errors import MibenchError
+from mibench.store import DB_NAME, Store
+
+SUBSETS = ("all", "selected")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One metric of one image set: a value, or the reason there is none."""
+
+    value: float | None
+    reason: str | None = None
+
+
+@dataclass
+class CellRecord:
+    """One (attack, target) cell of a run with its metrics per image set."""
+
+    run_id: str
+    attack: str
+    target: str
+    aux: str
+    seed: int
+    status: str
+    error: str | None
+    timings: dict[str, float]
+    queries: dict[str, Any]
+    images: Path | None
+    metrics: dict[str, dict[str, Measurement]] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    def measurement(self, subset: str, name: str) -> Measurement | None:
+        return self.metrics.get(subset, {}).get(name)
+
+
+@dataclass
+class RunRecord:
+    """A stored run: its configuration, environment and cells."""
+
+    run_id: str
+    created: float
+    config: dict[str, Any]
+    versions: dict[str, str]
+    device: str
+    command: str
+    cells: list[CellRecord]
+
+    @property
+    def preset(self) -> str:
+        return str(self.config.get("preset", "?"))
+
+    @property
+    def date(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.created))
+
+    @property
+    def attacks(self) -> list[str]:
+        return sorted({c.attack for c in self.cells})
+
+    @property
+    def targets(self) -> list[str]:
+        return sorted({c.target for c in self.cells})
+
+
+def open_store(results_dir: str | Path) -> Store:
+    """The store of ``results_dir``; an error (not an empty new store) when there is none."""
+    if not (Path(results_dir) / DB_NAME).is_file():
+        raise MibenchError(f"no results in {results_dir} (no {DB_NAME}); run `mibench run` "
+                           f"first or pass --results-dir")
+    return Store(results_dir)
+
+
+def pick_run_ids(store: Store, requested: list[str]) -> list[str]:
+    """``requested`` checked against the store, or the latest run when none is given."""
+    known = store.run_ids()
+    if not known:
+        raise MibenchError(f"{store.path} holds no runs yet; start one with `mibench run`")
+    if not requested:
+        return [known[-1]]
+    for run_id in requested:
+        if run_id not in known:
+            raise MibenchError(f"no run {run_id!r} in {store.path}; known runs: "
+                               f"{', '.join(known[-5:])} (all: `mibench report --list`)")
+    return list(dict.fromkeys(requested))
+
+
+def load_run(store: Store, run_id: str) -> RunRecord:
+    """Everything the report needs about ``run_id``."""
+    meta = store.run(run_id)
+    cells = {}
+    for row in store.cells(run_id):
+        images = store.root / row["images"] if row["images"] else None
+        cell = CellRecord(run_id, row["attack"], row["target"], row["aux"], row["seed"],
+                          row["status"], row["error"], row["timings"], row["queries"], images)
+        cells[(cell.attack, cell.target, cell.aux, cell.seed)] = cell
+    for row in store.metrics(run_id):
+        owner = cells.get((row["attack"], row["target"], row["aux"], row["seed"]))
+        if owner is not None:
+            owner.metrics.setdefault(row["subset"], {})[row["name"]] = Measurement(
+                row["value"], row["reason"])
+    return RunRecord(run_id, meta["created"], meta["config"], meta["versions"], meta["device"],
+                     meta["command"], list(cells.values()))
