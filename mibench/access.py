@@ -147,10 +147,13 @@ class TargetView:
             logits, _ = self._target(x)
         return logits.detach()
 
-    def _check(self, x: torch.Tensor) -> None:
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate an image batch and move it to the target's device (differentiably)."""
         if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"targets take N×3×H×W image tensors in [0,1], got {shape}")
+        device = next(self._target.buffers(), next(self._target.parameters(), x)).device
+        return x.to(device)
 
 
 class Labels(TargetView):
@@ -159,8 +162,7 @@ class Labels(TargetView):
     access = "labels"
 
     def labels(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        return self._scores(x).argmax(dim=1)
+        return self._scores(self._check(x)).argmax(dim=1)
 
 
 class Scores(Labels):
@@ -169,8 +171,7 @@ class Scores(Labels):
     access = "scores"
 
     def probs(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        return F.softmax(self._scores(x), dim=1)
+        return F.softmax(self._scores(self._check(x)), dim=1)
 
 
 class WhiteBox(Scores):
@@ -179,7 +180,7 @@ class WhiteBox(Scores):
     access = "whitebox"
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self._check(x)
+        x = self._check(x)
         self.ledger.record("forward", x.shape[0])
         if torch.is_grad_enabled() and x.requires_grad:
             x = _CountInputGradient.apply(x, self.ledger, self.ledger.current_scope)

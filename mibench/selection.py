@@ -5,6 +5,8 @@ selection (GMI's best restart by target logit, PPA's augmented confidence) overr
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from mibench.access import TargetView
@@ -19,22 +21,30 @@ def best_per_identity(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return torch.stack(order)
 
 
+def _per_sample(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``score(images, labels)`` batch by batch, concatenated on the CPU."""
+    return torch.cat([score(images[i:i + batch_size], labels[i:i + batch_size]).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
 def label_confidence(view: TargetView, images: torch.Tensor, labels: torch.Tensor,
                      batch_size: int = 256) -> torch.Tensor:
     """Target probability of each sample's intended identity (score access suffices)."""
-    out = []
-    for start in range(0, len(images), batch_size):
-        chunk = slice(start, start + batch_size)
-        probs = view.probs(images[chunk])
-        out.append(probs.gather(1, labels[chunk, None].to(probs.device)).squeeze(1).cpu())
-    return torch.cat(out)
+
+    def score(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        probs = view.probs(x)
+        return probs.gather(1, y[:, None].to(probs.device)).squeeze(1)
+
+    return _per_sample(score, images, labels, batch_size)
 
 
 def label_hits(view: TargetView, images: torch.Tensor, labels: torch.Tensor,
                batch_size: int = 256) -> torch.Tensor:
     """1 where the target's top-1 label is the intended identity, else 0 (label-only access)."""
-    out = []
-    for start in range(0, len(images), batch_size):
-        chunk = slice(start, start + batch_size)
-        out.append((view.labels(images[chunk]).cpu() == labels[chunk].cpu()).float())
-    return torch.cat(out)
+
+    def score(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        predicted = view.labels(x)
+        return (predicted == y.to(predicted.device)).float()
+
+    return _per_sample(score, images, labels, batch_size)
