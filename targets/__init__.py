@@ -8,6 +8,12 @@ Build, train, save and import targets::
                     data_fingerprint=world.fingerprint)
     target = load_checkpoint(path).target
     target.load_published(import_checkpoint("backbone.pth", cfg))   # released weights
+
+The zoo (:mod:`mibench.targets.zoo`) names them, fills the ``TARGETS`` registry on import, and
+trains and caches them on demand::
+
+    target = load_target("arcface", world, cache, preset="mini")
+    evaluator = load_evaluator(world, cache, preset="mini")
 """
 
 from __future__ import annotations
@@ -18,7 +24,11 @@ from mibench.targets.config import TargetConfig
 from mibench.targets.errors import CheckpointError, TargetError
 from mibench.targets.models import ClosedSetModel, OpenSetModel, build_backbone, build_target
 from mibench.targets.train import TrainMetrics, train_target
+from mibench.targets.zoo import (DEFAULT_EVALUATOR, EVALUATORS, ZooEntry, import_weights,
+                                 load_evaluator, load_target)
 
-__all__ = ["CheckpointError", "ClosedSetModel", "LoadedTarget", "OpenSetModel", "TargetConfig",
-           "TargetError", "TrainMetrics", "build_backbone", "build_target", "import_checkpoint",
-           "load_checkpoint", "save_checkpoint", "train_target"]
+__all__ = ["CheckpointError", "ClosedSetModel", "DEFAULT_EVALUATOR", "EVALUATORS", "LoadedTarget",
+           "OpenSetModel", "TargetConfig", "TargetError", "TrainMetrics", "ZooEntry",
+           "build_backbone", "build_target", "import_checkpoint", "import_weights",
+           "load_checkpoint", "load_evaluator", "load_target", "save_checkpoint",
+           "train_target"]

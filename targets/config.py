@@ -14,13 +14,16 @@ from typing import Any, ClassVar, Mapping
 
 from mibench.config import Config, param
 from mibench.errors import ConfigError
-from mibench.targets.architectures import MIN_RESOLUTION
+from mibench.targets.architectures import DENSENET_MIN_RESOLUTION, MIN_RESOLUTION
 
 DEPTHS: dict[str, tuple[int, ...]] = {
     "iresnet": (18, 34, 50, 100),
     "irse": (50, 100, 152),
     "inception_resnet": (),
+    "densenet": (121, 161, 169, 201),
 }
+MIN_RESOLUTIONS: dict[str, int] = {"inception_resnet": MIN_RESOLUTION,
+                                   "densenet": DENSENET_MIN_RESOLUTION}
 LOSSES: dict[str, tuple[str, ...]] = {
     "closed": ("softmax",),
     "open": ("arcface", "cosface", "triplet"),
@@ -34,17 +37,19 @@ class TargetConfig(Config):
     """A target model: architecture, size, loss and training schedule."""
 
     arch: str = param("iresnet", "network family: iresnet (ArcFace/CosFace), irse (IR-152, "
-                      "face.evoLVe IR-50), inception_resnet (FaceNet)",
+                      "face.evoLVe IR-50), inception_resnet (FaceNet), densenet (the "
+                      "evaluation model)",
                       choices=tuple(DEPTHS))
-    depth: int = param(50, "layers: iresnet 18/34/50/100, irse 50/100/152; "
-                       "not used by inception_resnet")
+    depth: int = param(50, "layers: iresnet 18/34/50/100, irse 50/100/152, densenet "
+                       "121/161/169/201; not used by inception_resnet")
     layout: str = param("kedmi", "irse key layout: kedmi (IR152/FaceNet64 targets) or "
                         "evolve112 (the FaceNet112 evaluation model)",
                         choices=("kedmi", "evolve112"))
     width: float = param(1.0, "channel multiplier (1.0 = published widths)", gt=0.0, le=4.0)
     resolution: int = param(112, "input side in pixels (Inception-ResNet needs at least "
-                            f"{MIN_RESOLUTION}; smaller values are raised to it)", ge=8)
-    feature_dim: int = param(512, "embedding size", ge=2)
+                            f"{MIN_RESOLUTION}, DenseNet {DENSENET_MIN_RESOLUTION}; smaller "
+                            "values are raised to it)", ge=8)
+    feature_dim: int = param(512, "embedding size (DenseNet: set by its width instead)", ge=2)
     kind: str = param("open", "closed: linear head over the private identities; open: "
                       "embedding model + enrolled gallery", choices=tuple(LOSSES))
     loss: str = param("arcface", "softmax (closed-set) or arcface / cosface / triplet (open-set)",
@@ -79,6 +84,9 @@ class TargetConfig(Config):
         if depths and self.depth not in depths:
             raise ConfigError(f"TargetConfig.depth: {self.arch} comes in depths "
                               f"{list(depths)}, got {self.depth}")
+        if self.arch == "densenet" and self.kind == "open":
+            raise ConfigError("TargetConfig.arch: densenet is built as a closed-set classifier "
+                              "(its features are its pooled channels); use kind=closed")
         if self.loss not in LOSSES[self.kind]:
             raise ConfigError(f"TargetConfig.loss: a {self.kind}-set target trains with "
                               f"{' / '.join(LOSSES[self.kind])}, got {self.loss!r}")
@@ -86,9 +94,7 @@ class TargetConfig(Config):
     @property
     def input_resolution(self) -> int:
         """The side the network sees: ``resolution``, raised to the architecture's minimum."""
-        if self.arch == "inception_resnet":
-            return max(self.resolution, MIN_RESOLUTION)
-        return self.resolution
+        return max(self.resolution, MIN_RESOLUTIONS.get(self.arch, 0))
 
     @property
     def resolved_margin(self) -> float:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from mibench.target import OpenSetTarget, Target
-from mibench.targets.architectures import IRSE, Backbone, InceptionResnetV1, IResNet
+from mibench.targets.architectures import IRSE, Backbone, DenseNet, InceptionResnetV1, IResNet
 from mibench.targets.config import TargetConfig
 from mibench.targets.errors import TargetError
 from mibench.targets.strict import load_strict
@@ -26,7 +26,7 @@ FACENET: Stats = ((FACENET_MEAN, FACENET_MEAN, FACENET_MEAN),
                   (FACENET_STD, FACENET_STD, FACENET_STD))
 IDENTITY: Stats = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 BACKBONES: dict[str, type[Backbone]] = {
-    "iresnet": IResNet, "irse": IRSE, "inception_resnet": InceptionResnetV1}
+    "iresnet": IResNet, "irse": IRSE, "inception_resnet": InceptionResnetV1, "densenet": DenseNet}
 
 
 def pixel_stats(cfg: TargetConfig) -> Stats:
@@ -45,6 +45,8 @@ def build_backbone(cfg: TargetConfig, num_classes: int | None = None) -> Backbon
         return IRSE(cfg.depth, width=cfg.width, resolution=cfg.input_resolution,
                     feature_dim=cfg.feature_dim, num_classes=num_classes,
                     layout="evolve112" if cfg.layout == "evolve112" else "kedmi")
+    if cfg.arch == "densenet":
+        return DenseNet(cfg.depth, width=cfg.width, num_classes=num_classes)
     return InceptionResnetV1(width=cfg.width, feature_dim=cfg.feature_dim,
                              num_classes=num_classes)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from mibench.targets.architectures.base import Backbone
+from mibench.targets.architectures.densenet import MIN_RESOLUTION as DENSENET_MIN_RESOLUTION
+from mibench.targets.architectures.densenet import DenseNet
 from mibench.targets.architectures.inception_resnet import MIN_RESOLUTION, InceptionResnetV1
 from mibench.targets.architectures.iresnet import IResNet
 from mibench.targets.architectures.irse import IRSE
 
-__all__ = ["Backbone", "IResNet", "IRSE", "InceptionResnetV1", "MIN_RESOLUTION"]
+__all__ = ["Backbone", "DENSENET_MIN_RESOLUTION", "DenseNet", "IResNet", "IRSE",
+           "InceptionResnetV1", "MIN_RESOLUTION"]
