@@ -49,7 +49,7 @@ class GMIConfig(Config):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"resolution": 32, "width": 0.125, "gan_epochs": 2.0, "iterations": 3,
                   "z_dim": 16},
-        "mini": {"width": 0.25, "gan_epochs": 60.0, "iterations": 150},
+        "mini": {"width": 0.25, "gan_epochs": 60.0, "iterations": 120},
     }
 
 
