@@ -13,7 +13,7 @@ from mibench.cache import Cache
 from mibench.config import PRESETS
 from mibench.errors import MibenchError
 from mibench.registry import ATTACKS, DATASETS, METRICS, TARGETS, Registry, load_plugin_file
-from mibench.runconfig import resolve
+from mibench.runconfig import build_world, resolve
 
 EXAMPLES = """\
 examples:
@@ -75,16 +75,8 @@ def _resolved(args: argparse.Namespace, **flags: Any) -> dict[str, Any]:
     return resolve(args.preset, args.config, args.set, flags)
 
 
-def _build_world(args: argparse.Namespace) -> Any:
-    tree = _resolved(args, cache_dir=args.cache_dir)
-    dataset = DATASETS.get(tree["run"]["world"])
-    config = dataset.Config(**tree["world"])
-    cache = Cache(tree["run"]["cache_dir"] or None)
-    return dataset.build(config, cache, progress=not args.quiet)
-
-
 def cmd_data_build(args: argparse.Namespace) -> int:
-    world = _build_world(args)
+    world = _world_context(args)[0]
     rows = [[name, str(len(s)), str(int(s.identities.unique().numel())), f"{s.resolution}px"]
             for name, s in world.splits.items()]
     print(f"world {world.name} {world.fingerprint}")
@@ -95,7 +87,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 def cmd_data_show(args: argparse.Namespace) -> int:
     from mibench.datasets.preview import save_preview
 
-    world = _build_world(args)
+    world = _world_context(args)[0]
     splits = args.splits.split(",") if args.splits else None
     save_preview(world, args.out, splits=splits, identities=args.identities, images=args.images)
     print(f"wrote {args.out}")
@@ -165,13 +157,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _zoo_context(args: argparse.Namespace) -> tuple[Any, Cache, str]:
-    """(world, cache, preset) of a ``zoo`` command: the world its targets are trained in."""
+def _world_context(args: argparse.Namespace) -> tuple[Any, Cache, str]:
+    """(world, cache, preset) of a command that works in a world (data, zoo)."""
     tree = _resolved(args, cache_dir=args.cache_dir)
-    dataset = DATASETS.get(tree["run"]["world"])
     cache = Cache(tree["run"]["cache_dir"] or None)
-    world = dataset.build(dataset.Config(**tree["world"]), cache,
-                          progress=not getattr(args, "quiet", False))
+    world = build_world(tree, cache, progress=not getattr(args, "quiet", False))
     return world, cache, tree["preset"]
 
 
@@ -183,7 +173,7 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     from mibench.targets.zoo import expand_names, get_entry, load_entry
 
     names = expand_names(args.names)
-    world, cache, preset = _zoo_context(args)
+    world, cache, preset = _world_context(args)
     rows = []
     for name in names:
         model = load_entry(get_entry(name), world, cache, preset, args.device,
@@ -198,7 +188,7 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
 def cmd_zoo_list(args: argparse.Namespace) -> int:
     from mibench.targets.zoo import EVALUATORS, entry_status, get_entry
 
-    world, cache, preset = _zoo_context(args)
+    world, cache, preset = _world_context(args)
     rows = []
     for name in [*TARGETS.names(), *EVALUATORS.names()]:
         status = entry_status(get_entry(name), world, cache, preset)
@@ -221,7 +211,7 @@ def cmd_zoo_import(args: argparse.Namespace) -> int:
     for text in args.arch:
         path, value = parse_assignment(text)
         overrides[".".join(path)] = value
-    world, cache, preset = _zoo_context(args)
+    world, cache, preset = _world_context(args)
     path = import_weights(args.file, args.name, world, cache, preset, overrides)
     print(f"installed {args.file} as {args.name} for preset {preset}: {path}")
     return 0

@@ -30,7 +30,8 @@ from mibench.cache import Cache
 from mibench.errors import MibenchError
 from mibench.metrics.evaluate import evaluate
 from mibench.metrics.reference import PrivateReference
-from mibench.registry import ATTACKS, DATASETS, TARGETS
+from mibench.registry import ATTACKS, TARGETS
+from mibench.runconfig import build_world
 from mibench.store import CellKey, Store
 from mibench.targets.zoo import entry_key, get_entry, load_entry, load_evaluator, resolve_device
 from mibench.world import World
@@ -105,9 +106,7 @@ class Harness:
         return results
 
     def _world(self) -> World:
-        dataset = DATASETS.get(self.run_cfg["world"])
-        config = dataset.Config(**self.tree["world"])
-        return dataset.build(config, self.cache, progress=self.show_progress)
+        return build_world(self.tree, self.cache, progress=self.show_progress)
 
     def _run_cell(self, key: CellKey, world: World, reference: PrivateReference) -> CellResult:
         self.store.start_cell(key)

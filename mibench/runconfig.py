@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from mibench.config import DEFAULT_PRESET, PRESETS, Config, load_yaml, param, parse_assignment, set_path
+from mibench.cache import Cache
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS, DATASETS, TARGETS
+from mibench.world import World
 
 SECTIONS = ("preset", "run", "world", "attacks")
 
@@ -74,6 +76,12 @@ def resolve(preset: str | None = None, config_file: str | None = None,
     attacks = {name: ATTACKS.get(name).Config.resolve(chosen, _section(attack_overrides, name))
                .to_dict() for name in names}
     return {"preset": chosen, "run": run.to_dict(), "world": world.to_dict(), "attacks": attacks}
+
+
+def build_world(tree: Mapping[str, Any], cache: Cache, progress: bool = True) -> World:
+    """The world of a resolved configuration tree (built into, or loaded from, ``cache``)."""
+    dataset = DATASETS.get(tree["run"]["world"])
+    return dataset.build(dataset.Config(**tree["world"]), cache, progress=progress)
 
 
 def _section(tree: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Reports read the results store and the metric definitions, never the harness (de
 The figures also need what the store does not hold: the private images an attack tried to
 recover and the evaluation model's embeddings. They are rebuilt from the run's stored
 configuration through the two public loaders the harness uses as well,
-``DATASETS.get(world).build`` and ``mibench.targets.zoo.load_evaluator``; both are served from
+``mibench.runconfig.build_world`` and ``mibench.targets.zoo.load_evaluator``; both are served from
 the cache after a run. This module is the only place a report touches anything but the store.
 """
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from mibench.cache import Cache
-from mibench.registry import DATASETS
+from mibench.runconfig import build_world
 from mibench.target import Target
 from mibench.targets.zoo import load_evaluator, resolve_device
 from mibench.world import Split
@@ -72,9 +72,8 @@ def _one_cpu_thread(device: torch.device) -> Iterator[None]:
 def load_private(config: dict[str, Any], cache_dir: str | None,
                  progress: bool) -> PrivateView:
     """Rebuild the world of a stored run configuration and load its evaluation model."""
-    dataset = DATASETS.get(config["run"]["world"])
     cache = Cache(cache_dir or config["run"].get("cache_dir") or None)
-    world = dataset.build(dataset.Config(**config["world"]), cache, progress=progress)
+    world = build_world(config, cache, progress=progress)
     device = resolve_device("auto")
     evaluator = load_evaluator(world, cache, config["preset"], device, progress=progress)
     return PrivateView(world.split("private-train"), evaluator, device)

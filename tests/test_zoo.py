@@ -174,7 +174,7 @@ def test_evaluation_model_trains_and_loads(world: World, cache: Cache) -> None:
 def test_cli_zoo_train_list_and_errors(world: World, cache: Cache,
                                        capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_zoo_context", lambda args: (world, cache, "smoke"))
+    monkeypatch.setattr(cli, "_world_context", lambda args: (world, cache, "smoke"))
     assert cli.main(["zoo", "train", "evolve", "--quiet", "--device", "cpu"]) == 0
     assert "evolve" in capsys.readouterr().out
     assert cli.main(["zoo", "list"]) == 0
