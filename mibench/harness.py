@@ -137,7 +137,8 @@ class Harness:
         view = view_for(attack.spec.access, target, ledger)
         fingerprint = f"{world.fingerprint}:{key.aux}"
         if attack.spec.target_dependent_prior:
-            fingerprint += f":{key.target}:{entry_key(get_entry(key.target), world, self.cache, self.preset)}"
+            zoo_key = entry_key(get_entry(key.target), world, self.cache, self.preset)
+            fingerprint += f":{key.target}:{zoo_key}"
         ctx = AttackContext(aux=world.aux(key.aux), cache=self.cache, device=self.device,
                             seed=key.seed, ledger=ledger, target=view, preset=self.preset,
                             data_fingerprint=fingerprint, show_progress=self.show_progress)
@@ -163,8 +164,10 @@ class Harness:
         _write_images(cell_dir / "images", images, labels, selected)
         clock = time.perf_counter()
         rows = []
-        for subset, (imgs, labs) in {"all": (images, labels),
-                                     "selected": (images[selected], labels[selected])}.items():
+        subsets = {"all": (images, labels), "selected": (images[selected], labels[selected])}
+        for subset in ctx.progress(subsets, desc=f"metrics {key.attack}×{key.target}",
+                                   unit="set", leave=False):
+            imgs, labs = subsets[subset]
             for value in evaluate(imgs, labs, target=target, private=reference):
                 rows.append((subset, value.name, value.value, value.reason))
         timings["eval_s"] = time.perf_counter() - clock

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-from mibench.config import DEFAULT_PRESET, PRESETS, Config, load_yaml, param, parse_assignment, set_path
+from mibench.config import (DEFAULT_PRESET, PRESETS, Config, load_yaml, param, parse_assignment,
+                            set_path)
 from mibench.cache import Cache
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS, DATASETS, TARGETS
