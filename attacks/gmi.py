@@ -23,7 +23,7 @@ from mibench.attacks.priors.dcgan import Critic, Generator
 from mibench.attacks.priors.wgan import train_wgan_gp
 from mibench.config import Config, param
 from mibench.registry import ATTACKS
-from mibench.selection import best_per_identity
+from mibench.selection import best_per_identity, label_logit
 
 
 @dataclass
@@ -118,11 +118,5 @@ class GMI(Attack):
     def select(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
         """GMI keeps the restart with the highest target logit of the identity."""
-        scores = []
-        with torch.no_grad():
-            for start in range(0, len(images), self.config.batch_size):
-                chunk = images[start:start + self.config.batch_size].to(ctx.device)
-                logits = target.logits(chunk)
-                wanted = labels[start:start + self.config.batch_size].to(ctx.device)
-                scores.append(logits.gather(1, wanted[:, None]).squeeze(1).cpu())
-        return best_per_identity(torch.cat(scores), labels)
+        scores = label_logit(target, images, labels, self.config.batch_size)
+        return best_per_identity(scores, labels)

@@ -28,6 +28,18 @@ def _per_sample(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                       for i in range(0, len(images), batch_size)])
 
 
+def label_logit(view: TargetView, images: torch.Tensor, labels: torch.Tensor,
+                batch_size: int = 256) -> torch.Tensor:
+    """Target logit of each sample's intended identity (GMI's selection score), no autograd."""
+
+    def score(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            logits = view.logits(x)
+        return logits.gather(1, y[:, None].to(logits.device)).squeeze(1)
+
+    return _per_sample(score, images, labels, batch_size)
+
+
 def label_confidence(view: TargetView, images: torch.Tensor, labels: torch.Tensor,
                      batch_size: int = 256) -> torch.Tensor:
     """Target probability of each sample's intended identity (score access suffices)."""

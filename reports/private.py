@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from mibench.cache import Cache
+from mibench.metrics.batching import logits_and_features
 from mibench.runconfig import build_world
 from mibench.target import Target
 from mibench.targets.zoo import load_evaluator, resolve_device
@@ -38,17 +39,14 @@ class PrivateView:
         """Up to ``count`` uint8 private-train images of class ``label``."""
         return self.split.images[self.split.of_class(label)[:count]]
 
-    @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """L2-normalised evaluation features of uint8 (or [0,1] float) images, on the CPU."""
-        self.evaluator.eval()
-        out = []
+        if len(images) == 0:
+            return torch.empty(0)
+        floats = images.float() / 255 if images.dtype == torch.uint8 else images.float()
         with _one_cpu_thread(self.device):
-            for start in range(0, len(images), BATCH):
-                batch = images[start:start + BATCH].to(self.device)
-                batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
-                out.append(F.normalize(self.evaluator(batch)[1].float(), dim=1).cpu())
-        return torch.cat(out) if out else torch.empty(0)
+            features = logits_and_features(self.evaluator, floats, BATCH)[1]
+        return F.normalize(features, dim=1).cpu()
 
     def class_features(self, labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and labels of every private-train image of the classes ``labels``."""

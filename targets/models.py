@@ -119,6 +119,7 @@ class OpenSetModel(OpenSetTarget):
 
 
 @torch.no_grad()
+@torch.no_grad()
 def embed_split(target: Target, split: Split, batch_size: int = 256) -> torch.Tensor:
     """Features of every image of ``split`` (eval mode, on the target's device), on the CPU."""
     was_training = target.training
