@@ -4,3 +4,4 @@ Importing this package registers the built-in attacks in ``mibench.registry.ATTA
 """
 
 from mibench.attacks import gmi  # noqa: F401  (registers "gmi")
+from mibench.attacks import fgmia  # noqa: F401  (registers "fgmia" and its ablations)

@@ -198,6 +198,15 @@ class WhiteBox(Scores):
         return self._target
 
     @property
+    def head_weight(self) -> torch.Tensor:
+        """The closed-set linear head's weight (num_classes × feature_dim), e.g. for TransF."""
+        head = self._target.linear_head()
+        if head is None:
+            raise AccessError("this target has no linear classification head (it is open-set "
+                              "or its classifier is not a single linear layer)")
+        return head.weight.detach().clone()
+
+    @property
     def gallery(self) -> torch.Tensor:
         """Enrolled templates of an open-set target (num_classes × feature_dim)."""
         if self.kind != "open":

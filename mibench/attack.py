@@ -53,9 +53,14 @@ class AttackContext:
     ledger: QueryLedger
     target: TargetView | None = None
     data_fingerprint: str = ""
+    aux_fingerprint: str = ""
     preset: str = "mini"
     show_progress: bool = True
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("mibench.attack"))
+
+    def __post_init__(self) -> None:
+        if not self.aux_fingerprint:
+            self.aux_fingerprint = self.data_fingerprint
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A fresh generator seeded from the run seed (on the attack's device)."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from torch import nn
 
 from mibench.access import QueryLedger, view_for
 from mibench.attack import Attack, AttackContext
@@ -47,6 +48,25 @@ class CellResult:
     status: str
     summary: dict[str, float | None]
     error: str | None = None
+
+
+def attack_setting(attack: Attack, target_name: str, world: World, cache: Cache, preset: str,
+                   device: torch.device, *, aux: str = "similar", seed: int = 0,
+                   show_progress: bool = True) -> tuple[nn.Module, AttackContext]:
+    """The target ``target_name`` (trained and cached on first use) and the context ``attack``
+    runs in: its access view over the target with a fresh query ledger, the aux split, and the
+    cache fingerprints (naming the target too when the attack's prior depends on it)."""
+    entry = get_entry(target_name)
+    target = load_entry(entry, world, cache, preset, device, show_progress).target
+    ledger = QueryLedger()
+    aux_fingerprint = fingerprint = f"{world.fingerprint}:{aux}"
+    if attack.spec.target_dependent_prior:
+        fingerprint += f":{target_name}:{entry_key(entry, world, cache, preset)}"
+    ctx = AttackContext(aux=world.aux(aux), cache=cache, device=device, seed=seed,
+                        ledger=ledger, target=view_for(attack.spec.access, target, ledger),
+                        preset=preset, data_fingerprint=fingerprint,
+                        aux_fingerprint=aux_fingerprint, show_progress=show_progress)
+    return target, ctx
 
 
 def package_versions() -> dict[str, str]:
@@ -130,18 +150,10 @@ class Harness:
                                               dict[str, float], dict[str, Any]]:
         attack_cls = ATTACKS.get(key.attack)
         attack: Attack = attack_cls(attack_cls.Config(**self.tree["attacks"][key.attack]))
-        zoo = load_entry(get_entry(key.target), world, self.cache, self.preset, self.device,
-                         self.show_progress)
-        target = zoo.target
-        ledger = QueryLedger()
-        view = view_for(attack.spec.access, target, ledger)
-        fingerprint = f"{world.fingerprint}:{key.aux}"
-        if attack.spec.target_dependent_prior:
-            zoo_key = entry_key(get_entry(key.target), world, self.cache, self.preset)
-            fingerprint += f":{key.target}:{zoo_key}"
-        ctx = AttackContext(aux=world.aux(key.aux), cache=self.cache, device=self.device,
-                            seed=key.seed, ledger=ledger, target=view, preset=self.preset,
-                            data_fingerprint=fingerprint, show_progress=self.show_progress)
+        target, ctx = attack_setting(attack, key.target, world, self.cache, self.preset,
+                                     self.device, aux=key.aux, seed=key.seed,
+                                     show_progress=self.show_progress)
+        ledger, view = ctx.ledger, ctx.target
         n_ids = min(self.run_cfg["identities"], world.num_private)
         labels = torch.arange(n_ids).repeat_interleave(self.run_cfg["samples"])
 

@@ -50,6 +50,10 @@ class Target(nn.Module):
         """Logits over the private identities from features."""
         raise NotImplementedError
 
+    def linear_head(self) -> nn.Linear | None:
+        """The linear layer that maps features to logits, when the classifier is one."""
+        return None
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.embed(self.preprocess(x))
         return self.classify(features), features

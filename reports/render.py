@@ -55,7 +55,10 @@ def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
     """The facts needed to reproduce and interpret the run's numbers."""
     run_cfg: dict[str, Any] = run.config.get("run", {})
     world: dict[str, Any] = run.config.get("world", {})
-    return [
+    spaces = [f"{name}: {cfg['space']} space" + (" (CPU-sized; the paper's prior is pixel-space)"
+                                                  if cfg["space"] == "latent" else "")
+              for name, cfg in run.config.get("attacks", {}).items() if "space" in cfg]
+    rows = [
         ("run", run.run_id),
         ("created", run.date),
         ("command", run.command or "—"),
@@ -72,6 +75,9 @@ def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
         ("seed", str(run_cfg.get("seed", "?"))),
         ("evaluation model", f"{DEFAULT_EVALUATOR}, trained on private-train, never attacked"),
     ]
+    if spaces:
+        rows.append(("diffusion priors", "; ".join(spaces)))
+    return rows
 
 
 def build_section(run: RunRecord, *, figures: bool, cache_dir: str | None,

@@ -11,6 +11,7 @@ from typing import Mapping
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mibench.target import OpenSetTarget, Target
 from mibench.targets.architectures import IRSE, Backbone, DenseNet, InceptionResnetV1, IResNet
@@ -68,6 +69,10 @@ class ClosedSetModel(Target):
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         return self.backbone.classify(features)
+
+    def linear_head(self) -> nn.Linear:
+        head: nn.Linear = getattr(self.backbone, self.backbone.head_key)
+        return head
 
     def load_published(self, state_dict: Mapping[str, torch.Tensor],
                        source: str = "state dict") -> None:

@@ -16,13 +16,15 @@ WEIGHTS = "weights.pt"
 
 def cached_module(ctx: AttackContext, component: str, config: Mapping[str, Any],
                   make: Callable[[], nn.Module], train: Callable[[nn.Module], None],
-                  version: str = "1") -> nn.Module:
+                  version: str = "1", data: str | None = None) -> nn.Module:
     """Return ``make()`` with weights trained by ``train(module)``, or loaded from the cache.
 
-    The cache key covers ``component``, ``config``, the auxiliary data's fingerprint (and, for
-    target-dependent priors, whatever the caller puts in ``config``) and ``version``.
+    The cache key covers ``component``, ``config``, ``data`` (default: the context's data
+    fingerprint, which names the target too for target-dependent priors; pass
+    ``ctx.aux_fingerprint`` for a module that depends on the aux split alone) and ``version``.
     """
-    key = ctx.cache.key(component, dict(config), data=ctx.data_fingerprint, version=version)
+    data = ctx.data_fingerprint if data is None else data
+    key = ctx.cache.key(component, dict(config), data=data, version=version)
 
     def build(path: Any) -> None:
         module = make().to(ctx.device)

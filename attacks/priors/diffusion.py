@@ -1,0 +1,180 @@
+"""Conditional diffusion building blocks shared by the diffusion attacks (FGMIA, Diff-MI, UAMI).
+
+- :class:`ConditionalDenoiser`: a diffusers ``UNet2DConditionModel`` that predicts the noise ε
+  of a noisy image (or latent) given a condition vector. The vector is standardised with stored
+  statistics and enters **only through cross-attention** as context token(s) of width
+  ``token_dim`` — FGMIA's feature guidance (attacks.md §8.3); no class or time-embedding
+  conditioning.
+- :func:`train_denoiser`: DDPM ε-prediction training (Ho et al., NeurIPS 2020, Eq. 14) with AdamW,
+  a cosine learning-rate schedule with warm-up, gradient clipping and an EMA of the weights —
+  the diffusers ``train_unconditional`` recipe FGMIA most likely adapted (attacks.md §8.4).
+  Condition dropout (p > 0) trains the unconditional branch that classifier-free guidance needs.
+- :func:`ddim_sample`: deterministic DDIM sampling (Song et al., ICLR 2021, Eq. 12 with η = 0)
+  through diffusers' ``DDIMScheduler``, optionally with classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, UNet2DConditionModel
+from torch import nn
+
+from mibench.attack import AttackContext
+
+TRAIN_TIMESTEPS = 1000
+
+
+class ConditionalDenoiser(nn.Module):
+    """ε-prediction UNet with a vector condition fed through cross-attention.
+
+    ``attention[i]`` puts cross-attention blocks at level ``i`` (the mid-block always has one);
+    the condition of size ``condition_dim`` is zero-padded to a multiple of ``token_dim`` and cut
+    into ``ceil(condition_dim / token_dim)`` tokens (one 512-d token for a 512-d face feature).
+    """
+
+    def __init__(self, *, sample_size: int, channels: int, condition_dim: int,
+                 block_channels: Sequence[int], attention: Sequence[bool],
+                 layers_per_block: int, token_dim: int, head_dim: int = 8) -> None:
+        super().__init__()
+        if len(block_channels) != len(attention):
+            raise ValueError("block_channels and attention need one entry per UNet level")
+        down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention)
+        up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention))
+        self.unet = UNet2DConditionModel(
+            sample_size=sample_size, in_channels=channels, out_channels=channels,
+            block_out_channels=tuple(block_channels), down_block_types=down,
+            up_block_types=up, layers_per_block=layers_per_block,
+            cross_attention_dim=token_dim, attention_head_dim=head_dim,
+            norm_num_groups=math.gcd(32, *block_channels))
+        self.sample_size = sample_size
+        self.channels = channels
+        self.condition_dim = condition_dim
+        self.token_dim = token_dim
+        self.tokens = math.ceil(condition_dim / token_dim)
+        self.register_buffer("condition_mean", torch.zeros(condition_dim))
+        self.register_buffer("condition_std", torch.ones(condition_dim))
+
+    def set_condition_statistics(self, conditions: torch.Tensor) -> None:
+        """Store the per-dimension mean and std of the training conditions."""
+        self.condition_mean.copy_(conditions.mean(0))
+        self.condition_std.copy_(conditions.std(0).clamp_min(1e-6))
+
+    def context(self, conditions: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Standardised conditions as N×tokens×token_dim; ``None`` is the null (dropped)
+        condition, the all-zero context."""
+        if conditions is None:
+            return self.condition_mean.new_zeros(batch, self.tokens, self.token_dim)
+        z = (conditions - self.condition_mean) / self.condition_std
+        z = F.pad(z, (0, self.tokens * self.token_dim - self.condition_dim))
+        return z.view(len(z), self.tokens, self.token_dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                context: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, encoder_hidden_states=context).sample
+
+
+PREDICTIONS = ("epsilon", "v_prediction", "sample")
+
+
+def noise_scheduler(clip_sample: bool, prediction: str = "epsilon",
+                    timestep_spacing: str = "leading") -> DDIMScheduler:
+    """The linear-β DDPM schedule (β 1e-4 → 0.02, T = 1000) in diffusers' DDIM form; ``clip_sample``
+    clips the predicted x₀ to [−1, 1] (pixel space only). ``prediction`` is what the network
+    outputs: the noise ε (DDPM), v = √ᾱ·ε − √(1−ᾱ)·x₀ (Salimans & Ho, ICLR 2022) or x₀."""
+    return DDIMScheduler(num_train_timesteps=TRAIN_TIMESTEPS, beta_schedule="linear",
+                         clip_sample=clip_sample, set_alpha_to_one=True,
+                         prediction_type=prediction, timestep_spacing=timestep_spacing)
+
+
+def regression_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
+                      prediction: str) -> torch.Tensor:
+    """What the network must output for x_t = √ᾱ·x₀ + √(1−ᾱ)·ε under ``prediction``."""
+    if prediction == "epsilon":
+        return noise
+    if prediction == "v_prediction":
+        return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
+    return x0
+
+
+def ema_decay(step: int, max_decay: float, inv_gamma: float = 1.0, power: float = 0.75) -> float:
+    """EMA warm-up of diffusers' ``EMAModel``: 1 − (1 + step/γ)^−p, capped at ``max_decay``."""
+    return min(max_decay, 1.0 - (1.0 + step / inv_gamma) ** -power)
+
+
+def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: Callable[
+        [torch.Tensor, torch.Tensor], torch.Tensor], conditions: torch.Tensor, steps: int,
+        batch_size: int, lr: float, warmup: int, weight_decay: float,
+        betas: tuple[float, float], max_ema_decay: float, condition_dropout: float,
+        prediction: str = "epsilon", desc: str = "diffusion prior") -> None:
+    """Train ``model`` to predict ε (or v, or x₀: ``prediction``) on ``samples(index, generator)`` (x₀ in the model's space)
+    paired with ``conditions[index]``; on return the model holds the EMA weights."""
+    gen = ctx.generator(104729)
+    schedule = noise_scheduler(clip_sample=False)
+    alphas = schedule.alphas_cumprod.to(ctx.device)
+    ema = [p.detach().clone() for p in model.parameters()]
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas,
+                                  weight_decay=weight_decay, eps=1e-8)
+    warmup = min(warmup, max(steps // 10, 1))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(
+        (s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * max(s - warmup, 0)
+                                             / max(steps - warmup, 1)))))
+    model.train()
+    bar = ctx.progress(range(steps), desc=desc, unit="step")
+    for step in bar:
+        index = torch.randint(len(conditions), (batch_size,), device=ctx.device, generator=gen)
+        x0 = samples(index, gen)
+        noise = torch.randn(x0.shape, device=ctx.device, generator=gen)
+        t = torch.randint(TRAIN_TIMESTEPS, (batch_size,), device=ctx.device, generator=gen)
+        a = alphas[t].view(-1, *[1] * (x0.ndim - 1))
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        context = model.context(conditions[index], batch_size)
+        if condition_dropout > 0:
+            keep = torch.rand(batch_size, device=ctx.device, generator=gen) >= condition_dropout
+            context = context * keep.view(-1, 1, 1)
+        loss = F.mse_loss(model(noisy, t, context),
+                          regression_target(x0, noise, a, prediction))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        scheduler.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()],
+                                 1.0 - ema_decay(step, max_ema_decay))
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    with torch.no_grad():
+        for p, averaged in zip(model.parameters(), ema):
+            p.copy_(averaged)
+    model.eval()
+
+
+@torch.no_grad()
+def ddim_sample(model: ConditionalDenoiser, conditions: torch.Tensor, *, steps: int,
+                generator: torch.Generator, clip_sample: bool, guidance_scale: float = 1.0,
+                eta: float = 0.0, prediction: str = "epsilon",
+                timestep_spacing: str = "leading") -> torch.Tensor:
+    """One sample x₀ per condition row by ``steps``-step DDIM from x_T ~ N(0, I).
+
+    With ``guidance_scale`` w ≠ 1, the output is o(∅) + w·(o(c) − o(∅)) (classifier-free
+    guidance; the model must have been trained with condition dropout)."""
+    scheduler = noise_scheduler(clip_sample, prediction, timestep_spacing)
+    scheduler.set_timesteps(steps)
+    n = len(conditions)
+    device = conditions.device
+    x = torch.randn(n, model.channels, model.sample_size, model.sample_size, device=device,
+                    generator=generator)
+    context = model.context(conditions, n)
+    if guidance_scale != 1.0:
+        context = torch.cat([model.context(None, n), context])
+    for t in scheduler.timesteps:
+        if guidance_scale != 1.0:
+            out_null, out_cond = model(torch.cat([x, x]), t.to(device), context).chunk(2)
+            out = out_null + guidance_scale * (out_cond - out_null)
+        else:
+            out = model(x, t.to(device), context)
+        x = scheduler.step(out, t, x, eta=eta, generator=generator).prev_sample
+    return x

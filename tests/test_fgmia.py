@@ -1,0 +1,203 @@
+"""FGMIA at smoke size: TransF/ScaleFT maths, the ablation switches, prior caching, queries,
+selection, and a two-colour world where the feature condition must steer the samples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mibench.access import QueryLedger, WhiteBox
+from mibench.attack import AttackContext
+from mibench.attacks import fgmia as fgmia_module
+from mibench.attacks.fgmia import FGMIA, FGMIAConfig, scaleft, transf
+from mibench.registry import ATTACKS
+from mibench.target import OpenSetTarget, Target
+from mibench.world import Split
+
+
+class ColourHead(Target):
+    """Closed set: feature = mean colour, logits = a linear head over 3 colour classes."""
+
+    def __init__(self) -> None:
+        super().__init__(num_classes=3, resolution=16, feature_dim=3, mean=(0, 0, 0),
+                         std=(1, 1, 1))
+        self.head = torch.nn.Linear(3, 3)
+        with torch.no_grad():
+            self.head.weight.copy_(10 * torch.eye(3) - 5)
+            self.head.bias.zero_()
+
+    def embed(self, x):
+        return x.mean(dim=(2, 3))
+
+    def classify(self, features):
+        return self.head(features)
+
+    def linear_head(self):
+        return self.head
+
+
+class ColourGallery(OpenSetTarget):
+    """Open set: feature = centred mean colour; gallery = red, green, blue."""
+
+    def __init__(self) -> None:
+        super().__init__(num_classes=3, resolution=16, feature_dim=3, mean=(0, 0, 0),
+                         std=(1, 1, 1), scale=10.0)
+        self.enrol(torch.eye(3) - 1 / 3)
+
+    def embed(self, x):
+        colour = x.mean(dim=(2, 3))
+        return colour - colour.mean(dim=1, keepdim=True)
+
+
+def context(target, cache, n: int = 96) -> AttackContext:
+    """Aux images of one random saturated colour each (16 px)."""
+    gen = torch.Generator().manual_seed(0)
+    colours = torch.rand(n, 3, generator=gen).pow(3)
+    images = (colours[:, :, None, None].expand(n, 3, 16, 16) * 255).to(torch.uint8)
+    aux = Split("aux", images.contiguous(), torch.arange(n), torch.arange(n) + 100)
+    ledger = QueryLedger()
+    return AttackContext(aux=aux, cache=cache, device=torch.device("cpu"), seed=0,
+                         ledger=ledger, target=WhiteBox(target, ledger),
+                         data_fingerprint=f"colours:{type(target).__name__}",
+                         aux_fingerprint="colours", show_progress=False)
+
+
+def cached(cache, component: str) -> list[str]:
+    return [p.name for p in (cache.root / component).iterdir() if not p.name.startswith(".")]
+
+
+def config(**overrides) -> FGMIAConfig:
+    return FGMIAConfig.resolve("smoke", {"resolution": 16, **overrides})
+
+
+def test_transf_row_maximises_the_margin_over_the_mean_class():
+    gen = torch.Generator().manual_seed(1)
+    head = torch.randn(5, 8, generator=gen)
+    directions = transf(head)
+    k = 2
+
+    def margin(f):
+        logits = f @ head.t()
+        return logits[..., k] - logits.mean(-1)
+
+    best = margin(F.normalize(directions[k], dim=0))
+    random_units = F.normalize(torch.randn(2000, 8, generator=gen), dim=1)
+    assert margin(random_units).max() < best
+    assert torch.allclose(directions.sum(0), torch.zeros(8), atol=1e-5)
+
+
+def test_scaleft_modes():
+    gen = torch.Generator().manual_seed(2)
+    t = torch.randn(4, 6, generator=gen)
+    mean, std = torch.randn(6, generator=gen), torch.rand(6, generator=gen) + 0.5
+    assert torch.equal(scaleft(t, mean, std, 3.0, "none"), t)
+    assert torch.allclose(scaleft(t, mean, std, 3.0, "norm").norm(dim=1), torch.full((4,), 3.0))
+    moment = scaleft(t, mean, std, 3.0, "moment")
+    u = (moment - mean) / std                     # standardised coordinates
+    assert torch.allclose(u.norm(dim=1), torch.full((4,), math.sqrt(6)), atol=1e-5)
+    assert torch.allclose(F.cosine_similarity(u, std * t, dim=1), torch.ones(4), atol=1e-5)
+
+
+def test_ablations_are_registered_with_their_switch():
+    cases = {"fgmia-no-fg": ("condition", "logits"), "fgmia-no-transf": ("transf", False),
+             "fgmia-no-scaleft": ("scaleft", "none")}
+    full = FGMIAConfig()
+    for name, (field, value) in cases.items():
+        cfg = ATTACKS.get(name).Config()
+        assert getattr(cfg, field) == value != getattr(full, field)
+        assert ATTACKS.get(name).spec.name == name
+        differing = [k for k, v in cfg.to_dict().items() if v != full.to_dict()[k]]
+        assert differing == [field]
+
+
+def test_guidance_needs_condition_dropout():
+    with pytest.raises(Exception, match="condition_dropout"):
+        FGMIAConfig(guidance_scale=2.0)
+
+
+def test_conditions_follow_each_switch(cache):
+    target = ColourHead()
+    ctx = context(target, cache)
+    full = FGMIA(config())
+    full.prepare(ctx)
+    labels = torch.tensor([0, 1, 2])
+    raw = target.head.weight.detach()
+    prior = full.prior
+    expected = scaleft(transf(raw), prior.mean, prior.std, prior.mean_norm.item(), "moment")
+    assert torch.allclose(full.identity_conditions(ctx.target, labels), expected)
+
+    no_scale = ATTACKS.get("fgmia-no-scaleft")(ATTACKS.get("fgmia-no-scaleft").Config.resolve(
+        "smoke", {"resolution": 16}))
+    no_scale.prepare(ctx)
+    assert torch.allclose(no_scale.identity_conditions(ctx.target, labels), transf(raw))
+
+    no_transf_cls = ATTACKS.get("fgmia-no-transf")
+    no_transf = no_transf_cls(no_transf_cls.Config.resolve("smoke", {"resolution": 16}))
+    no_transf.prepare(ctx)
+    assert torch.allclose(no_transf.identity_conditions(ctx.target, labels),
+                          scaleft(raw, prior.mean, prior.std, prior.mean_norm.item(), "moment"))
+
+    no_fg_cls = ATTACKS.get("fgmia-no-fg")
+    no_fg = no_fg_cls(no_fg_cls.Config.resolve("smoke", {"resolution": 16}))
+    no_fg.prepare(ctx)
+    assert no_fg.prior.denoiser.condition_dim == target.num_classes  # logits, not features
+    assert no_fg.identity_conditions(ctx.target, labels).shape == (3, 3)
+
+
+def test_prior_is_cached_per_target_and_shared_by_the_feature_ablations(cache, monkeypatch):
+    ctx = context(ColourHead(), cache)
+    FGMIA(config()).prepare(ctx)
+    assert ctx.ledger.total("forward") == 96          # one feature query per aux image
+    assert len(cached(cache, "prior-fgmia")) == len(cached(cache, "prior-autoencoder")) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached prior should have been loaded")
+
+    monkeypatch.setattr(fgmia_module, "train_denoiser", no_training)
+    for name in ("fgmia-no-transf", "fgmia-no-scaleft"):
+        cls = ATTACKS.get(name)
+        cls(cls.Config.resolve("smoke", {"resolution": 16})).prepare(ctx)
+    with pytest.raises(AssertionError, match="cached prior"):
+        FGMIA(config()).prepare(context(ColourGallery(), cache))   # another target: retrains
+
+
+def test_sampling_makes_no_queries_and_selection_one_per_sample(cache):
+    ctx = context(ColourGallery(), cache)
+    attack = FGMIA(config())
+    attack.prepare(ctx)
+    before = ctx.ledger.total("forward")
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    with ctx.ledger.scope(labels):
+        images = attack.invert(ctx.target, labels, ctx)
+        assert ctx.ledger.total("forward") == before and ctx.ledger.total("gradient") == 0
+        picked = attack.select(ctx.target, images, labels, ctx)
+    assert images.shape == (6, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
+    assert ctx.ledger.per_identity("forward") == {0: 3, 1: 3}
+    again = attack.invert(ctx.target, labels, ctx)
+    assert torch.equal(images, again)                 # seeded: reproducible
+    features = F.normalize(ColourGallery().embed(images), dim=1)
+    scores = (features * ColourGallery().gallery[labels]).sum(1)
+    assert picked.tolist() == [int(scores[:3].argmax()), 3 + int(scores[3:].argmax())]
+
+
+def test_feature_condition_steers_the_samples(cache):
+    """Aux images are red or blue; the prior must learn p(x | feature): conditioning on the
+    red template gives red images and on the blue one blue images (8 px, pixel space)."""
+    gen = torch.Generator().manual_seed(3)
+    red, blue = torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.1, 0.1, 0.9])
+    colours = torch.where(torch.arange(128)[:, None] % 2 == 0, red, blue)
+    colours = (colours + 0.05 * torch.randn(128, 3, generator=gen)).clamp(0, 1)
+    ctx = context(ColourGallery(), cache)
+    ctx.aux = Split("aux", (colours[:, :, None, None].expand(128, 3, 8, 8) * 255)
+                    .to(torch.uint8).contiguous(), torch.arange(128), torch.arange(128) + 100)
+    attack = FGMIA(config(space="pixel", resolution=8, attention=(False, True),
+                          train_steps=200, batch_size=32, lr=2e-3, sampler_steps=10,
+                          max_ema_decay=0.95))
+    attack.prepare(ctx)
+    labels = torch.tensor([0] * 6 + [2] * 6)                 # gallery: 0 = red, 2 = blue
+    mean = attack.invert(ctx.target, labels, ctx).mean(dim=(2, 3))
+    assert (mean[:6, 0] - mean[:6, 2]).min() > 0.4
+    assert (mean[6:, 2] - mean[6:, 0]).min() > 0.4
