@@ -21,11 +21,29 @@ def best_per_identity(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return torch.stack(order)
 
 
-def _per_sample(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+def top_k_per_identity(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """PPA's initial selection: ``scores`` is candidates × classes; the k entries of ``labels``
+    equal to y get y's k best candidates (distinct, best first). Returns candidate indices."""
+    picks = torch.empty(len(labels), dtype=torch.long)
+    for label in dict.fromkeys(labels.tolist()):
+        members = torch.nonzero(labels == label).flatten()
+        if len(members) > len(scores):
+            raise ValueError(f"{len(members)} samples of identity {label} need at least as "
+                             f"many candidates; the search has {len(scores)}")
+        picks[members] = scores[:, label].topk(len(members)).indices.cpu()
+    return picks
+
+
+def _per_sample(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], view: TargetView,
                 images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``score(images, labels)`` batch by batch, concatenated on the CPU."""
-    return torch.cat([score(images[i:i + batch_size], labels[i:i + batch_size]).cpu()
-                      for i in range(0, len(images), batch_size)])
+    """``score(images, labels)`` batch by batch (queries attributed to each batch's labels),
+    concatenated on the CPU."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        batch = labels[i:i + batch_size]
+        with view.ledger.scope(batch):
+            out.append(score(images[i:i + batch_size], batch).cpu())
+    return torch.cat(out)
 
 
 def label_logit(view: TargetView, images: torch.Tensor, labels: torch.Tensor,
@@ -37,7 +55,7 @@ def label_logit(view: TargetView, images: torch.Tensor, labels: torch.Tensor,
             logits = view.logits(x)
         return logits.gather(1, y[:, None].to(logits.device)).squeeze(1)
 
-    return _per_sample(score, images, labels, batch_size)
+    return _per_sample(score, view, images, labels, batch_size)
 
 
 def label_confidence(view: TargetView, images: torch.Tensor, labels: torch.Tensor,
@@ -48,7 +66,7 @@ def label_confidence(view: TargetView, images: torch.Tensor, labels: torch.Tenso
         probs = view.probs(x)
         return probs.gather(1, y[:, None].to(probs.device)).squeeze(1)
 
-    return _per_sample(score, images, labels, batch_size)
+    return _per_sample(score, view, images, labels, batch_size)
 
 
 def label_hits(view: TargetView, images: torch.Tensor, labels: torch.Tensor,
@@ -59,4 +77,18 @@ def label_hits(view: TargetView, images: torch.Tensor, labels: torch.Tensor,
         predicted = view.labels(x)
         return (predicted == y.to(predicted.device)).float()
 
-    return _per_sample(score, images, labels, batch_size)
+    return _per_sample(score, view, images, labels, batch_size)
+
+
+def augmented_confidence(view: TargetView, images: torch.Tensor, labels: torch.Tensor,
+                         augment: Callable[[torch.Tensor], torch.Tensor], draws: int,
+                         batch_size: int = 256) -> torch.Tensor:
+    """Target probability of each sample's identity, averaged over ``draws`` augmented copies
+    (PPA's final selection: 100 random crops and flips)."""
+
+    def score(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        copies = torch.cat([augment(x) for _ in range(draws)])
+        probs = view.probs(copies).view(draws, len(x), -1)
+        return probs.gather(2, y.to(probs.device)[None, :, None].expand(draws, -1, 1)).mean(0)[:, 0]
+
+    return _per_sample(score, view, images, labels, max(1, batch_size // draws))

@@ -1,0 +1,303 @@
+"""A StyleGAN2-style generator: the W-space prior of PPA and IF-GMI (attacks.md §2.2, §6.2).
+
+Structure (Karras et al., CVPR 2020): a mapping MLP z → w (pixel-normalised z, equalised
+learning rate, 0.01 learning-rate multiplier) with a running mean ``w_avg`` for truncation; a
+synthesis network of blocks from a learned 4×4 constant up to ``resolution``, each block two
+modulated/demodulated 3×3 convolutions (the first of a non-initial block upsamples ×2) and a
+modulated 1×1 ToRGB whose outputs are summed across resolutions (the "skip" generator). Every
+convolution has its own style input, so ``num_ws = 2 · blocks`` (18 at 1024 px, as in
+StyleGAN2). The synthesis can start at any block from a supplied state and stop after any
+block, which is what IF-GMI optimises (``synthesise(ws, start, state, stop)``).
+
+Simplifications, none of which the attacks depend on: bilinear upsampling instead of the FIR
+filters, no per-pixel noise inputs (PPA and IF-GMI fix the noise anyway, ``noise_mode="const"``),
+no style mixing or path-length regularisation, and images are ``sigmoid(rgb)`` so they lie in
+[0, 1] like every image in mibench. The discriminator is the DCGAN critic (``priors/dcgan.py``),
+not StyleGAN2's residual one.
+
+The default sizes (z, w 512; 8 mapping layers; channels min(512, 32768/res); 1024 px) are
+StyleGAN2 config F; presets scale them. **External StyleGAN2 checkpoints are not accepted**: NVLabs
+pickles carry code (we only load ``weights_only`` state dicts) and their layers (FIR resampling,
+noise, [−1, 1] output) differ from ours, so their weights would not mean the same thing here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mibench.access import TargetView
+from mibench.attack import AttackContext
+from mibench.attacks.augment import center_crop
+from mibench.attacks.priors.cached import cached_module
+from mibench.attacks.priors.dcgan import Critic
+from mibench.attacks.priors.wgan import aux_images
+from mibench.config import Config, param
+from mibench.selection import top_k_per_identity
+
+SEARCH_SEED = 7919  # generator offset of the candidate search, apart from per-batch seeds
+State = tuple[torch.Tensor, torch.Tensor]
+"""What flows between synthesis blocks: (features, accumulated RGB skip image)."""
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalised learning rate (weights scaled at run time)."""
+
+    def __init__(self, c_in: int, c_out: int, bias_init: float = 0.0,
+                 lr_multiplier: float = 1.0, activate: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(c_out, c_in) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full((c_out,), bias_init / lr_multiplier))
+        self.scale, self.lr_multiplier, self.activate = (lr_multiplier / math.sqrt(c_in),
+                                                         lr_multiplier, activate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.linear(x, self.weight * self.scale, self.bias * self.lr_multiplier)
+        return F.leaky_relu(x, 0.2) * math.sqrt(2) if self.activate else x
+
+
+class ModulatedConv(nn.Module):
+    """Conv whose input channels are scaled by a style from w, then (optionally) demodulated.
+
+    Computed by scaling the activations rather than the weights (StyleGAN2's non-fused path):
+    the same result with one ordinary convolution for the whole batch.
+    """
+
+    def __init__(self, c_in: int, c_out: int, w_dim: int, kernel: int, *,
+                 demodulate: bool = True, upsample: bool = False, activate: bool = True) -> None:
+        super().__init__()
+        self.affine = EqualLinear(w_dim, c_in, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(c_out))
+        self.scale = 1 / math.sqrt(c_in * kernel * kernel)
+        self.demodulate, self.upsample, self.activate = demodulate, upsample, activate
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        style = self.affine(w)
+        weight = self.weight * self.scale
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.conv2d(x * style[:, :, None, None], weight, padding=weight.shape[-1] // 2)
+        if self.demodulate:
+            energy = style.pow(2) @ weight.pow(2).sum(dim=(2, 3)).t()
+            x = x * torch.rsqrt(energy + 1e-8)[:, :, None, None]
+        x = x + self.bias[None, :, None, None]
+        return F.leaky_relu(x, 0.2) * math.sqrt(2) if self.activate else x
+
+
+class SynthesisBlock(nn.Module):
+    """conv0 (upsampling unless first) → conv1 → ToRGB added to the upsampled skip image."""
+
+    def __init__(self, c_in: int, c_out: int, w_dim: int, first: bool) -> None:
+        super().__init__()
+        self.const = nn.Parameter(torch.randn(c_in, 4, 4)) if first else None
+        self.conv0 = ModulatedConv(c_in, c_out, w_dim, 3, upsample=not first)
+        self.conv1 = ModulatedConv(c_out, c_out, w_dim, 3)
+        self.to_rgb = ModulatedConv(c_out, 3, w_dim, 1, demodulate=False, activate=False)
+
+    def forward(self, state: State | None, ws: torch.Tensor) -> State:
+        if self.const is not None:
+            x, skip = self.const.expand(len(ws), -1, -1, -1), None
+        else:
+            x, skip = state
+        x = self.conv1(self.conv0(x, ws[:, 0]), ws[:, 1])
+        rgb = self.to_rgb(x, ws[:, 1])
+        if skip is not None:
+            rgb = rgb + F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False)
+        return x, rgb
+
+
+def channels(resolution: int, channel_base: int, channel_max: int) -> int:
+    """StyleGAN2's channel rule: min(channel_max, channel_base / resolution)."""
+    return max(1, min(channel_max, channel_base // resolution))
+
+
+class StyleGAN(nn.Module):
+    """Mapping + synthesis; ``forward(z)`` samples images in [0, 1] (what the GAN loss trains)."""
+
+    def __init__(self, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
+                 resolution: int = 1024, channel_base: int = 32768,
+                 channel_max: int = 512, w_avg_beta: float = 0.995) -> None:
+        super().__init__()
+        levels = math.log2(resolution)
+        if resolution < 8 or not levels.is_integer():
+            raise ValueError(f"StyleGAN resolution must be a power of two ≥ 8, got {resolution}")
+        self.z_dim, self.w_dim, self.resolution, self.w_avg_beta = (z_dim, w_dim, resolution,
+                                                                     w_avg_beta)
+        dims = [z_dim] + [w_dim] * mapping_layers
+        self.mapping = nn.Sequential(*[EqualLinear(a, b, lr_multiplier=0.01, activate=True)
+                                       for a, b in zip(dims[:-1], dims[1:])])
+        sides = [2 ** i for i in range(2, int(levels) + 1)]
+        sizes = [channels(s, channel_base, channel_max) for s in sides]
+        self.blocks = nn.ModuleList(
+            SynthesisBlock(sizes[max(i - 1, 0)], sizes[i], w_dim, first=i == 0)
+            for i in range(len(sides)))
+        self.num_ws = 2 * len(self.blocks)
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    def map(self, z: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+        """z → ws (N × num_ws × w_dim); truncation w_avg + ψ(w − w_avg) on the first
+        ``cutoff`` style inputs (all when None)."""
+        z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+        w = self.mapping(z)
+        if self.training:
+            self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
+        ws = w[:, None].repeat(1, self.num_ws, 1)
+        if psi != 1:
+            cut = self.num_ws if cutoff is None else cutoff
+            ws[:, :cut] = self.w_avg.lerp(ws[:, :cut], psi)
+        return ws
+
+    def synthesise(self, ws: torch.Tensor, start: int = 0, state: State | None = None,
+                   stop: int | None = None) -> State:
+        """Run blocks ``start`` … ``stop − 1`` (default: to the end) on ``state``, the output of
+        block ``start − 1`` (None when starting at block 0)."""
+        for i in range(start, len(self.blocks) if stop is None else stop):
+            state = self.blocks[i](state, ws[:, 2 * i:2 * i + 2])
+        return state
+
+    @staticmethod
+    def image(state: State) -> torch.Tensor:
+        """The final state's RGB as an image in [0, 1]."""
+        return torch.sigmoid(state[1])
+
+    def broadcast(self, w: torch.Tensor) -> torch.Tensor:
+        """One w per sample (N × w_dim) → the same w at every style input (PPA's single_w)."""
+        return w[:, None].expand(-1, self.num_ws, -1)
+
+    def render(self, w: torch.Tensor) -> torch.Tensor:
+        """Images of single w's (N × w_dim)."""
+        return self.image(self.synthesise(self.broadcast(w)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.image(self.synthesise(self.map(z)))
+
+
+def candidate_search(prior: StyleGAN, target: TargetView, labels: torch.Tensor,
+                     cfg: "CandidateSearchConfig", ctx: AttackContext) -> torch.Tensor:
+    """PPA's initial selection (attacks.md §2.3.1; IF-GMI reuses it): map ``search_space``
+    seeded z's with truncation, score every image by the target's softmax averaged over the
+    image and its mirror, and give each entry of ``labels`` one of its identity's best distinct
+    w's. Returns N × w_dim: the first style input, which PPA broadcasts (``single_w``)."""
+    generator = ctx.generator(SEARCH_SEED)
+    z = torch.randn(cfg.search_space, prior.z_dim, device=ctx.device, generator=generator)
+    ws, scores = [], []
+    with torch.no_grad():
+        for start in range(0, cfg.search_space, cfg.batch_size):
+            batch = prior.map(z[start:start + cfg.batch_size], cfg.truncation_psi,
+                              cfg.truncation_cutoff)
+            images = center_crop(prior.image(prior.synthesise(batch)), cfg.crop)
+            scores.append((target.probs(images) + target.probs(images.flip(-1))).cpu() / 2)
+            ws.append(batch[:, 0])
+    picks = top_k_per_identity(torch.cat(scores), labels.cpu())
+    return torch.cat(ws)[picks.to(z.device)]
+
+
+@dataclass
+class StyleGANPriorConfig(Config):
+    """The prior's fields. PPA and IF-GMI inherit them, so both load one cached prior.
+
+    PPA and IF-GMI use NVLabs' pre-trained FFHQ StyleGAN2; we train ours on the aux split with
+    StyleGAN2's objective and config-F optimiser values (25,000 kimg over FFHQ's 70,000
+    images is about 350 epochs)."""
+
+    z_dim: int = param(512, "prior latent dimension", ge=1)
+    w_dim: int = param(512, "W-space dimension", ge=1)
+    mapping_layers: int = param(8, "layers of the mapping network", ge=1)
+    resolution: int = param(1024, "generator output side (power of two)", ge=8)
+    channel_base: int = param(32768, "synthesis channels = min(channel_max, base / side)", ge=1)
+    channel_max: int = param(512, "most channels of a synthesis block", ge=1)
+    critic_width: float = param(1.0, "channel multiplier of the discriminator", gt=0)
+    gan_epochs: float = param(350.0, "passes over the aux split", gt=0)
+    gan_batch_size: int = param(32, "training batch size", ge=2)
+    gan_lr: float = param(0.002, "Adam learning rate of the generator", gt=0)
+    critic_lr: float = param(0.002, "Adam learning rate of the discriminator", gt=0)
+    gan_betas: tuple[float, ...] = param((0.0, 0.99), "Adam betas")
+    r1_gamma: float = param(10.0, "R1 penalty weight γ", ge=0)
+
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "smoke": {"z_dim": 16, "w_dim": 16, "mapping_layers": 2, "resolution": 16,
+                  "channel_base": 128, "channel_max": 16, "critic_width": 0.125,
+                  "gan_epochs": 2.0},
+        "mini": {"z_dim": 128, "w_dim": 128, "mapping_layers": 2, "resolution": 64,
+                 "channel_base": 512, "channel_max": 32, "critic_width": 0.25,
+                 "gan_epochs": 30.0, "r1_gamma": 1.0},
+    }
+
+
+@dataclass
+class CandidateSearchConfig(StyleGANPriorConfig):
+    """Fields of PPA's initial selection, shared by PPA and IF-GMI (not part of the prior)."""
+
+    search_space: int = param(2000, "z's scored in the initial selection", ge=1)
+    truncation_psi: float = param(0.5, "truncation ψ of the search", ge=0, le=1)
+    truncation_cutoff: int = param(8, "style inputs truncated (of 18 at 1024 px)", ge=0)
+    crop: float = param(0.78125, "centre-crop fraction before the target (800/1024)",
+                        gt=0, le=1)
+    batch_size: int = param(64, "candidates scored or optimised together", ge=1)
+
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "smoke": {**StyleGANPriorConfig.presets["smoke"], "search_space": 16,
+                  "truncation_cutoff": 3, "crop": 1.0},
+        "mini": {**StyleGANPriorConfig.presets["mini"], "search_space": 500,
+                 "truncation_cutoff": 4, "crop": 1.0},
+    }
+
+
+def train_stylegan(generator: StyleGAN, critic: Critic, ctx: AttackContext, *, epochs: float,
+                   batch_size: int, lr: float, betas: tuple[float, float], critic_lr: float,
+                   r1_gamma: float) -> None:
+    """StyleGAN2's objective: the non-saturating logistic loss with an R1 penalty
+    (γ/2)·E‖∇D(x)‖² on real images; one critic and one generator step per real batch."""
+    data = aux_images(ctx, generator.resolution)
+    gen = ctx.generator(0)
+    critic = critic.to(ctx.device).train()
+    generator.train()
+    opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=critic_lr, betas=betas)
+    steps = max(1, math.ceil(epochs * len(data) / batch_size))
+    bar = ctx.progress(range(steps), desc="StyleGAN prior", unit="step")
+    for _ in bar:
+        index = torch.randint(len(data), (batch_size,), device=ctx.device, generator=gen)
+        real = data[index].float().div_(255).requires_grad_(True)
+        z = torch.randn(batch_size, generator.z_dim, device=ctx.device, generator=gen)
+        real_score = critic(real)
+        grad, = torch.autograd.grad(real_score.sum(), real, create_graph=True)
+        loss_d = (F.softplus(critic(generator(z).detach())).mean()
+                  + F.softplus(-real_score).mean()
+                  + r1_gamma / 2 * grad.flatten(1).pow(2).sum(1).mean())
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        z = torch.randn(batch_size, generator.z_dim, device=ctx.device, generator=gen)
+        loss_g = F.softplus(-critic(generator(z))).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        bar.set_postfix(d=f"{loss_d.item():.2f}", g=f"{loss_g.item():.2f}")
+    generator.eval()
+
+
+def load_stylegan(ctx: AttackContext, cfg: StyleGANPriorConfig) -> StyleGAN:
+    """The StyleGAN prior of ``cfg``, trained on the aux split once and cached."""
+    prior_config = {k: v for k, v in cfg.to_dict().items()
+                    if k in StyleGANPriorConfig.field_names()}
+
+    def make() -> nn.ModuleDict:
+        return nn.ModuleDict({
+            "generator": StyleGAN(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.resolution,
+                                  cfg.channel_base, cfg.channel_max),
+            "critic": Critic(cfg.resolution, cfg.critic_width)})
+
+    def train(prior: nn.Module) -> None:
+        train_stylegan(prior["generator"], prior["critic"], ctx, epochs=cfg.gan_epochs,
+                       batch_size=cfg.gan_batch_size, lr=cfg.gan_lr, betas=tuple(cfg.gan_betas),
+                       critic_lr=cfg.critic_lr, r1_gamma=cfg.r1_gamma)
+
+    prior = cached_module(ctx, "prior-stylegan", prior_config, make, train)
+    return prior["generator"].requires_grad_(False)

@@ -1,0 +1,78 @@
+"""The StyleGAN prior and the shared augmentations: structure IF-GMI and PPA rely on."""
+
+from __future__ import annotations
+
+import torch
+from test_gmi import ctx  # noqa: F401  (the toy attack context fixture)
+
+from mibench.attacks.augment import Augment, center_crop, random_flip, random_resized_crop
+from mibench.attacks.ifgmi import IFGMI, IFGMIConfig
+from mibench.attacks.ppa import PPA, PPAConfig
+from mibench.attacks.priors import stylegan as stylegan_module
+from mibench.attacks.priors.stylegan import StyleGAN
+
+
+def small() -> StyleGAN:
+    torch.manual_seed(0)
+    return StyleGAN(z_dim=8, w_dim=8, mapping_layers=2, resolution=32, channel_base=128,
+                    channel_max=16).eval()
+
+
+def test_style_inputs_truncation_and_running_mean():
+    g = small()
+    assert len(g.blocks) == 4 and g.num_ws == 8
+    g.w_avg.fill_(0.5)
+    z = torch.randn(3, 8)
+    ws = g.map(z)
+    assert ws.shape == (3, 8, 8) and torch.equal(ws[:, 0], ws[:, 7])
+    cut = g.map(z, psi=0.0, cutoff=3)
+    assert torch.equal(cut[:, :3], torch.full((3, 3, 8), 0.5)) and torch.equal(cut[:, 3:],
+                                                                              ws[:, 3:])
+    g.train()
+    g.map(z)
+    assert not torch.equal(g.w_avg, torch.full((8,), 0.5))   # tracked only while training
+
+
+def test_synthesis_resumes_from_any_block():
+    g = small()
+    ws = g.map(torch.randn(2, 8))
+    full = g.synthesise(ws)
+    middle = g.synthesise(ws, 0, None, 2)
+    assert middle[0].shape == (2, 16, 8, 8)
+    resumed = g.synthesise(ws, 2, middle)
+    assert torch.allclose(resumed[1], full[1], atol=1e-6)
+    images = g.image(full)
+    assert images.shape == (2, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
+    # changing the fed-in feature changes the image: features are a real input
+    altered = g.synthesise(ws, 2, (middle[0] + 1, middle[1]))
+    assert not torch.allclose(altered[1], full[1])
+
+
+def test_ppa_and_ifgmi_share_one_cached_prior(ctx, monkeypatch):  # noqa: F811
+    PPA(PPAConfig.resolve("smoke")).prepare(ctx)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("IF-GMI should load PPA's cached prior")
+
+    monkeypatch.setattr(stylegan_module, "train_stylegan", no_training)
+    attack = IFGMI(IFGMIConfig.resolve("smoke"))
+    attack.prepare(ctx)
+    entries = [p for p in (ctx.cache.root / "prior-stylegan").iterdir()
+               if not p.name.startswith(".")]
+    assert len(entries) == 1
+
+
+def test_augmentations_are_seeded_differentiable_and_keep_the_size():
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    same = random_resized_crop(x, (1.0, 1.0), (1.0, 1.0), torch.Generator().manual_seed(0))
+    assert torch.allclose(same, x, atol=1e-5)
+    a = random_resized_crop(x, (0.5, 0.9), (0.8, 1.2), torch.Generator().manual_seed(3))
+    b = random_resized_crop(x, (0.5, 0.9), (0.8, 1.2), torch.Generator().manual_seed(3))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, x)
+    a.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert torch.equal(random_flip(x, 1.0, torch.Generator()), x.flip(-1))
+    assert torch.equal(random_flip(x, 0.0, torch.Generator()), x)
+    assert center_crop(x, 0.5).shape == (4, 3, 8, 8)
+    assert torch.equal(center_crop(x, 0.5), x[..., 4:12, 4:12])
+    assert Augment(crop=0.5)(x, torch.Generator()).shape == (4, 3, 8, 8)
