@@ -13,6 +13,7 @@ from mibench.access import QueryLedger, WhiteBox
 from mibench.attack import AttackContext
 from mibench.attacks import fgmia as fgmia_module
 from mibench.attacks.fgmia import FGMIA, FGMIAConfig, scaleft, transf
+from mibench.attacks.priors.diffusion import ConditionalDenoiser
 from mibench.registry import ATTACKS
 from mibench.target import OpenSetTarget, Target
 from mibench.world import Split
@@ -201,3 +202,19 @@ def test_feature_condition_steers_the_samples(cache):
     mean = attack.invert(ctx.target, labels, ctx).mean(dim=(2, 3))
     assert (mean[:6, 0] - mean[:6, 2]).min() > 0.4
     assert (mean[6:, 2] - mean[6:, 0]).min() > 0.4
+
+
+def test_paper_preset_is_the_pixel_space_six_level_unet():
+    cfg = FGMIAConfig.resolve("paper")
+    assert (cfg.space, cfg.prediction, cfg.resolution, cfg.batch_size, cfg.lr) == (
+        "pixel", "epsilon", 112, 16, 1e-4)
+    with torch.device("meta"):
+        denoiser = ConditionalDenoiser(
+            sample_size=cfg.resolution, channels=3, condition_dim=512,
+            block_channels=cfg.block_channels, attention=cfg.attention,
+            layers_per_block=cfg.layers_per_block, token_dim=cfg.token_dim,
+            head_dim=cfg.head_dim)
+        out = denoiser(torch.zeros(2, 3, 112, 112), torch.tensor([5, 900]),
+                       denoiser.context(torch.zeros(2, 512), 2))
+    assert out.shape == (2, 3, 112, 112)
+    assert 100e6 < sum(p.numel() for p in denoiser.parameters()) < 150e6
