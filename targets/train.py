@@ -204,7 +204,6 @@ def fit(target: Target, objective: Objective, split: Split, cfg: TargetConfig, *
 
 
 @torch.no_grad()
-@torch.no_grad()
 def accuracy(target: Target, split: Split, batch_size: int = EVAL_BATCH) -> float:
     """Top-1 accuracy of ``target``'s logits on ``split`` (eval mode)."""
     target.eval()
