@@ -8,3 +8,4 @@ from mibench.attacks import fgmia  # noqa: F401  (registers "fgmia" and its abla
 from mibench.attacks import ppa  # noqa: F401  (registers "ppa")
 from mibench.attacks import ifgmi  # noqa: F401  (registers "ifgmi")
 from mibench.attacks import fmi  # noqa: F401  (registers "fmi")
+from mibench.attacks import plg  # noqa: F401  (registers "plg")

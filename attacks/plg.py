@@ -1,0 +1,193 @@
+"""PLG-MI — Pseudo Label-Guided MI via a conditional GAN (Yuan et al., AAAI 2023), attacks.md §4.
+
+Prior (target-dependent, cached per target):
+
+1. Top-n pseudo-labelling (§4.2): the target scores every aux image; each class keeps its n aux
+   images of highest softmax probability (score queries, one per aux image).
+2. A conditional GAN (``priors/cgan.py``: conditional-BN ResNet generator, SN projection
+   discriminator) trained with the hinge loss on the pseudo-labelled images (plus dequantisation
+   noise U(0, 1/256)), the generator also minimising α · max-margin(T(aug(G(z, ŷ))), ŷ) for
+   uniform ŷ (Adam 2e-4, betas (0, 0.9), n_dis discriminator steps per generator step).
+
+Attack (§4.3): per sample, z ~ N(0, I) is optimised with Adam (lr 0.1) on the sum of the
+max-margin loss of two independently augmented copies of G(z, y); the label stays fixed and no
+discriminator term is used. ``samples`` per identity play PLG-MI's 5 seeds.
+
+Conventions: G's tanh output in [−1, 1] is what D sees; the target gets (x + 1)/2, our [0, 1]
+contract (the public code feeds [−1, 1] into [0, 1] targets, §4.2 quirk). Augmentation is aug64
+without its colour jitter and ±5° rotation: RandomResizedCrop(0.8–1.0, ratio 1) and a flip
+(the card's scaled-down variant, §4.6).
+Queries: |aux| forward for the labels and gan_steps · gan_batch_size gradient queries in
+training (``prepare``); 2 · ``iterations`` gradient queries per sample in the attack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mibench.access import TargetView
+from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attacks.augment import Augment
+from mibench.attacks.losses import IDENTITY_LOSSES
+from mibench.attacks.priors.cached import cached_module
+from mibench.attacks.priors.cgan import ConditionalGenerator, ProjectionDiscriminator
+from mibench.attacks.priors.pseudo_labels import top_n_pseudo_labels
+from mibench.attacks.priors.wgan import aux_images
+from mibench.config import Config, param
+from mibench.errors import ConfigError
+from mibench.registry import ATTACKS
+
+PRIOR_FIELDS = ("top_n", "z_dim", "resolution", "width", "gan_steps", "gan_batch_size",
+                "gan_lr", "gan_betas", "n_dis", "inv_weight", "inv_loss", "aug_scale",
+                "aug_flip")
+
+
+@dataclass
+class PLGConfig(Config):
+    """PLG-MI hyper-parameters; defaults from PLG-MI-Attack (train_cgan.py, reconstruct.py)."""
+
+    top_n: int = param(30, "aux images kept per class by the target's softmax", ge=1)
+    z_dim: int = param(128, "latent dimension", ge=1)
+    resolution: int = param(64, "generator output side (power of two)", ge=8)
+    width: int = param(64, "base channels c of G (16c…c) and D (c…16c)", ge=1)
+    gan_steps: int = param(30_000, "generator iterations", ge=1)
+    gan_batch_size: int = param(64, "cGAN batch size", ge=2)
+    gan_lr: float = param(2e-4, "Adam learning rate of G and D", gt=0)
+    gan_betas: tuple[float, ...] = param((0.0, 0.9), "Adam betas of G and D")
+    n_dis: int = param(5, "discriminator steps per generator step", ge=1)
+    inv_weight: float = param(0.2, "α, weight of the inversion loss in L_G", ge=0)
+    inv_loss: str = param("max_margin", "identity loss in training and attack",
+                          choices=("max_margin", "ce", "poincare"))
+    aug_scale: tuple[float, ...] = param((0.8, 1.0), "RandomResizedCrop area range (aug64)")
+    aug_flip: float = param(0.5, "horizontal-flip probability (aug64)", ge=0, le=1)
+    iterations: int = param(600, "Adam steps on z per sample", ge=1)
+    lr: float = param(0.1, "attack learning rate", gt=0)
+    augmentations: int = param(2, "independently augmented copies per step", ge=1)
+    batch_size: int = param(60, "latents optimised together", ge=1)
+
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "smoke": {"top_n": 4, "z_dim": 16, "resolution": 16, "width": 4, "gan_steps": 4,
+                  "gan_batch_size": 8, "n_dis": 1, "iterations": 3},
+        "mini": {"top_n": 10, "width": 4, "gan_steps": 600, "gan_batch_size": 32, "n_dis": 1,
+                 "iterations": 70, "batch_size": 80},
+    }
+
+
+class PLGPrior(nn.Module):
+    """Generator and discriminator of one target's cGAN."""
+
+    def __init__(self, generator: ConditionalGenerator,
+                 discriminator: ProjectionDiscriminator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+
+
+@ATTACKS.register("plg")
+class PLG(Attack):
+    """Pseudo-label-guided conditional GAN, then latent optimisation with a max-margin loss."""
+
+    spec = AttackSpec(name="plg", title="Pseudo Label-Guided MI (PLG-MI)",
+                      paper="Yuan et al., AAAI", year=2023, access="whitebox",
+                      prior="conditional GAN (cBN ResNet G, SN projection D)",
+                      target_dependent_prior=True)
+    Config: ClassVar[type[Config]] = PLGConfig
+
+    def prepare(self, ctx: AttackContext) -> None:
+        cfg = self.config
+        target = ctx.target
+        if target is None:
+            raise ConfigError("PLG-MI pseudo-labels the aux split with the target: it needs "
+                              "the target view in the attack context")
+
+        def make() -> PLGPrior:
+            return PLGPrior(ConditionalGenerator(target.num_classes, cfg.z_dim, cfg.resolution,
+                                                 cfg.width),
+                            ProjectionDiscriminator(target.num_classes, cfg.resolution,
+                                                    cfg.width))
+
+        prior = cached_module(ctx, "prior-plg", {k: getattr(cfg, k) for k in PRIOR_FIELDS},
+                              make, lambda module: self._train(module, target, ctx))
+        self.generator = prior.generator.requires_grad_(False)
+
+    def _augment(self) -> Augment:
+        return Augment(scale=tuple(self.config.aug_scale), flip=self.config.aug_flip)
+
+    def _train(self, prior: PLGPrior, target: TargetView, ctx: AttackContext) -> None:
+        """Hinge cGAN on the top-n pseudo-labelled aux images plus α · L_inv (train_cgan.py)."""
+        cfg = self.config
+        images = aux_images(ctx, cfg.resolution)
+        index, labels = top_n_pseudo_labels(target, images, cfg.top_n)
+        index, labels = index.to(ctx.device), labels.to(ctx.device)
+        generator, discriminator = prior.generator.train(), prior.discriminator.train()
+        opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.gan_lr, betas=tuple(cfg.gan_betas))
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.gan_lr,
+                                 betas=tuple(cfg.gan_betas))
+        inv_loss, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment()
+        gen = ctx.generator(15485863)
+        n, classes = cfg.gan_batch_size, target.num_classes
+
+        def fake(grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            z = torch.randn(n, cfg.z_dim, device=ctx.device, generator=gen)
+            y = torch.randint(classes, (n,), device=ctx.device, generator=gen)
+            with torch.set_grad_enabled(grad):
+                return generator(z, y), y
+
+        bar = ctx.progress(range(cfg.gan_steps), desc="PLG-MI cGAN", unit="step")
+        for _ in bar:
+            for _ in range(cfg.n_dis):
+                pick = torch.randint(len(index), (n,), device=ctx.device, generator=gen)
+                real = images[index[pick]].float().div_(255)
+                real = real + torch.rand(real.shape, device=ctx.device, generator=gen) / 256
+                x_fake, y_fake = fake(grad=False)
+                loss_d = (F.relu(1 - discriminator(real * 2 - 1, labels[pick])).mean()
+                          + F.relu(1 + discriminator(x_fake, y_fake)).mean())
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+            x_fake, y_fake = fake(grad=True)
+            logits = target.logits(augment((x_fake + 1) / 2, gen))
+            loss_inv = inv_loss(logits, y_fake).mean()
+            loss_g = -discriminator(x_fake, y_fake).mean() + cfg.inv_weight * loss_inv
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            bar.set_postfix(d=f"{loss_d.item():.2f}", g=f"{loss_g.item():.2f}",
+                            inv=f"{loss_inv.item():.2f}")
+        generator.eval()
+
+    def invert(self, target: TargetView, labels: torch.Tensor,
+               ctx: AttackContext) -> torch.Tensor:
+        out = []
+        for start in range(0, len(labels), self.config.batch_size):
+            chunk = labels[start:start + self.config.batch_size]
+            with ctx.ledger.scope(chunk):
+                z = self._optimise(target, chunk.to(ctx.device), ctx, offset=start)
+            with torch.no_grad():
+                out.append(((self.generator(z, chunk.to(ctx.device)) + 1) / 2).cpu())
+        return torch.cat(out)
+
+    def _optimise(self, target: TargetView, labels: torch.Tensor, ctx: AttackContext,
+                  offset: int) -> torch.Tensor:
+        """Adam on z, label fixed, summed identity loss over augmented copies (reconstruct.py)."""
+        cfg = self.config
+        gen = ctx.generator(offset)
+        z = torch.randn(len(labels), cfg.z_dim, device=ctx.device,
+                        generator=gen).requires_grad_(True)
+        optimiser = torch.optim.Adam([z], lr=cfg.lr)
+        loss_fn, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment()
+        for _ in ctx.progress(range(cfg.iterations), desc="PLG-MI", unit="it", leave=False):
+            images = (self.generator(z, labels) + 1) / 2
+            copies = torch.cat([augment(images, gen) for _ in range(cfg.augmentations)])
+            logits = target.logits(copies)
+            loss = loss_fn(logits, labels.repeat(cfg.augmentations)).view(
+                cfg.augmentations, -1).sum(0).mean()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        return z.detach()

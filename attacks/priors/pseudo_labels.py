@@ -1,0 +1,41 @@
+"""Pseudo-labelling the aux split by the target (PLG-MI, Diff-MI, UAMI; attacks.md §4.2, §5.2,
+§7.2).
+
+Aux images carry no private labels, so these attacks ask the target which private identity each
+aux image looks like and train a class-conditional prior on the answers. Both queries run
+outside any identity scope, so the ledger books them under ``prepare`` (one forward query per
+aux image).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from mibench.access import TargetView
+
+
+def _batched(query: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+             batch_size: int) -> torch.Tensor:
+    """``query`` on [0, 1] batches of the uint8 ``images``, concatenated on the CPU."""
+    return torch.cat([query(images[i:i + batch_size].float().div(255)).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+def top_n_pseudo_labels(view: TargetView, images: torch.Tensor, n: int,
+                        batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """PLG-MI's top-n selection (``top_n_selection.py``): for each class c, the ``n`` uint8 aux
+    ``images`` with the highest softmax probability of c. An image may serve several classes.
+    Needs score access. Returns (indices into ``images``, their pseudo-labels), class-major."""
+    probs = _batched(view.probs, images, batch_size)
+    n = min(n, len(images))
+    indices = probs.topk(n, dim=0).indices.T.reshape(-1)
+    labels = torch.arange(probs.shape[1]).repeat_interleave(n)
+    return indices, labels
+
+
+def top1_pseudo_labels(view: TargetView, images: torch.Tensor,
+                       batch_size: int = 256) -> torch.Tensor:
+    """UAMI's labelling: the target's top-1 answer for every uint8 aux image (label-only)."""
+    return _batched(view.labels, images, batch_size)

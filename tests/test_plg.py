@@ -1,0 +1,103 @@
+"""PLG-MI at smoke size: top-n pseudo-labelling, the cGAN, prior caching per target, exact
+queries, and latent optimisation that raises the target score."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_gmi import ColourTarget
+
+from mibench.access import Labels, QueryLedger, Scores, WhiteBox
+from mibench.attack import AttackContext
+from mibench.attacks import plg as plg_module
+from mibench.attacks.plg import PLG, PLGConfig
+from mibench.attacks.priors.cgan import ConditionalGenerator, ProjectionDiscriminator
+from mibench.attacks.priors.pseudo_labels import top1_pseudo_labels, top_n_pseudo_labels
+from mibench.errors import AccessError
+from mibench.world import Split
+
+
+
+
+def colour_images(n: int, seed: int = 0) -> torch.Tensor:
+    colours = torch.rand(n, 3, generator=torch.Generator().manual_seed(seed))
+    return (colours[:, :, None, None].expand(n, 3, 16, 16) * 255).to(torch.uint8).contiguous()
+
+
+def context(cache, fingerprint: str = "colours", n: int = 48) -> AttackContext:
+    aux = Split("aux", colour_images(n), torch.arange(n), torch.arange(n) + 100)
+    ledger = QueryLedger()
+    return AttackContext(aux=aux, cache=cache, device=torch.device("cpu"), seed=0,
+                         ledger=ledger, target=WhiteBox(ColourTarget(), ledger),
+                         data_fingerprint=fingerprint, show_progress=False)
+
+
+def config(**overrides) -> PLGConfig:
+    return PLGConfig.resolve("smoke", overrides)
+
+
+def test_top_n_keeps_each_class_best_aux_images_and_needs_scores():
+    images = colour_images(20)
+    ledger = QueryLedger()
+    index, labels = top_n_pseudo_labels(Scores(ColourTarget(), ledger), images, n=4,
+                                        batch_size=7)
+    assert labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    logits = ColourTarget()(images.float() / 255)[0]
+    for c in range(3):
+        best = logits.softmax(1)[:, c].topk(4).indices     # by probability, not by logit
+        assert set(index[labels == c].tolist()) == set(best.tolist())
+    assert ledger.counts["forward"] == {"prepare": 20}
+    with pytest.raises(AccessError, match="probabilities"):
+        top_n_pseudo_labels(Labels(ColourTarget(), QueryLedger()), images, n=4)
+    top1 = top1_pseudo_labels(Labels(ColourTarget(), QueryLedger()), images)
+    assert torch.equal(top1, logits.argmax(1))
+
+
+def test_cgan_shapes_and_class_conditioning():
+    torch.manual_seed(0)
+    generator = ConditionalGenerator(num_classes=3, z_dim=8, resolution=16, width=4)
+    for bn in generator.modules():
+        if hasattr(bn, "shift"):
+            torch.nn.init.normal_(bn.shift.weight)
+    z = torch.randn(2, 8)
+    images = generator.eval()(z, torch.tensor([0, 0]))
+    assert images.shape == (2, 3, 16, 16) and images.abs().max() <= 1
+    assert not torch.allclose(images, generator(z, torch.tensor([1, 1])))
+    critic = ProjectionDiscriminator(num_classes=3, resolution=16, width=4)
+    assert critic(images, torch.tensor([0, 2])).shape == (2,)
+
+
+def test_prior_is_cached_per_target_and_counts_training_queries(cache, monkeypatch):
+    ctx = context(cache)
+    cfg = config()
+    PLG(cfg).prepare(ctx)
+    assert ctx.ledger.counts["forward"] == {"prepare": 48 + cfg.gan_steps * cfg.gan_batch_size}
+    assert ctx.ledger.counts["gradient"] == {"prepare": cfg.gan_steps * cfg.gan_batch_size}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached prior should have been loaded")
+
+    monkeypatch.setattr(plg_module, "top_n_pseudo_labels", no_training)
+    PLG(cfg).prepare(ctx)
+    with pytest.raises(AssertionError, match="cached prior"):
+        PLG(cfg).prepare(context(cache, "colours:another-target"))
+
+
+def test_inversion_counts_queries_and_raises_the_target_score(cache):
+    ctx = context(cache)
+    attack = PLG(config(iterations=20, lr=0.1, batch_size=4))
+    attack.prepare(ctx)
+    before = ctx.ledger.total("gradient")
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    images = attack.invert(ctx.target, labels, ctx)
+    assert images.shape == (6, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
+    assert ctx.ledger.per_identity("gradient") == {0: 80, 1: 80, 2: 80}
+    assert ctx.ledger.total("gradient") - before == 6 * 40
+    assert torch.equal(images, attack.invert(ctx.target, labels, ctx))   # seeded
+
+    z0 = torch.randn(4, attack.config.z_dim, generator=ctx.generator(0))
+    with torch.no_grad():
+        start = (attack.generator(z0, labels[:4]) + 1) / 2
+        logits = ColourTarget()(torch.cat([start, images[:4]]))[0].gather(
+            1, labels[:4].repeat(2)[:, None]).view(2, 4)
+    assert logits[1].mean() > logits[0].mean()
