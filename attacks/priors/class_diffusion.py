@@ -1,0 +1,168 @@
+"""A class-conditional diffusion prior with classifier-free guidance (UAMI, Diff-MI; attacks.md
+§5.2, §7.2), built from the shared blocks of ``priors/diffusion.py`` and ``priors/autoencoder.py``.
+
+The class enters the :class:`ConditionalDenoiser` as a one-hot vector through cross-attention
+(the published ADM UNet adds a class embedding to the time embedding; one shared UNet keeps the
+diffusion attacks comparable). The one-hot is not standardised, so the null condition of
+classifier-free guidance is the all-zero context and a class the target never answered on the aux
+split stays near the unconditional model. As for FGMIA, ``smoke`` / ``mini`` denoise the latents
+of the shared autoencoder and predict v (a pixel-space ε-prediction UNet does not train in CPU
+minutes); ``paper`` is the published pixel-space ε-prediction model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from mibench.attack import AttackContext
+from mibench.attacks.priors.autoencoder import ConvAutoencoder, random_flip, shared_autoencoder
+from mibench.attacks.priors.cached import cached_module
+from mibench.attacks.priors.diffusion import (PREDICTIONS, ConditionalDenoiser, ddim_sample,
+                                              train_denoiser)
+from mibench.config import Config, param
+from mibench.errors import ConfigError
+
+PRIOR_FIELDS = ("space", "prediction", "resolution", "block_channels", "attention",
+                "layers_per_block", "token_dim", "head_dim", "train_steps", "batch_size", "lr",
+                "warmup", "weight_decay", "betas", "max_ema_decay", "condition_dropout",
+                "flip_p")
+AUTOENCODER_FIELDS = ("latent_channels", "latent_downsample", "ae_width", "ae_steps",
+                      "ae_batch_size", "ae_lr")
+
+
+@dataclass
+class ClassDiffusionConfig(Config):
+    """Prior and sampler hyper-parameters; defaults from Diff-MI's pre-training (ADM UNet at
+    64 px, channels 128·(1, 2, 3, 4), 3 blocks, attention at 16 and 8 px; AdamW 1e-4, EMA
+    0.9999, 10 % null labels, 50k steps), which UAMI's card adopts."""
+
+    space: str = param("pixel", "denoise pixels (published) or the latents of the shared "
+                       "autoencoder (CPU presets)", choices=("pixel", "latent"))
+    prediction: str = param("epsilon", "what the UNet predicts", choices=PREDICTIONS)
+    resolution: int = param(64, "generated image side", ge=8)
+    block_channels: tuple[int, ...] = param((128, 256, 384, 512), "UNet channels per level")
+    attention: tuple[bool, ...] = param((False, False, True, True),
+                                        "cross-attention at each UNet level")
+    layers_per_block: int = param(3, "ResNet layers per UNet level", ge=1)
+    token_dim: int = param(1024, "cross-attention width (the one-hot is cut into tokens)", ge=1)
+    head_dim: int = param(8, "diffusers attention_head_dim (as FGMIA)", ge=1)
+    train_steps: int = param(50_000, "prior training steps", ge=1)
+    batch_size: int = param(150, "prior training batch size", ge=1)
+    lr: float = param(1e-4, "AdamW learning rate", gt=0)
+    warmup: int = param(500, "learning-rate warm-up steps (ours; ADM uses none)", ge=1)
+    weight_decay: float = param(0.0, "AdamW weight decay", ge=0)
+    betas: tuple[float, ...] = param((0.9, 0.999), "AdamW betas")
+    max_ema_decay: float = param(0.9999, "EMA decay cap", ge=0, lt=1)
+    condition_dropout: float = param(0.1, "probability of the null label in training (CFG); "
+                                     "per sample, where ADM drops the whole batch", ge=0, lt=1)
+    flip_p: float = param(0.5, "horizontal-flip probability of training images", ge=0, le=1)
+    sampler_steps: int = param(100, "DDIM steps", ge=1)
+    guidance_scale: float = param(3.0, "classifier-free guidance w (1 = none)", ge=0)
+    sample_batch: int = param(64, "images sampled together", ge=1)
+    latent_channels: int = param(4, "autoencoder latent channels (latent space only)", ge=1)
+    latent_downsample: int = param(8, "autoencoder downsampling factor", ge=1)
+    ae_width: int = param(64, "autoencoder base channels", ge=1)
+    ae_steps: int = param(2000, "autoencoder training steps", ge=1)
+    ae_batch_size: int = param(64, "autoencoder batch size", ge=1)
+    ae_lr: float = param(1e-3, "autoencoder Adam learning rate", gt=0)
+
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "smoke": {"space": "latent", "prediction": "v_prediction", "resolution": 16,
+                  "block_channels": (16, 32), "attention": (True, True),
+                  "layers_per_block": 1, "token_dim": 8, "train_steps": 30, "batch_size": 16,
+                  "lr": 1e-3, "warmup": 5, "max_ema_decay": 0.9, "sampler_steps": 4,
+                  "latent_downsample": 4, "ae_width": 8, "ae_steps": 30},
+        "mini": {"space": "latent", "prediction": "v_prediction", "block_channels": (32, 64),
+                 "attention": (True, True), "layers_per_block": 1, "token_dim": 64,
+                 "train_steps": 1500, "batch_size": 64, "lr": 1e-3, "warmup": 100,
+                 "max_ema_decay": 0.999, "sampler_steps": 50, "ae_width": 32,
+                 "ae_steps": 1000},
+    }
+
+    def validate(self) -> None:
+        if len(self.block_channels) != len(self.attention):
+            raise ConfigError(f"{type(self).__name__}.attention: needs one entry per "
+                              "block_channels level")
+
+
+class ClassDiffusionPrior:
+    """A trained class-conditional denoiser and, in latent space, its autoencoder."""
+
+    def __init__(self, denoiser: ConditionalDenoiser, autoencoder: ConvAutoencoder | None,
+                 config: ClassDiffusionConfig) -> None:
+        self.denoiser = denoiser
+        self.autoencoder = autoencoder
+        self.config = config
+
+    def condition(self, labels: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(labels, self.denoiser.condition_dim).float()
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images → the denoiser's space (latents, or pixels in [−1, 1])."""
+        return self.autoencoder.encode(images) if self.autoencoder else images * 2 - 1
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The denoiser's space → [0, 1] images."""
+        return self.autoencoder.decode(x) if self.autoencoder else x.add(1).div(2).clamp(0, 1)
+
+    def sample(self, labels: torch.Tensor, generator: torch.Generator,
+               guidance_scale: float | None = None) -> torch.Tensor:
+        """One [0, 1] image per label by DDIM with classifier-free guidance."""
+        cfg = self.config
+        w = cfg.guidance_scale if guidance_scale is None else guidance_scale
+        out = []
+        for start in range(0, len(labels), cfg.sample_batch):
+            x = ddim_sample(self.denoiser, self.condition(labels[start:start + cfg.sample_batch]),
+                            steps=cfg.sampler_steps, generator=generator,
+                            clip_sample=self.autoencoder is None, guidance_scale=w,
+                            prediction=cfg.prediction)
+            out.append(self.decode(x).clamp(0, 1))
+        return torch.cat(out)
+
+
+def class_diffusion_prior(ctx: AttackContext, cfg: ClassDiffusionConfig, component: str,
+                          images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                          labelling: Mapping[str, Any]) -> ClassDiffusionPrior:
+    """Train (or load from the cache) a prior of the uint8 ``images`` given class ``labels``.
+
+    The cache key is ``component`` + the prior fields + ``labelling`` (how the labels were
+    obtained) + the context's data fingerprint (which names the target for target-dependent
+    priors: the labels are the target's answers)."""
+    autoencoder = shared_autoencoder(
+        ctx, resolution=cfg.resolution, latent_channels=cfg.latent_channels,
+        downsample=cfg.latent_downsample, width=cfg.ae_width, steps=cfg.ae_steps,
+        batch_size=cfg.ae_batch_size, lr=cfg.ae_lr) if cfg.space == "latent" else None
+    prior_config = {**{k: getattr(cfg, k) for k in PRIOR_FIELDS}, "labelling": dict(labelling)}
+    if autoencoder is not None:
+        prior_config["autoencoder"] = {k: getattr(cfg, k) for k in AUTOENCODER_FIELDS}
+
+    def make() -> ConditionalDenoiser:
+        return ConditionalDenoiser(
+            sample_size=autoencoder.latent_size if autoencoder else cfg.resolution,
+            channels=autoencoder.latent_channels if autoencoder else 3,
+            condition_dim=num_classes, block_channels=cfg.block_channels,
+            attention=cfg.attention, layers_per_block=cfg.layers_per_block,
+            token_dim=cfg.token_dim, head_dim=cfg.head_dim)
+
+    def train(denoiser: ConditionalDenoiser) -> None:
+        conditions = F.one_hot(labels.to(ctx.device), num_classes).float()
+        prior = ClassDiffusionPrior(denoiser, autoencoder, cfg)
+
+        def samples(index: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            batch = random_flip(images[index].float().div_(255), gen, cfg.flip_p)
+            with torch.no_grad():
+                return prior.encode(batch)
+
+        train_denoiser(denoiser, ctx, samples=samples, conditions=conditions,
+                       steps=cfg.train_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                       warmup=cfg.warmup, weight_decay=cfg.weight_decay,
+                       betas=tuple(cfg.betas), max_ema_decay=cfg.max_ema_decay,
+                       condition_dropout=cfg.condition_dropout, prediction=cfg.prediction,
+                       desc=f"{component}")
+
+    denoiser = cached_module(ctx, component, prior_config, make, train)
+    return ClassDiffusionPrior(denoiser.requires_grad_(False), autoencoder, cfg)
