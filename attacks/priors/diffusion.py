@@ -100,6 +100,17 @@ def regression_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Te
     return x0
 
 
+def predicted_noise(out: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor,
+                    prediction: str) -> torch.Tensor:
+    """The noise ε̂ implied by the network output ``out`` at x_t (inverse of
+    :func:`regression_target`)."""
+    if prediction == "epsilon":
+        return out
+    if prediction == "v_prediction":
+        return alpha_bar.sqrt() * out + (1 - alpha_bar).sqrt() * x_t
+    return (x_t - alpha_bar.sqrt() * out) / (1 - alpha_bar).sqrt()
+
+
 def ema_decay(step: int, max_decay: float, inv_gamma: float = 1.0, power: float = 0.75) -> float:
     """EMA warm-up of diffusers' ``EMAModel``: 1 − (1 + step/γ)^−p, capped at ``max_decay``."""
     return min(max_decay, 1.0 - (1.0 + step / inv_gamma) ** -power)
@@ -152,6 +163,43 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
     model.eval()
 
 
+def guided_output(model: ConditionalDenoiser, x: torch.Tensor, t: torch.Tensor,
+                  context: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """The network output at x_t; with w ≠ 1, o(∅) + w·(o(c) − o(∅)) (classifier-free
+    guidance), where ``context`` stacks the null context on top of the conditional one."""
+    if guidance_scale == 1.0:
+        return model(x, t, context)
+    out_null, out_cond = model(torch.cat([x, x]), t, context).chunk(2)
+    return out_null + guidance_scale * (out_cond - out_null)
+
+
+def guidance_context(model: ConditionalDenoiser, conditions: torch.Tensor,
+                     guidance_scale: float) -> torch.Tensor:
+    """The context :func:`guided_output` expects for ``conditions``."""
+    n = len(conditions)
+    context = model.context(conditions, n)
+    return context if guidance_scale == 1.0 else torch.cat([model.context(None, n), context])
+
+
+def ddim_denoise(model: ConditionalDenoiser, x: torch.Tensor, conditions: torch.Tensor,
+                 scheduler: DDIMScheduler, *, generator: torch.Generator,
+                 guidance_scale: float = 1.0, eta: float = 0.0,
+                 start: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """DDIM from x_t over ``scheduler``'s timesteps (those ≤ ``start`` when given), with
+    autograd when it is enabled (Diff-MI back-propagates through the sampler). Returns x₀ and
+    the predicted x₀ of every step."""
+    context = guidance_context(model, conditions, guidance_scale)
+    predictions = []
+    for t in scheduler.timesteps:
+        if start is not None and t > start:
+            continue
+        out = guided_output(model, x, t.to(x.device), context, guidance_scale)
+        step = scheduler.step(out, t, x, eta=eta, generator=generator)
+        x = step.prev_sample
+        predictions.append(step.pred_original_sample)
+    return x, predictions
+
+
 @torch.no_grad()
 def ddim_sample(model: ConditionalDenoiser, conditions: torch.Tensor, *, steps: int,
                 generator: torch.Generator, clip_sample: bool, guidance_scale: float = 1.0,
@@ -163,18 +211,7 @@ def ddim_sample(model: ConditionalDenoiser, conditions: torch.Tensor, *, steps: 
     guidance; the model must have been trained with condition dropout)."""
     scheduler = noise_scheduler(clip_sample, prediction, timestep_spacing)
     scheduler.set_timesteps(steps)
-    n = len(conditions)
-    device = conditions.device
-    x = torch.randn(n, model.channels, model.sample_size, model.sample_size, device=device,
-                    generator=generator)
-    context = model.context(conditions, n)
-    if guidance_scale != 1.0:
-        context = torch.cat([model.context(None, n), context])
-    for t in scheduler.timesteps:
-        if guidance_scale != 1.0:
-            out_null, out_cond = model(torch.cat([x, x]), t.to(device), context).chunk(2)
-            out = out_null + guidance_scale * (out_cond - out_null)
-        else:
-            out = model(x, t.to(device), context)
-        x = scheduler.step(out, t, x, eta=eta, generator=generator).prev_sample
-    return x
+    x = torch.randn(len(conditions), model.channels, model.sample_size, model.sample_size,
+                    device=conditions.device, generator=generator)
+    return ddim_denoise(model, x, conditions, scheduler, generator=generator,
+                        guidance_scale=guidance_scale, eta=eta)[0]

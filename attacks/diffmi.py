@@ -1,0 +1,290 @@
+"""Diff-MI — MI via a target-specific conditional diffusion model (Li et al., CVPR 2024 /
+arXiv 2407.11424), attacks.md §5.
+
+Prior (§5.2), target-dependent and cached per target:
+
+1. Pre-training: the class-conditional CFG diffusion prior of ``priors/class_diffusion.py`` on
+   PLG-MI's top-n pseudo-labelled aux set (score queries, one per aux image).
+2. Target-specific fine-tuning: only the class pathway and the middle block are trained (ADM's
+   ``label_emb`` + middle block; here the cross-attention key/value projections that read the
+   one-hot, and ``mid_block``). Per step, ``ft_classes`` classes are sampled from noise with a
+   CFG sampler *with gradients*; the predicted x̂₀ of the last ``ft_keep`` steps (the final
+   sample included) go through ``ft_augmentations`` augmented copies into the target, and
+   ``top-k margin + p_reg_weight · ‖feat − p_reg[y]‖²`` is minimised (AdamW); an epoch whose
+   mean target accuracy reaches ``ft_threshold`` ends the fine-tuning. ``p_reg[y]`` is the mean
+   target feature of class y's top-n aux images (the public code downloads it; [INFERRED]).
+   The sampler is DDIM (η = 0) where Diff-MI uses DPM-Solver++(2M) with the same step count.
+
+Attack (§5.3), the image itself is optimised (the denoiser's latent at CPU presets): ``steps``
+iterations each take an Adamax step on the diffusion loss ‖ε̂_w(x_t, t, y) − ε‖² at a decreasing,
+jittered t (a score-distillation-like prior term, CFG w), tracking an EMA (α = 0.5) of its
+gradient norm, then an Adamax step on the classifier loss of ``augmentations`` augmented copies
+with its gradient norm clipped to 1.25× that EMA. Then the final refinement: noise to t =
+``final_start`` and denoise with a ``final_grid``-step stochastic DDIM (η = 1) with CFG, and —
+the step easy to miss — a targeted L2 PGD on the target (ε 0.5, step 0.1, 10 iterations, random
+start, best iterate kept; ``pgd = False`` switches it off).
+Augmentation: aug64 without colour jitter / rotation (RandomResizedCrop 0.8–1.0 and a flip), in
+fine-tuning and attack alike (the attack's blur and jitter are likewise omitted).
+Queries per sample: ``steps · augmentations`` gradient queries, then ``pgd_steps`` gradient +
+``pgd_steps + 1`` forward queries; fine-tuning and labelling are booked under ``prepare``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from mibench.access import TargetView
+from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attacks.augment import Augment
+from mibench.attacks.losses import cross_entropy, top_k_margin
+from mibench.attacks.priors.cached import cached_module
+from mibench.attacks.priors.class_diffusion import (AUTOENCODER_FIELDS, PRIOR_FIELDS,
+                                                    ClassDiffusionConfig, ClassDiffusionPrior,
+                                                    class_diffusion_prior)
+from mibench.attacks.priors.diffusion import (TRAIN_TIMESTEPS, ddim_denoise, guidance_context,
+                                              guided_output, noise_scheduler, predicted_noise)
+from mibench.attacks.priors.pseudo_labels import top_n_pseudo_labels
+from mibench.attacks.priors.wgan import aux_images
+from mibench.config import Config, param
+from mibench.errors import ConfigError
+from mibench.registry import ATTACKS
+
+FINETUNE_FIELDS = ("top_n", "ft_epochs", "ft_classes", "ft_lr", "ft_sampler_steps",
+                   "ft_guidance", "ft_keep", "ft_augmentations", "top_k", "p_reg_weight",
+                   "ft_threshold", "aug_scale", "aug_flip")
+
+
+@dataclass
+class DiffMIConfig(ClassDiffusionConfig):
+    """Diff-MI hyper-parameters; defaults from Ouxiang-Li/Diff-MI (2_finetune, 3_attack)."""
+
+    top_n: int = param(30, "aux images kept per class by the target's softmax", ge=1)
+    ft_epochs: int = param(100, "fine-tuning epochs at most (one pass over the classes)", ge=0)
+    ft_classes: int = param(4, "classes sampled per fine-tuning step", ge=1)
+    ft_lr: float = param(2e-4, "AdamW learning rate of the fine-tuning", gt=0)
+    ft_sampler_steps: int = param(10, "sampler steps back-propagated through", ge=1)
+    ft_guidance: float = param(3.0, "CFG scale of the fine-tuning sampler", ge=0)
+    ft_keep: int = param(8, "last x̂₀ predictions per sample fed to the target", ge=1)
+    ft_augmentations: int = param(2, "augmented copies per x̂₀ in fine-tuning", ge=1)
+    ft_threshold: float = param(0.99, "epoch accuracy that ends the fine-tuning", ge=0, le=1)
+    top_k: int = param(20, "k of the top-k margin loss", ge=0)
+    p_reg_weight: float = param(1.0, "weight of the feature regulariser p-reg", ge=0)
+    aug_scale: tuple[float, ...] = param((0.8, 1.0), "RandomResizedCrop area range")
+    aug_flip: float = param(0.5, "horizontal-flip probability", ge=0, le=1)
+    steps: int = param(30, "attack iterations", ge=1)
+    attack_guidance: float = param(3.0, "CFG scale of the diffusion loss and the refinement",
+                                   ge=0)
+    augmentations: int = param(4, "augmented copies per attack step", ge=1)
+    attack_lr: float = param(1.0, "Adamax learning rate on the image", gt=0)
+    final_start: int = param(100, "timestep the final refinement noises to", ge=1,
+                             lt=TRAIN_TIMESTEPS)
+    final_grid: int = param(100, "DDIM grid of the refinement (steps ≤ final_start run)",
+                            ge=1)
+    pgd: bool = param(True, "finish with the targeted L2 PGD of the public attack")
+    pgd_eps: float = param(0.5, "PGD L2 radius (64 px images)", gt=0)
+    pgd_step: float = param(0.1, "PGD step size", gt=0)
+    pgd_steps: int = param(10, "PGD iterations", ge=1)
+    attack_batch: int = param(64, "images optimised together", ge=1)
+
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "smoke": {**ClassDiffusionConfig.presets["smoke"], "top_n": 4, "ft_epochs": 1,
+                  "ft_classes": 2, "ft_sampler_steps": 2, "ft_keep": 2, "top_k": 1,
+                  "steps": 2, "augmentations": 1, "final_grid": 20, "pgd_steps": 2},
+        "mini": {**ClassDiffusionConfig.presets["mini"], "top_n": 10, "ft_epochs": 3,
+                 "ft_sampler_steps": 4, "ft_keep": 4, "top_k": 5, "steps": 12,
+                 "augmentations": 2},
+    }
+
+
+@ATTACKS.register("diffmi")
+class DiffMI(Attack):
+    """Target-specific conditional diffusion, iterative image reconstruction, PGD finish."""
+
+    spec = AttackSpec(name="diffmi", title="Diff-MI: target-specific conditional diffusion",
+                      paper="Li et al., CVPR", year=2024, access="whitebox",
+                      prior="class-conditional diffusion (CFG), fine-tuned on the target",
+                      target_dependent_prior=True)
+    Config: ClassVar[type[Config]] = DiffMIConfig
+
+    def prepare(self, ctx: AttackContext) -> None:
+        cfg = self.config
+        target = ctx.target
+        if target is None:
+            raise ConfigError("Diff-MI pseudo-labels the aux split and fine-tunes on the "
+                              "target: it needs the target view in the attack context")
+        images = aux_images(ctx, cfg.resolution)
+        index, labels = top_n_pseudo_labels(target, images, cfg.top_n)
+        self.p_reg = self._p_reg(target, images[index.to(ctx.device)], labels)
+        pretrained = class_diffusion_prior(ctx, cfg, "prior-diffmi-pretrain",
+                                           images[index.to(ctx.device)], labels,
+                                           target.num_classes, labelling={"top_n": cfg.top_n})
+        finetune_config = {k: getattr(cfg, k) for k in PRIOR_FIELDS + AUTOENCODER_FIELDS
+                           + FINETUNE_FIELDS}
+        denoiser = cached_module(
+            ctx, "prior-diffmi", finetune_config, lambda: copy.deepcopy(pretrained.denoiser),
+            lambda module: self._finetune(ClassDiffusionPrior(module, pretrained.autoencoder,
+                                                              cfg), target, ctx))
+        self.prior = ClassDiffusionPrior(denoiser.requires_grad_(False), pretrained.autoencoder,
+                                         cfg)
+
+    def _p_reg(self, target: TargetView, images: torch.Tensor,
+               labels: torch.Tensor) -> torch.Tensor:
+        """Mean target feature of each class's top-n aux images (forward queries)."""
+        with torch.no_grad():
+            features = torch.cat([target.features(images[i:i + 256].float().div(255))
+                                  for i in range(0, len(images), 256)])
+        sums = torch.zeros(target.num_classes, features.shape[1], device=features.device)
+        sums.index_add_(0, labels.to(features.device), features)
+        counts = torch.bincount(labels, minlength=target.num_classes).clamp_min(1)
+        return sums / counts.to(features.device)[:, None]
+
+    def _augment(self) -> Augment:
+        return Augment(scale=tuple(self.config.aug_scale), flip=self.config.aug_flip)
+
+    def _classifier_loss(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
+                         copies: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """top-k margin + p-reg over ``copies`` augmented copies; also the hit rate."""
+        cfg = self.config
+        augment = self._augment()
+        batch = torch.cat([augment(images, gen) for _ in range(copies)])
+        tiled = labels.repeat(copies)
+        logits, features = target(batch)
+        p_reg = self.p_reg.to(features.device)[tiled]
+        loss = top_k_margin(logits, tiled, cfg.top_k) + cfg.p_reg_weight * (
+            features - p_reg).pow(2).mean(1)
+        return loss.mean(), (logits.argmax(1) == tiled).float().mean()
+
+    def _finetune(self, prior: ClassDiffusionPrior, target: TargetView,
+                  ctx: AttackContext) -> None:
+        """Back-propagate the classifier loss through the CFG sampler into the class pathway
+        and the middle block (2_finetune, ``run_cls_only``)."""
+        cfg = self.config
+        model = prior.denoiser
+        trainable = [p for name, p in model.named_parameters()
+                     if "attn2.to_k" in name or "attn2.to_v" in name or ".mid_block." in name]
+        model.requires_grad_(False)
+        for p in trainable:
+            p.requires_grad_(True)
+        optimiser = torch.optim.AdamW(trainable, lr=cfg.ft_lr, weight_decay=0.0)
+        scheduler = noise_scheduler(prior.autoencoder is None, cfg.prediction)
+        scheduler.set_timesteps(cfg.ft_sampler_steps)
+        gen = ctx.generator(7727)
+        classes = target.num_classes
+        bar = ctx.progress(range(cfg.ft_epochs), desc="Diff-MI fine-tune", unit="epoch")
+        for _ in bar:
+            order = torch.randperm(classes, device=ctx.device, generator=gen)
+            hits = []
+            for start in range(0, classes, cfg.ft_classes):
+                labels = order[start:start + cfg.ft_classes]
+                x = torch.randn(len(labels), model.channels, model.sample_size,
+                                model.sample_size, device=ctx.device, generator=gen)
+                final, predictions = ddim_denoise(model, x, prior.condition(labels), scheduler,
+                                                  generator=gen, guidance_scale=cfg.ft_guidance)
+                kept = predictions[-cfg.ft_keep:-1] + [final] if cfg.ft_keep > 1 else [final]
+                images = prior.decode(torch.cat(kept))
+                loss, hit = self._classifier_loss(target, images, labels.repeat(len(kept)),
+                                                  cfg.ft_augmentations, gen)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                hits.append(hit.item())
+            accuracy = sum(hits) / len(hits)
+            bar.set_postfix(acc=f"{accuracy:.2f}")
+            if accuracy >= cfg.ft_threshold:
+                break
+        model.requires_grad_(False).eval()
+
+    def invert(self, target: TargetView, labels: torch.Tensor,
+               ctx: AttackContext) -> torch.Tensor:
+        out = []
+        for start in range(0, len(labels), self.config.attack_batch):
+            chunk = labels[start:start + self.config.attack_batch].to(ctx.device)
+            with ctx.ledger.scope(chunk):
+                out.append(self._reconstruct(target, chunk, ctx.generator(start)).cpu())
+        return torch.cat(out)
+
+    def _timestep(self, i: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+        """Diff-MI's decreasing schedule with a cosine wiggle and ±50 jitter."""
+        s = self.config.steps
+        t = ((s - i) / 1.5 + (s - i) / 3 * math.cos(3 * i / (10 * math.pi))) / s * 800 + 200
+        jitter = torch.randint(-50, 51, (), device=device, generator=gen)
+        return (t + jitter).round().clamp(1, TRAIN_TIMESTEPS - 1).long()
+
+    def _reconstruct(self, target: TargetView, labels: torch.Tensor,
+                     gen: torch.Generator) -> torch.Tensor:
+        """Iterative image reconstruction (3_attack/attack.py), refinement and PGD."""
+        cfg = self.config
+        model, prior = self.prior.denoiser, self.prior
+        device = labels.device
+        schedule = noise_scheduler(prior.autoencoder is None, cfg.prediction)
+        alphas = schedule.alphas_cumprod.to(device)
+        context = guidance_context(model, prior.condition(labels), cfg.attack_guidance)
+        x = torch.randn(len(labels), model.channels, model.sample_size, model.sample_size,
+                        device=device, generator=gen).requires_grad_(True)
+        optimiser = torch.optim.Adamax([x], lr=cfg.attack_lr)
+        tracked = None
+        for i in range(cfg.steps):
+            t = self._timestep(i, gen, device)
+            noise = torch.randn(x.shape, device=device, generator=gen)
+            a = alphas[t]
+            x_t = a.sqrt() * x + (1 - a).sqrt() * noise
+            out = guided_output(model, x_t, t, context, cfg.attack_guidance)
+            loss = F.mse_loss(predicted_noise(out, x_t, a, cfg.prediction), noise)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = x.grad.norm().item()
+            tracked = norm if tracked is None else 0.5 * tracked + 0.5 * norm
+            optimiser.step()
+            loss, _ = self._classifier_loss(target, prior.decode(x), labels,
+                                            cfg.augmentations, gen)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([x], 1.25 * tracked)
+            optimiser.step()
+        with torch.no_grad():
+            a = alphas[cfg.final_start]
+            noise = torch.randn(x.shape, device=device, generator=gen)
+            x_t = a.sqrt() * x + (1 - a).sqrt() * noise
+            schedule.set_timesteps(cfg.final_grid)
+            x0, _ = ddim_denoise(model, x_t, prior.condition(labels), schedule, generator=gen,
+                                 guidance_scale=cfg.attack_guidance, eta=1.0,
+                                 start=cfg.final_start)
+            images = prior.decode(x0)
+        return self._pgd(target, images, labels, gen) if cfg.pgd else images
+
+    def _pgd(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
+             gen: torch.Generator) -> torch.Tensor:
+        """Targeted L2 PGD towards ``labels`` in [0, 1] pixels, random start in the ε-ball,
+        the lowest-loss iterate kept (the ``robustness`` attack the public code calls)."""
+        cfg = self.config
+
+        def project(x: torch.Tensor) -> torch.Tensor:
+            delta = x - images
+            norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+            factor = (cfg.pgd_eps / norms).clamp(max=1).view(-1, 1, 1, 1)
+            return (images + delta * factor).clamp(0, 1)
+
+        start = torch.randn(images.shape, device=images.device, generator=gen)
+        radius = torch.rand(len(images), device=images.device, generator=gen) * cfg.pgd_eps
+        x = project(images + F.normalize(start.flatten(1), dim=1).view_as(images)
+                    * radius.view(-1, 1, 1, 1))
+        best, best_loss = x.clone(), torch.full((len(x),), float("inf"), device=x.device)
+        for i in range(cfg.pgd_steps + 1):
+            last = i == cfg.pgd_steps
+            x.requires_grad_(not last)
+            loss = cross_entropy(target.logits(x), labels)
+            with torch.no_grad():
+                better = loss < best_loss
+                best[better], best_loss[better] = x[better], loss[better]
+            if last:
+                break
+            grad, = torch.autograd.grad(loss.sum(), x)
+            with torch.no_grad():
+                x = project(x - cfg.pgd_step * F.normalize(grad.flatten(1), dim=1).view_as(x))
+        return best.detach()
