@@ -90,6 +90,15 @@ def test_transf_row_maximises_the_margin_over_the_mean_class():
     assert torch.allclose(directions.sum(0), torch.zeros(8), atol=1e-5)
 
 
+def test_transf_with_the_shared_covariance_recovers_lda_class_means():
+    gen = torch.Generator().manual_seed(4)
+    means = torch.randn(5, 6, generator=gen)
+    a = torch.randn(6, 6, generator=gen)
+    covariance = a @ a.t() + 0.5 * torch.eye(6)
+    head = means @ torch.linalg.inv(covariance) + torch.randn(6, generator=gen)  # LDA rows
+    assert torch.allclose(transf(head, covariance), means - means.mean(0), atol=1e-4)
+
+
 def test_scaleft_modes():
     gen = torch.Generator().manual_seed(2)
     t = torch.randn(4, 6, generator=gen)
@@ -99,7 +108,7 @@ def test_scaleft_modes():
     moment = scaleft(t, mean, std, 3.0, "moment")
     u = (moment - mean) / std                     # standardised coordinates
     assert torch.allclose(u.norm(dim=1), torch.full((4,), math.sqrt(6)), atol=1e-5)
-    assert torch.allclose(F.cosine_similarity(u, std * t, dim=1), torch.ones(4), atol=1e-5)
+    assert torch.allclose(F.cosine_similarity(u, t / std, dim=1), torch.ones(4), atol=1e-5)
 
 
 def test_ablations_are_registered_with_their_switch():
@@ -127,13 +136,16 @@ def test_conditions_follow_each_switch(cache):
     labels = torch.tensor([0, 1, 2])
     raw = target.head.weight.detach()
     prior = full.prior
-    expected = scaleft(transf(raw), prior.mean, prior.std, prior.mean_norm.item(), "moment")
+    assert torch.allclose(prior.covariance, prior.covariance.t())
+    expected = scaleft(transf(raw, prior.covariance), prior.mean, prior.std,
+                       prior.mean_norm.item(), "moment")
     assert torch.allclose(full.identity_conditions(ctx.target, labels), expected)
 
     no_scale = ATTACKS.get("fgmia-no-scaleft")(ATTACKS.get("fgmia-no-scaleft").Config.resolve(
         "smoke", {"resolution": 16}))
     no_scale.prepare(ctx)
-    assert torch.allclose(no_scale.identity_conditions(ctx.target, labels), transf(raw))
+    assert torch.allclose(no_scale.identity_conditions(ctx.target, labels),
+                          transf(raw, prior.covariance))
 
     no_transf_cls = ATTACKS.get("fgmia-no-transf")
     no_transf = no_transf_cls(no_transf_cls.Config.resolve("smoke", {"resolution": 16}))
