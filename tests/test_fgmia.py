@@ -13,7 +13,9 @@ from mibench.access import QueryLedger, WhiteBox
 from mibench.attack import AttackContext
 from mibench.attacks import fgmia as fgmia_module
 from mibench.attacks.fgmia import FGMIA, FGMIAConfig, scaleft, transf
+from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.diffusion import ConditionalDenoiser
+from mibench.errors import CacheError
 from mibench.registry import ATTACKS
 from mibench.target import OpenSetTarget, Target
 from mibench.world import Split
@@ -230,3 +232,10 @@ def test_paper_preset_is_the_pixel_space_six_level_unet():
                        denoiser.context(torch.zeros(2, 512), 2))
     assert out.shape == (2, 3, 112, 112)
     assert 100e6 < sum(p.numel() for p in denoiser.parameters()) < 150e6
+
+
+def test_a_cached_prior_that_no_longer_fits_is_a_clear_error(cache):
+    ctx = context(ColourHead(), cache)
+    cached_module(ctx, "prior-toy", {}, lambda: torch.nn.Linear(2, 2), lambda m: None)
+    with pytest.raises(CacheError, match="delete that folder"):
+        cached_module(ctx, "prior-toy", {}, lambda: torch.nn.Linear(3, 3), lambda m: None)

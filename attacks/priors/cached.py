@@ -10,6 +10,7 @@ from torch import nn
 
 from mibench.attack import AttackContext
 from mibench.cache import atomic_write_bytes
+from mibench.errors import CacheError
 
 WEIGHTS = "weights.pt"
 
@@ -34,7 +35,13 @@ def cached_module(ctx: AttackContext, component: str, config: Mapping[str, Any],
     path = ctx.cache.build(component, key, build)
     module = make()
     state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
-    module.load_state_dict(state)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        raise CacheError(f"cached {component} at {path} does not fit this version's network "
+                         f"({str(error).splitlines()[0]}); delete that folder to retrain it, "
+                         f"and bump the component's cache version when changing its "
+                         f"architecture") from error
     return module.to(ctx.device).eval()
 
 
