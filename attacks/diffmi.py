@@ -44,9 +44,9 @@ from mibench.attack import Attack, AttackContext, AttackSpec
 from mibench.attacks.augment import Augment
 from mibench.attacks.losses import cross_entropy, top_k_margin
 from mibench.attacks.priors.cached import cached_module
-from mibench.attacks.priors.class_diffusion import (AUTOENCODER_FIELDS, PRIOR_FIELDS,
-                                                    ClassDiffusionConfig, ClassDiffusionPrior,
-                                                    class_diffusion_prior)
+from mibench.attacks.priors.autoencoder import AUTOENCODER_FIELDS
+from mibench.attacks.priors.class_diffusion import (PRIOR_FIELDS, ClassDiffusionConfig,
+                                                    ClassDiffusionPrior, class_diffusion_prior)
 from mibench.attacks.priors.diffusion import (TRAIN_TIMESTEPS, ddim_denoise, guidance_context,
                                               guided_output, noise_scheduler, predicted_noise)
 from mibench.attacks.priors.pseudo_labels import top_n_pseudo_labels

@@ -52,7 +52,8 @@ from torch import nn
 
 from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
-from mibench.attacks.priors.autoencoder import ConvAutoencoder, random_flip, shared_autoencoder
+from mibench.attacks.priors.autoencoder import (ConvAutoencoder, LatentSpaceConfig, random_flip,
+                                                shared_autoencoder)
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.diffusion import (PREDICTIONS, ConditionalDenoiser, ddim_sample,
                                               train_denoiser)
@@ -66,12 +67,10 @@ PRIOR_FIELDS = ("condition", "space", "prediction", "resolution", "block_channel
                 "layers_per_block", "token_dim", "head_dim", "train_steps", "batch_size", "lr",
                 "warmup", "weight_decay", "betas", "max_ema_decay", "condition_dropout",
                 "flip_p")
-AUTOENCODER_FIELDS = ("latent_channels", "latent_downsample", "ae_width", "ae_steps",
-                      "ae_batch_size", "ae_lr")
 
 
 @dataclass
-class FGMIAConfig(Config):
+class FGMIAConfig(LatentSpaceConfig):
     """FGMIA hyper-parameters. Defaults: FGMIA_codes (cross-attention width 512, 50 sampling
     steps, guidance 1) and, for training, the diffusers recipe the paper's values match
     (attacks.md §8.4, §8.10)."""
@@ -114,12 +113,6 @@ class FGMIAConfig(Config):
     guidance_scale: float = param(1.0, "classifier-free guidance (1 = none, as published)",
                                   ge=0)
     sample_batch: int = param(64, "images sampled together", ge=1)
-    latent_channels: int = param(4, "autoencoder latent channels (latent space only)", ge=1)
-    latent_downsample: int = param(8, "autoencoder downsampling factor", ge=1)
-    ae_width: int = param(64, "autoencoder base channels", ge=1)
-    ae_steps: int = param(2000, "autoencoder training steps", ge=1)
-    ae_batch_size: int = param(64, "autoencoder batch size", ge=1)
-    ae_lr: float = param(1e-3, "autoencoder Adam learning rate", gt=0)
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"space": "latent", "prediction": "v_prediction", "resolution": 32, "block_channels": (16, 32),
@@ -198,7 +191,7 @@ class FGMIA(Attack):
         condition_dim = target.feature_dim if cfg.condition == "feature" else target.num_classes
         prior_config = {k: getattr(cfg, k) for k in PRIOR_FIELDS}
         if self.autoencoder is not None:
-            prior_config["autoencoder"] = {k: getattr(cfg, k) for k in AUTOENCODER_FIELDS}
+            prior_config["autoencoder"] = cfg.autoencoder_settings()
 
         def make() -> FGMIAPrior:
             space = self.autoencoder
@@ -214,12 +207,7 @@ class FGMIA(Attack):
         self.prior = prior.requires_grad_(False)
 
     def _autoencoder(self, ctx: AttackContext) -> ConvAutoencoder:
-        cfg = self.config
-        return shared_autoencoder(ctx, resolution=cfg.resolution,
-                                  latent_channels=cfg.latent_channels,
-                                  downsample=cfg.latent_downsample, width=cfg.ae_width,
-                                  steps=cfg.ae_steps, batch_size=cfg.ae_batch_size,
-                                  lr=cfg.ae_lr)
+        return shared_autoencoder(ctx, self.config, self.config.resolution)
 
     def _conditions_of(self, target: TargetView, images: torch.Tensor) -> torch.Tensor:
         """The target's condition vectors of [0, 1] images (forward queries, no autograd)."""

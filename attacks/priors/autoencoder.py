@@ -15,6 +15,8 @@ split, the scale a DDPM noise schedule assumes (Stable Diffusion's ``scaling_fac
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,7 @@ from torch import nn
 from mibench.attack import AttackContext
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.wgan import aux_images
+from mibench.config import Config, param
 
 
 def _norm_act(channels: int) -> list[nn.Module]:
@@ -105,13 +108,35 @@ def random_flip(images: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> t
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
-def shared_autoencoder(ctx: AttackContext, *, resolution: int, latent_channels: int,
-                       downsample: int, width: int, steps: int, batch_size: int,
-                       lr: float) -> ConvAutoencoder:
-    """The aux split's autoencoder for this configuration, trained once and cached.
+AUTOENCODER_FIELDS = ("latent_channels", "latent_downsample", "ae_width", "ae_steps",
+                      "ae_batch_size", "ae_lr")
+
+
+@dataclass
+class LatentSpaceConfig(Config):
+    """The shared autoencoder's settings, inherited by the configs of diffusion attacks that
+    may denoise its latents (``space = latent``)."""
+
+    latent_channels: int = param(4, "autoencoder latent channels (latent space only)", ge=1)
+    latent_downsample: int = param(8, "autoencoder downsampling factor", ge=1)
+    ae_width: int = param(64, "autoencoder base channels", ge=1)
+    ae_steps: int = param(2000, "autoencoder training steps", ge=1)
+    ae_batch_size: int = param(64, "autoencoder batch size", ge=1)
+    ae_lr: float = param(1e-3, "autoencoder Adam learning rate", gt=0)
+
+    def autoencoder_settings(self) -> dict[str, Any]:
+        """The autoencoder fields (part of the cache key of any prior trained on its latents)."""
+        return {k: getattr(self, k) for k in AUTOENCODER_FIELDS}
+
+
+def shared_autoencoder(ctx: AttackContext, cfg: LatentSpaceConfig,
+                       resolution: int) -> ConvAutoencoder:
+    """The aux split's autoencoder for ``cfg`` at ``resolution``, trained once and cached.
 
     Keyed by the aux data alone (never the target), so every diffusion attack and every target
     shares it."""
+    latent_channels, downsample, width = cfg.latent_channels, cfg.latent_downsample, cfg.ae_width
+    steps, batch_size, lr = cfg.ae_steps, cfg.ae_batch_size, cfg.ae_lr
     config = {"resolution": resolution, "latent_channels": latent_channels,
               "downsample": downsample, "width": width, "steps": steps,
               "batch_size": batch_size, "lr": lr}

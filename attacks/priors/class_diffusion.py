@@ -19,23 +19,22 @@ import torch
 import torch.nn.functional as F
 
 from mibench.attack import AttackContext
-from mibench.attacks.priors.autoencoder import ConvAutoencoder, random_flip, shared_autoencoder
+from mibench.attacks.priors.autoencoder import (ConvAutoencoder, LatentSpaceConfig, random_flip,
+                                                shared_autoencoder)
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.diffusion import (PREDICTIONS, ConditionalDenoiser, ddim_sample,
                                               train_denoiser)
-from mibench.config import Config, param
+from mibench.config import param
 from mibench.errors import ConfigError
 
 PRIOR_FIELDS = ("space", "prediction", "resolution", "block_channels", "attention",
                 "layers_per_block", "token_dim", "head_dim", "train_steps", "batch_size", "lr",
                 "warmup", "weight_decay", "betas", "max_ema_decay", "condition_dropout",
                 "flip_p")
-AUTOENCODER_FIELDS = ("latent_channels", "latent_downsample", "ae_width", "ae_steps",
-                      "ae_batch_size", "ae_lr")
 
 
 @dataclass
-class ClassDiffusionConfig(Config):
+class ClassDiffusionConfig(LatentSpaceConfig):
     """Prior and sampler hyper-parameters; defaults from Diff-MI's pre-training (ADM UNet at
     64 px, channels 128·(1, 2, 3, 4), 3 blocks, attention at 16 and 8 px; AdamW 1e-4, EMA
     0.9999, 10 % null labels, 50k steps), which UAMI's card adopts."""
@@ -63,12 +62,6 @@ class ClassDiffusionConfig(Config):
     sampler_steps: int = param(100, "DDIM steps", ge=1)
     guidance_scale: float = param(3.0, "classifier-free guidance w (1 = none)", ge=0)
     sample_batch: int = param(64, "images sampled together", ge=1)
-    latent_channels: int = param(4, "autoencoder latent channels (latent space only)", ge=1)
-    latent_downsample: int = param(8, "autoencoder downsampling factor", ge=1)
-    ae_width: int = param(64, "autoencoder base channels", ge=1)
-    ae_steps: int = param(2000, "autoencoder training steps", ge=1)
-    ae_batch_size: int = param(64, "autoencoder batch size", ge=1)
-    ae_lr: float = param(1e-3, "autoencoder Adam learning rate", gt=0)
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"space": "latent", "prediction": "v_prediction", "resolution": 16,
@@ -132,13 +125,11 @@ def class_diffusion_prior(ctx: AttackContext, cfg: ClassDiffusionConfig, compone
     The cache key is ``component`` + the prior fields + ``labelling`` (how the labels were
     obtained) + the context's data fingerprint (which names the target for target-dependent
     priors: the labels are the target's answers)."""
-    autoencoder = shared_autoencoder(
-        ctx, resolution=cfg.resolution, latent_channels=cfg.latent_channels,
-        downsample=cfg.latent_downsample, width=cfg.ae_width, steps=cfg.ae_steps,
-        batch_size=cfg.ae_batch_size, lr=cfg.ae_lr) if cfg.space == "latent" else None
+    autoencoder = (shared_autoencoder(ctx, cfg, cfg.resolution) if cfg.space == "latent"
+                   else None)
     prior_config = {**{k: getattr(cfg, k) for k in PRIOR_FIELDS}, "labelling": dict(labelling)}
     if autoencoder is not None:
-        prior_config["autoencoder"] = {k: getattr(cfg, k) for k in AUTOENCODER_FIELDS}
+        prior_config["autoencoder"] = cfg.autoencoder_settings()
 
     def make() -> ConditionalDenoiser:
         return ConditionalDenoiser(
