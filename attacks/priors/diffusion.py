@@ -80,14 +80,14 @@ class ConditionalDenoiser(nn.Module):
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
 
-def noise_scheduler(clip_sample: bool, prediction: str = "epsilon",
-                    timestep_spacing: str = "leading") -> DDIMScheduler:
+def noise_scheduler(clip_sample: bool, prediction: str = "epsilon") -> DDIMScheduler:
     """The linear-β DDPM schedule (β 1e-4 → 0.02, T = 1000) in diffusers' DDIM form; ``clip_sample``
     clips the predicted x₀ to [−1, 1] (pixel space only). ``prediction`` is what the network
-    outputs: the noise ε (DDPM), v = √ᾱ·ε − √(1−ᾱ)·x₀ (Salimans & Ho, ICLR 2022) or x₀."""
+    outputs: the noise ε (DDPM), v = √ᾱ·ε − √(1−ᾱ)·x₀ (Salimans & Ho, ICLR 2022) or x₀.
+    Timesteps are spaced "leading", diffusers' default, which FGMIA's saved pipeline used."""
     return DDIMScheduler(num_train_timesteps=TRAIN_TIMESTEPS, beta_schedule="linear",
                          clip_sample=clip_sample, set_alpha_to_one=True,
-                         prediction_type=prediction, timestep_spacing=timestep_spacing)
+                         prediction_type=prediction, timestep_spacing="leading")
 
 
 def regression_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
@@ -203,13 +203,12 @@ def ddim_denoise(model: ConditionalDenoiser, x: torch.Tensor, conditions: torch.
 @torch.no_grad()
 def ddim_sample(model: ConditionalDenoiser, conditions: torch.Tensor, *, steps: int,
                 generator: torch.Generator, clip_sample: bool, guidance_scale: float = 1.0,
-                eta: float = 0.0, prediction: str = "epsilon",
-                timestep_spacing: str = "leading") -> torch.Tensor:
+                eta: float = 0.0, prediction: str = "epsilon") -> torch.Tensor:
     """One sample x₀ per condition row by ``steps``-step DDIM from x_T ~ N(0, I).
 
     With ``guidance_scale`` w ≠ 1, the output is o(∅) + w·(o(c) − o(∅)) (classifier-free
     guidance; the model must have been trained with condition dropout)."""
-    scheduler = noise_scheduler(clip_sample, prediction, timestep_spacing)
+    scheduler = noise_scheduler(clip_sample, prediction)
     scheduler.set_timesteps(steps)
     x = torch.randn(len(conditions), model.channels, model.sample_size, model.sample_size,
                     device=conditions.device, generator=generator)
