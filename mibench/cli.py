@@ -20,6 +20,7 @@ examples:
   mibench list attacks                        what can be run, with paper, year and access
   mibench data build --preset mini            render the synthetic world into the cache
   mibench data show --out world.png           a grid of identities × images per split
+  mibench run --experiment table1 --seeds 3   a paper table, three seeds, mean ± std
   mibench run --attacks all --targets arcface --dry-run
                                               print the fully resolved configuration
   mibench run --preset smoke --set run.seed=3 --set world.resolution=32 --dry-run
@@ -51,7 +52,14 @@ LISTINGS: dict[str, tuple[list[str], Callable[[], list[list[str]]]]] = {
     "datasets": (["name", "description"], lambda: _plain_rows(DATASETS)),
     "metrics": (["name", "description"], lambda: _plain_rows(METRICS)),
     "presets": (["name", "purpose"], lambda: [[k, v] for k, v in PRESETS.items()]),
+    "experiments": (["name", "title", "cells", "plan"], lambda: _experiment_rows()),
 }
+
+
+def _experiment_rows() -> list[list[str]]:
+    from mibench.experiments import EXPERIMENTS
+
+    return [[name, e.title, str(len(e.cells())), e.summary] for name, e in EXPERIMENTS.items()]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -98,8 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mibench.harness import Harness, summary_table
     from mibench.store import Store
 
-    flags = {k: getattr(args, k) for k in ("attacks", "targets", "aux", "identities", "samples",
-                                           "seed", "device", "results_dir", "cache_dir")}
+    flags = {k: getattr(args, k) for k in ("experiment", "attacks", "targets", "aux",
+                                           "identities", "samples", "seed", "seeds", "device",
+                                           "results_dir", "cache_dir")}
     run_id = None
     if args.resume:
         store = Store(args.results_dir or "runs")
@@ -116,8 +125,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     harness = Harness(tree, show_progress=not args.quiet)
     run_id = harness.start(run_id, command=" ".join(["mibench", *sys.argv[1:]]))
-    print(f"run {run_id}: {len(harness.attacks)} attack(s) × {len(harness.targets)} target(s), "
-          f"preset {tree['preset']}, device {harness.device}")
+    plan = tree["run"].get("experiment") or f"{len(harness.attacks)} attack(s) × " \
+        f"{len(harness.targets)} target(s)"
+    print(f"run {run_id}: {plan}, {len(harness.cells(run_id))} cell(s), preset "
+          f"{tree['preset']}, device {harness.device}")
     results = harness.execute(run_id)
     print(summary_table(results))
     failed = [r for r in results if r.status != "done"]
@@ -235,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="load a plugin file that registers components (repeatable)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("list", help="list attacks, targets, datasets, metrics and presets")
+    p = sub.add_parser("list", help="list attacks, targets, datasets, metrics, presets and "
+                       "experiments")
     p.add_argument("kind", nargs="?", choices=list(LISTINGS))
     p.set_defaults(func=cmd_list)
 
@@ -258,12 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: mibench run --attacks gmi --targets arcface,ir152",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _config_options(p)
+    p.add_argument("--experiment", metavar="NAME",
+                   help="a paper experiment: table1…table6 or efficiency (`mibench list "
+                   "experiments`); it fixes attacks, targets and aux sets")
     p.add_argument("--attacks", help="names, comma list or 'all'")
     p.add_argument("--targets", help="names, aliases, patterns (arcface-*) or 'all'")
     p.add_argument("--aux", choices=["similar", "hq", "wild"], help="auxiliary data for attacks")
     p.add_argument("--identities", type=int, help="attack the first N private identities")
     p.add_argument("--samples", type=int, help="samples per identity (default 16)")
     p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="run each cell with N seeds (seed, seed+1, …); reports show mean ± std")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--results-dir", help="results directory (default ./runs)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",

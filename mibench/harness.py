@@ -11,8 +11,10 @@ are in place, so ``--resume`` redoes exactly the cells that did not finish.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import shutil
+import subprocess
 import time
 import traceback
 import uuid
@@ -29,9 +31,10 @@ from mibench.access import QueryLedger, view_for
 from mibench.attack import Attack, AttackContext
 from mibench.cache import Cache
 from mibench.errors import MibenchError
+from mibench.experiments import plan_cells, seeds
 from mibench.metrics.evaluate import evaluate
 from mibench.metrics.reference import PrivateReference
-from mibench.registry import ATTACKS, TARGETS
+from mibench.registry import ATTACKS
 from mibench.runconfig import build_world
 from mibench.store import CellKey, Store
 from mibench.targets.zoo import entry_key, get_entry, load_entry, load_evaluator, resolve_device
@@ -70,13 +73,33 @@ def attack_setting(attack: Attack, target_name: str, world: World, cache: Cache,
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages behind the numbers, the source commit and the
+    machine (the leaderboard states them)."""
     out = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "not installed"
+    out["commit"] = source_commit()
+    out["machine"] = (f"{platform.machine()} {platform.processor() or ''}".strip()
+                      + f", {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}")
     return out
+
+
+def source_commit() -> str:
+    """The git commit of the mibench source tree (``+dirty`` with local changes), or
+    ``unknown`` outside a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def new_run_id() -> str:
@@ -94,12 +117,17 @@ class Harness:
         self.device = resolve_device(self.run_cfg["device"])
         self.cache = Cache(self.run_cfg["cache_dir"] or None)
         self.store = Store(self.run_cfg["results_dir"])
-        self.attacks = ATTACKS.expand(self.run_cfg["attacks"])
-        self.targets = TARGETS.expand(self.run_cfg["targets"])
+        self.plan = plan_cells(self.run_cfg)
+        self.seeds = seeds(self.run_cfg)
+        self.attacks = list(dict.fromkeys(c.attack for c in self.plan))
+        self.targets = list(dict.fromkeys(c.target for c in self.plan))
+        # one (aux, seed) per (attack, target): the classic images/ layout; several: a level each
+        self.nested = len({c.aux for c in self.plan}) * len(self.seeds) > 1
 
     def cells(self, run_id: str) -> list[CellKey]:
-        aux, seed = self.run_cfg["aux"], self.run_cfg["seed"]
-        return [CellKey(run_id, a, t, aux, seed) for a in self.attacks for t in self.targets]
+        """The plan's cells, each once per seed."""
+        return [CellKey(run_id, c.attack, c.target, c.aux, seed)
+                for c in self.plan for seed in self.seeds]
 
     def start(self, run_id: str | None = None, command: str = "") -> str:
         """Register a new run (or re-open ``run_id``) and its cells; returns the run id."""
@@ -131,6 +159,8 @@ class Harness:
     def _run_cell(self, key: CellKey, world: World, reference: PrivateReference) -> CellResult:
         self.store.start_cell(key)
         cell_dir = self.store.root / key.run_id / key.attack / key.target
+        if self.nested:
+            cell_dir = cell_dir / key.aux / f"seed{key.seed}"
         try:
             metrics, timings, queries = self._attack_cell(key, world, reference, cell_dir)
         except Exception as err:  # a failing cell is recorded and the run goes on
@@ -189,8 +219,8 @@ class Harness:
         return rows, timings, queries
 
     def _summary(self, key: CellKey) -> dict[str, float | None]:
-        rows = [m for m in self.store.metrics(key.run_id) if m["attack"] == key.attack
-                and m["target"] == key.target and m["subset"] == "all"]
+        rows = [m for m in self.store.metrics(key.run_id) if m["subset"] == "all"
+                and (m["attack"], m["target"], m["aux"], m["seed"]) == key.as_tuple()[1:]]
         return {m["name"]: m["value"] for m in rows}
 
 
@@ -225,12 +255,12 @@ def _write_images(folder: Path, images: torch.Tensor, labels: torch.Tensor,
 
 def summary_table(results: list[CellResult]) -> str:
     """A plain-text summary of the cells for the end of ``mibench run``."""
-    header = ["attack", "target", "status", "eval_acc1", "target_acc1", "knn_l2"]
+    header = ["attack", "target", "aux", "seed", "status", "eval_acc1", "target_acc1", "knn_l2"]
     rows = []
     for r in results:
-        values = [r.summary.get(name) for name in header[3:]]
-        rows.append([r.key.attack, r.key.target, r.status if not r.error else
-                     f"failed: {r.error[:60]}",
+        values = [r.summary.get(name) for name in header[5:]]
+        rows.append([r.key.attack, r.key.target, r.key.aux, str(r.key.seed),
+                     r.status if not r.error else f"failed: {r.error[:60]}",
                      *("—" if v is None else f"{v:.3f}" for v in values)])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()

@@ -17,6 +17,7 @@ from mibench.config import (DEFAULT_PRESET, PRESETS, Config, load_yaml, param, p
                             set_path)
 from mibench.cache import Cache
 from mibench.errors import ConfigError
+from mibench.experiments import check_plan_names, get_experiment
 from mibench.registry import ATTACKS, DATASETS, TARGETS
 from mibench.world import World
 
@@ -30,10 +31,14 @@ class RunConfig(Config):
     attacks: str = param("all", "attacks to run: names, comma list, glob or 'all'")
     targets: str = param("arcface", "targets to attack: names, aliases, patterns or 'all'")
     world: str = param("synth", "the world (dataset) to run in")
+    experiment: str = param("", "a named plan of the paper (table1…table6, efficiency) that "
+                            "fixes attacks, targets and aux sets; '' = use those fields")
     aux: Literal["similar", "hq", "wild"] = param("similar", "auxiliary data given to attacks")
     identities: int = param(1000, "attack the first N private identities", ge=1)
     samples: int = param(16, "generated samples per identity (the paper's 16)", ge=1)
     seed: int = param(0, "seed of the world, training and attacks", ge=0)
+    seeds: int = param(1, "run every cell with seeds seed, seed+1, …; the report shows mean ± "
+                       "std (priors and targets are trained once, with `seed`)", ge=1)
     device: Literal["auto", "cpu", "cuda"] = param("auto", "auto picks CUDA when present")
     results_dir: str = param("runs", "directory of the results store")
     cache_dir: str = param("", "cache directory ('' = $MIBENCH_CACHE or ~/.cache/mibench)")
@@ -65,7 +70,10 @@ def resolve(preset: str | None = None, config_file: str | None = None,
     if chosen not in PRESETS:
         raise ConfigError(f"unknown preset {chosen!r}; choose one of {sorted(PRESETS)}")
 
-    run = RunConfig.resolve(chosen, _section(tree, "run"))
+    run_section = _section(tree, "run")
+    if run_section.get("experiment"):
+        run_section.update(_experiment_fields(run_section))
+    run = RunConfig.resolve(chosen, run_section)
     world_cls = DATASETS.get(run.world)
     world = world_cls.Config.resolve(chosen, _section(tree, "world"))
     TARGETS.expand(run.targets)
@@ -77,6 +85,18 @@ def resolve(preset: str | None = None, config_file: str | None = None,
     attacks = {name: ATTACKS.get(name).Config.resolve(chosen, _section(attack_overrides, name))
                .to_dict() for name in names}
     return {"preset": chosen, "run": run.to_dict(), "world": world.to_dict(), "attacks": attacks}
+
+
+def _experiment_fields(run_section: Mapping[str, Any]) -> dict[str, Any]:
+    """The attacks, targets and aux of the named experiment; they cannot be given as well."""
+    experiment = get_experiment(run_section["experiment"])
+    clash = sorted({"attacks", "targets", "aux"} & set(run_section))
+    if clash:
+        raise ConfigError(f"--experiment {experiment.name} fixes {', '.join(clash)}; drop "
+                          f"--{' --'.join(clash)} (or run without --experiment)")
+    check_plan_names(experiment)
+    return {"attacks": ",".join(experiment.attacks), "targets": ",".join(experiment.targets),
+            "aux": experiment.aux[0]}
 
 
 def build_world(tree: Mapping[str, Any], cache: Cache, progress: bool = True) -> World:

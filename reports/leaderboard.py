@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from mibench.reports.runs import CellRecord, Measurement, RunRecord
-from mibench.reports.tables import ARROWS, Column, format_value, metric_columns
+from mibench.reports.experiment import experiment_markdown, experiment_view
+from mibench.reports.tables import (ARROWS, Column, cell_label, format_seconds, format_value,
+                                    metric_columns)
 
 RANK_BY = "eval_acc1"   # attack accuracy under the evaluation model, the field's headline number
 
@@ -25,6 +27,22 @@ def _sort_key(cell: CellRecord, column: Column | None) -> tuple[int, float, str]
     return (0, -m.value if column and column.direction == "higher" else m.value, cell.attack)
 
 
+def run_facts(runs: list[RunRecord]) -> list[str]:
+    """Preset, seeds, date, commit, machine and wall time of each run, as a bullet list."""
+    lines = []
+    for run in runs:
+        wall = run.wall_seconds
+        plan = f"experiment `{run.experiment}`" if run.experiment else \
+            f"{len(run.attacks)} attack(s) × {len(run.targets)} target(s)"
+        lines += [f"- run `{run.run_id}`: {plan}, preset **{run.preset}**, seeds "
+                  f"{', '.join(map(str, run.seeds))}, started {run.date}, wall time "
+                  f"{'n/a' if wall is None else format_seconds(wall)}",
+                  f"  - commit `{run.versions.get('commit', 'unknown')}`, machine "
+                  f"{run.versions.get('machine', 'unknown')}, device {run.device}",
+                  f"  - command `{_escape(run.command)}`"]
+    return [*lines, ""]
+
+
 def leaderboard_markdown(runs: list[RunRecord]) -> str:
     """Values of the ``all`` image set; a missing value is ``n/a`` with its reason as footnote."""
     cells = [c for run in runs for c in run.cells]
@@ -42,7 +60,12 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
         return f"n/a[^{reasons.index(reason) + 1}]"
 
     by_id = {run.run_id: run for run in runs}
-    lines = ["# mibench leaderboard", ""]
+    lines = ["# mibench leaderboard", "", *run_facts(runs)]
+    for run in runs:
+        view = experiment_view(run)
+        if view is not None:
+            lines += [experiment_markdown(view)]
+    lines += ["## Ranking per target", ""]
     if ranking is not None:
         lines += [f"Ranked by `{ranking.name}` {ranking.arrow} on all generated images; "
                   "↑ higher is better, ↓ lower is better.", ""]
@@ -51,13 +74,14 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
     for target in sorted({c.target for c in done}):
         ordered = sorted((c for c in done if c.target == target),
                          key=lambda c: _sort_key(c, ranking))
-        lines += [f"## Target `{target}`", "", "| " + " | ".join(header) + " |",
+        lines += [f"### Target `{target}`", "", "| " + " | ".join(header) + " |",
                   "|" + "|".join("---:" if i == 0 or 2 <= i < 2 + len(columns) else "---"
                                  for i in range(len(header))) + "|"]
         for rank, c in enumerate(ordered, 1):
             run = by_id[c.run_id]
             values = [shown(c.measurement("all", col.name)) for col in columns]
-            lines.append("| " + " | ".join([str(rank), c.attack, *values, f"`{c.run_id}`",
+            lines.append("| " + " | ".join([str(rank), cell_label(c, cells), *values,
+                                            f"`{c.run_id}`",
                                             run.preset, run.date]) + " |")
         lines.append("")
     failed = [c for c in cells if not c.done]

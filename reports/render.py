@@ -15,12 +15,13 @@ from tqdm.auto import tqdm
 from mibench import __version__
 from mibench.cache import atomic_write_bytes
 from mibench.errors import MibenchError
+from mibench.reports.experiment import ExperimentView, experiment_view, verdict_mark
 from mibench.reports.figures import identity_centroids, similarity_heatmap, tsne_figure
 from mibench.reports.private import PrivateView, load_private
 from mibench.reports.runs import RunRecord
 from mibench.reports.samples import SampleGrid, Samples, load_samples, sample_grid
-from mibench.reports.tables import (Column, EfficiencyRow, MetricTable, efficiency_rows,
-                                    metric_columns, metric_table)
+from mibench.reports.tables import (Column, EfficiencyRow, MetricTable, cell_label,
+                                    efficiency_rows, metric_columns, metric_table)
 from mibench.targets.zoo import DEFAULT_EVALUATOR
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -49,6 +50,7 @@ class RunSection:
     tsne: Plot | None = None
     figures_note: str | None = None
     has_private: bool = False
+    experiment: ExperimentView | None = None
 
 
 def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
@@ -71,8 +73,9 @@ def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
                      f"{run_cfg.get('samples', '?')} samples each"),
         ("image sets", "all = every generated image; selected = the attack's own pick, one per "
                        "identity (it sees only what its access level allows)"),
-        ("auxiliary data", str(run_cfg.get("aux", "?"))),
-        ("seed", str(run_cfg.get("seed", "?"))),
+        ("auxiliary data", ", ".join(sorted({c.aux for c in run.cells}))
+         or str(run_cfg.get("aux", "?"))),
+        ("seeds", ", ".join(map(str, run.seeds)) or str(run_cfg.get("seed", "?"))),
         ("evaluation model", f"{DEFAULT_EVALUATOR}, trained on private-train, never attacked"),
     ]
     if spaces:
@@ -84,7 +87,8 @@ def build_section(run: RunRecord, *, figures: bool, cache_dir: str | None,
                   progress: bool) -> RunSection:
     """Tables, sample grids and (with ``figures``) heatmaps and t-SNE of one run."""
     section = RunSection(run, metric_table(run.cells), efficiency_rows(run.cells), [],
-                         protocol_rows(run), yaml.safe_dump(run.config, sort_keys=False))
+                         protocol_rows(run), yaml.safe_dump(run.config, sort_keys=False),
+                         experiment=experiment_view(run))
     private = None
     if figures:
         try:
@@ -94,10 +98,14 @@ def build_section(run: RunRecord, *, figures: bool, cache_dir: str | None,
     else:
         section.figures_note = "private images, heatmaps and t-SNE not drawn (--no-figures)"
     section.has_private = private is not None
-    cells = sorted(run.cells, key=lambda c: (c.attack, c.target))
+    first_seed = min(run.seeds, default=0)   # figures show one seed; tables show them all
+    cells = sorted((c for c in run.cells if c.seed == first_seed),
+                   key=lambda c: (c.attack, c.target, c.aux))
     samples = [load_samples(c.images) if c.done else None for c in cells]
-    section.grids = [sample_grid(c, s, private) for c, s in zip(cells, samples)]
-    ready = [(f"{c.attack} → {c.target}", s) for c, s in zip(cells, samples) if s is not None]
+    section.grids = [sample_grid(c, s, private, cell_label(c, cells))
+                     for c, s in zip(cells, samples)]
+    ready = [(f"{cell_label(c, cells)} → {c.target}", s)
+             for c, s in zip(cells, samples) if s is not None]
     if private is not None and ready:
         _add_figures(section, private, ready, progress)
     return section
@@ -143,6 +151,7 @@ def render_html(sections: list[RunSection], combined: MetricTable | None,
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
                              undefined=jinja2.StrictUndefined)
+    env.filters["verdict"] = verdict_mark
     return env.get_template("report.html.j2").render(
         sections=sections, combined=combined, columns=columns, version=__version__,
         generated=time.strftime("%Y-%m-%d %H:%M"))

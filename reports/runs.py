@@ -36,6 +36,8 @@ class CellRecord:
     queries: dict[str, Any]
     images: Path | None
     metrics: dict[str, dict[str, Measurement]] = field(default_factory=dict)
+    started: float | None = None
+    finished: float | None = None
 
     @property
     def done(self) -> bool:
@@ -73,6 +75,20 @@ class RunRecord:
     def targets(self) -> list[str]:
         return sorted({c.target for c in self.cells})
 
+    @property
+    def experiment(self) -> str:
+        return str(self.config.get("run", {}).get("experiment") or "")
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({c.seed for c in self.cells})
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """From the run's creation to its last finished cell (resumed runs include the gap)."""
+        finished = [c.finished for c in self.cells if c.finished is not None]
+        return max(finished) - self.created if finished else None
+
 
 def open_store(results_dir: str | Path) -> Store:
     """The store of ``results_dir``; an error (not an empty new store) when there is none."""
@@ -103,7 +119,8 @@ def load_run(store: Store, run_id: str) -> RunRecord:
     for row in store.cells(run_id):
         images = store.root / row["images"] if row["images"] else None
         cell = CellRecord(run_id, row["attack"], row["target"], row["aux"], row["seed"],
-                          row["status"], row["error"], row["timings"], row["queries"], images)
+                          row["status"], row["error"], row["timings"], row["queries"], images,
+                          started=row["started"], finished=row["finished"])
         cells[(cell.attack, cell.target, cell.aux, cell.seed)] = cell
     for row in store.metrics(run_id):
         owner = cells.get((row["attack"], row["target"], row["aux"], row["seed"]))

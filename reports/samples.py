@@ -61,9 +61,10 @@ def load_samples(folder: Path | None) -> Samples | None:
     return Samples(data["images"], data["labels"], data["selected"])
 
 
-def sample_grid(cell: CellRecord, samples: Samples | None,
-                private: PrivateView | None) -> SampleGrid:
-    grid = SampleGrid(cell.attack, cell.target)
+def sample_grid(cell: CellRecord, samples: Samples | None, private: PrivateView | None,
+                label: str | None = None) -> SampleGrid:
+    """``label`` names the cell's attack (default: the attack's name)."""
+    grid = SampleGrid(label or cell.attack, cell.target)
     if not cell.done:
         grid.note = f"{cell.status}: {cell.error}" if cell.error else cell.status
         return grid

@@ -147,21 +147,32 @@ class _Notes:
         return Shown(MISSING, reason, self.reasons.index(reason) + 1)
 
 
+def cell_label(cell: CellRecord, cells: list[CellRecord]) -> str:
+    """The attack, plus the aux set and seed where ``cells`` has more than one of them."""
+    label = cell.attack
+    if len({c.aux for c in cells}) > 1:
+        label += f" · aux {cell.aux}"
+    if len({c.seed for c in cells}) > 1:
+        label += f" · seed {cell.seed}"
+    return label
+
+
 def metric_table(cells: list[CellRecord], *, show_run: bool = False) -> MetricTable:
-    """Attacks × targets: one group per target, one row per (attack, run)."""
+    """Attacks × targets: one group per target, one row per (attack, aux, seed, run)."""
     columns = metric_columns(cells)
     notes = _Notes()
     groups = []
     for target in sorted({c.target for c in cells}):
         members = sorted((c for c in cells if c.target == target),
-                         key=lambda c: (c.attack, c.run_id))
+                         key=lambda c: (c.attack, c.aux, c.seed, c.run_id))
         rows = []
         for cell in members:
             values = [] if not cell.done else [
                 ValueCell(notes.show(cell.measurement("all", col.name)),
                           notes.show(cell.measurement("selected", col.name)))
                 for col in columns]
-            rows.append(Row(cell.attack, cell.run_id, cell.status, cell.error, values))
+            rows.append(Row(cell_label(cell, cells), cell.run_id, cell.status, cell.error,
+                            values))
         _mark_best(rows, members, columns)
         groups.append(Group(target, rows))
     return MetricTable(columns, groups, notes.reasons, show_run)
@@ -194,13 +205,13 @@ class EfficiencyRow:
 def efficiency_rows(cells: list[CellRecord]) -> list[EfficiencyRow]:
     """Time and queries per cell (prepare = prior training, ~0 when it came from the cache)."""
     rows = []
-    for c in sorted(cells, key=lambda c: (c.target, c.attack, c.run_id)):
+    for c in sorted(cells, key=lambda c: (c.target, c.attack, c.aux, c.seed, c.run_id)):
         per_identity = c.queries.get("per_identity", {})
         prepare = c.queries.get("prepare", {})
         prepare_queries = (f"{format_count(prepare.get('forward'))} / "
                            f"{format_count(prepare.get('gradient'))}" if prepare else MISSING)
         rows.append(EfficiencyRow(
-            c.attack, c.target, c.run_id, c.status,
+            cell_label(c, cells), c.target, c.run_id, c.status,
             format_seconds(c.timings.get("prepare_s")),
             format_seconds(c.timings.get("attack_s_per_identity")),
             format_count(per_identity.get("forward")),

@@ -1,0 +1,121 @@
+"""Paper experiments as named plans: their cells, seeds, the paper-table layout with mean ± std,
+the findings' verdicts, and one plan run end to end at smoke size."""
+
+from __future__ import annotations
+
+import pytest
+
+from mibench.cli import main
+from mibench.experiments import (AT_SCALE, EXPERIMENTS, MAIN_ATTACKS, check_plan_names,
+                                 get_experiment, plan_cells, seeds)
+from mibench.errors import UnknownNameError
+from mibench.reports.experiment import experiment_markdown, experiment_view
+from mibench.reports.runs import load_run
+from mibench.runconfig import resolve
+from mibench.store import CellKey, Store
+
+
+def stored_run(store: Store, run_id: str, experiment: str,
+               values: dict[tuple[str, str, str, int], float]) -> None:
+    """A stored experiment run whose cells have the given eval_acc1 (and fixed timings)."""
+    store.create_run(run_id, {"preset": "smoke", "run": {"experiment": experiment}},
+                     {"commit": "abc1234", "machine": "test box"}, "cpu", "mibench run")
+    keys = [CellKey(run_id, *cell) for cell in values]
+    store.add_cells(keys)
+    for key, value in zip(keys, values.values()):
+        store.start_cell(key)
+        store.finish_cell(key, [("all", "eval_acc1", value, None)],
+                          {"prepare_s": 1.0, "attack_s_per_identity": value},
+                          {"per_identity": {"forward": 16, "gradient": 0}}, "")
+
+
+def test_every_plan_names_registered_components_and_the_paper_grid():
+    for experiment in EXPERIMENTS.values():
+        check_plan_names(experiment)
+    table1 = get_experiment("table1")
+    assert set(table1.attacks) == set(MAIN_ATTACKS) and len(table1.cells()) == 8 * 5
+    assert {c.aux for c in get_experiment("table5").cells()} == {"similar", "hq", "wild"}
+    assert len(get_experiment("table3").targets) == 10          # 2 families × (base + 4 rounds)
+    assert len(get_experiment("table4").cells()) == 4 * 3
+    with pytest.raises(UnknownNameError, match="unknown experiment 'tabel1'.*table1"):
+        get_experiment("tabel1")
+
+
+def test_an_experiment_fixes_the_grid_and_seeds_multiply_it():
+    tree = resolve("smoke", flags={"experiment": "table5", "seeds": 3, "seed": 4})
+    assert tree["run"]["attacks"] == "gmi,ppa,diffmi,fgmia"
+    assert set(tree["attacks"]) == {"gmi", "ppa", "diffmi", "fgmia"}
+    assert len(plan_cells(tree["run"])) == 12 and seeds(tree["run"]) == [4, 5, 6]
+    plain = resolve("smoke", flags={"attacks": "gmi", "targets": "arcface", "aux": "wild"})
+    assert [(c.attack, c.target, c.aux) for c in plan_cells(plain["run"])] == [
+        ("gmi", "arcface-18", "wild")]
+
+
+def test_an_experiment_with_its_own_attacks_is_a_one_line_error(capsys):
+    assert main(["run", "--experiment", "table6", "--attacks", "gmi", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "--experiment table6 fixes attacks; drop --attacks" in err and err.count("\n") == 1
+
+
+def test_the_table_is_laid_out_like_the_paper_with_mean_and_std_over_seeds(tmp_path):
+    store = Store(tmp_path)
+    values = {("fgmia", "arcface-18", aux, seed): base + 0.1 * seed
+              for aux, base in (("similar", 0.5), ("hq", 0.6), ("wild", 0.4)) for seed in (0, 1)}
+    values |= {("gmi", "arcface-18", aux, seed): base
+               for aux, base in (("similar", 0.45), ("hq", 0.2), ("wild", 0.1))
+               for seed in (0, 1)}
+    stored_run(store, "r1", "table5", values)
+    view = experiment_view(load_run(store, "r1"))
+    assert view.groups == ["similar", "hq", "wild"] and view.seeds == 2
+    rows = dict(view.rows)
+    assert list(rows) == ["gmi", "fgmia"]                        # the plan's order
+    eval_column = [h.name for h in view.headings].index("eval_acc1")
+    width = len(view.headings)
+    assert rows["fgmia"][eval_column] == "0.550 ± 0.071"         # mean, sample std of 0.5, 0.6
+    assert rows["gmi"][width + eval_column] == "0.200 ± 0.000"   # the hq group
+    assert rows["gmi"][0] == "n/a"                               # target_acc1 not stored
+    [drop] = view.verdicts
+    assert drop.holds is True and drop.detail.endswith("gmi: 0.3; fgmia: 0")
+    text = experiment_markdown(view)
+    assert "| attack | similar: target_acc1 ↑ |" in text
+    assert "| FGMIA loses the least Eval Acc when the aux set shifts | reproduced |" in text
+
+
+def test_findings_say_not_reproduced_and_not_measured_honestly(tmp_path):
+    store = Store(tmp_path)
+    stored_run(store, "r1", "table6", {("fgmia", "ir152", "similar", 0): 0.5,
+                                       ("fgmia-no-scaleft", "ir152", "similar", 0): 0.6,
+                                       ("fgmia-no-transf", "ir152", "similar", 0): 0.4,
+                                       ("fgmia-no-fg", "ir152", "similar", 0): 0.1})
+    [order] = experiment_view(load_run(store, "r1")).verdicts
+    assert order.holds is False and "fgmia 0.5 ≥ fgmia-no-scaleft 0.6" in order.detail
+    stored_run(store, "r2", "efficiency", {("fgmia", "arcface-18", "similar", 0): 0.1,
+                                           ("gmi", "arcface-18", "similar", 0): 3.0})
+    view = experiment_view(load_run(store, "r2"))
+    [speed] = view.verdicts
+    assert speed.holds is True and "gmi/fgmia = 30.0×" in speed.detail   # ppa not run: skipped
+    scale = [h.name for h in view.headings].index(AT_SCALE)
+    assert dict(view.rows)["fgmia"][scale] == "100 s"            # 0.1 s × 1,000 identities
+    stored_run(store, "r3", "table2", {})
+    assert all(v.holds is None for v in experiment_view(load_run(store, "r3")).verdicts)
+
+
+@pytest.mark.slow
+def test_table6_runs_at_smoke_with_two_seeds_and_reports_it(tmp_path, smoke_cache, capsys):
+    runs = tmp_path / "runs"
+    common = ["--preset", "smoke", "--cache-dir", smoke_cache, "--results-dir", str(runs),
+              "--quiet"]
+    assert main(["run", "--experiment", "table6", "--seeds", "2", *common]) == 0
+    store = Store(runs)
+    [run_id] = store.run_ids()
+    cells = store.cells(run_id)
+    assert len(cells) == 4 * 2 and all(c["status"] == "done" for c in cells)
+    assert {c["images"] for c in cells if c["attack"] == "fgmia"} == {
+        f"{run_id}/fgmia/ir152/similar/seed0/images", f"{run_id}/fgmia/ir152/similar/seed1/images"}
+    assert main(["report", "--results-dir", str(runs), "--out", str(tmp_path / "out"),
+                 "--no-figures", "--quiet", "--leaderboard", "--leaderboard-out",
+                 str(tmp_path / "lb.md")]) == 0
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert "Table VI: FGMIA ablations" in html and "mean ± std over 2 seeds" in html
+    board = (tmp_path / "lb.md").read_text()
+    assert "What reproduces and what does not" in board and "seeds 0, 1" in board
