@@ -9,7 +9,8 @@ from mibench.errors import MibenchError
 from mibench.experiments import AT_SCALE, Experiment, Stat, Verdict, get_experiment
 from mibench.registry import METRICS
 from mibench.reports.runs import RunRecord
-from mibench.reports.tables import ARROWS, MISSING, format_count, format_seconds, format_value
+from mibench.reports.tables import (ARROWS, MISSING, format_count, format_seconds, format_value,
+                                    markdown_escape)
 
 LABELS = {
     "attack_s_per_identity": ("attack time / identity", "↓"),
@@ -37,6 +38,7 @@ class ExperimentView:
     headings: list[Heading]
     rows: list[tuple[str, list[str]]]     # row label, one text per (group, column)
     verdicts: list[Verdict]
+    unmeasured: list[tuple[str, str]]     # (column, why) for columns without any value
 
     @property
     def seeds(self) -> int:
@@ -67,18 +69,30 @@ def format_stat(column: str, stat: Stat | None) -> str:
 
 
 def experiment_view(run: RunRecord) -> ExperimentView | None:
-    """The paper-table view of ``run``, or ``None`` when it was not run as an experiment."""
+    """The paper-table view of ``run``, or ``None`` when it was not run as an experiment.
+    Columns without a single value are left out and listed with the reason."""
     if not run.experiment:
         return None
     experiment = get_experiment(run.experiment)
     table = experiment.table(run.cells)
+    shown = [c for c in table.columns
+             if any(stats.get(c) is not None for stats in table.entries.values())]
     rows = []
     for row in table.rows:
         texts = [format_stat(col, table.entries.get((row, group), {}).get(col))
-                 for group in table.groups for col in table.columns]
+                 for group in table.groups for col in shown]
         rows.append((row, texts))
-    return ExperimentView(experiment, run, table.groups,
-                          [heading(c) for c in table.columns], rows, experiment.verdicts(table))
+    unmeasured = [(c, _reason(run, c)) for c in table.columns if c not in shown]
+    return ExperimentView(experiment, run, table.groups, [heading(c) for c in shown], rows,
+                          experiment.verdicts(table), unmeasured)
+
+
+def _reason(run: RunRecord, column: str) -> str:
+    for cell in run.cells:
+        measured = cell.measurement("all", column)
+        if measured is not None and measured.reason:
+            return measured.reason
+    return "no finished cell stored it"
 
 
 def verdict_mark(verdict: Verdict) -> str:
@@ -86,18 +100,25 @@ def verdict_mark(verdict: Verdict) -> str:
 
 
 def experiment_markdown(view: ExperimentView) -> str:
-    """The view as markdown: the table (one column per group × column) and the findings."""
+    """The view as markdown: one table per column group (wide paper tables do not fit a
+    markdown page), the columns left out, and the findings."""
     exp = view.experiment
-    columns = [f"{g + ': ' if g else ''}{h.label} {h.arrow}".rstrip()
-               for g in view.groups for h in view.headings]
     lines = [f"### {exp.title}", "", f"{exp.summary}; `mibench run --experiment {exp.name}`. "
-             + (f"Mean ± std over {view.seeds} seeds." if view.seeds > 1 else "One seed."), "",
-             "| " + " | ".join([exp.rows, *columns]) + " |",
-             "|---|" + "---:|" * len(columns)]
-    lines += ["| " + " | ".join([f"`{label}`", *texts]) + " |" for label, texts in view.rows]
+             + (f"Mean ± std over {view.seeds} seeds." if view.seeds > 1 else "One seed.")]
+    width = len(view.headings)
+    header = [exp.rows, *(f"{h.label} {h.arrow}".rstrip() for h in view.headings)]
+    for i, group in enumerate(view.groups):
+        lines += ["", *([f"#### {exp.groups} `{group}`", ""] if group else [])]
+        lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * width]
+        lines += ["| " + " | ".join([f"`{label}`", *texts[i * width:(i + 1) * width]]) + " |"
+                  for label, texts in view.rows]
+    if view.unmeasured:
+        lines += ["", "Not measured in this run: " + "; ".join(
+            f"`{c}` ({markdown_escape(why)})" for c, why in view.unmeasured) + "."]
     if view.verdicts:
         lines += ["", "What reproduces and what does not (the paper's findings, checked on the "
-                  "table above):", "", "| the paper's finding | here | measured |",
+                  "tables above):", "", "| the paper's finding | here | measured |",
                   "|---|---|---|"]
-        lines += [f"| {v.claim} | {verdict_mark(v)} | {v.detail} |" for v in view.verdicts]
+        lines += [f"| {v.claim} | {verdict_mark(v)} | {markdown_escape(v.detail)} |"
+                  for v in view.verdicts]
     return "\n".join(lines) + "\n"

@@ -5,13 +5,9 @@ from __future__ import annotations
 from mibench.reports.runs import CellRecord, Measurement, RunRecord
 from mibench.reports.experiment import experiment_markdown, experiment_view
 from mibench.reports.tables import (ARROWS, Column, cell_label, format_seconds, format_value,
-                                    metric_columns)
+                                    markdown_escape, metric_columns)
 
 RANK_BY = "eval_acc1"   # attack accuracy under the evaluation model, the field's headline number
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def rank_column(columns: list[Column]) -> Column | None:
@@ -39,7 +35,7 @@ def run_facts(runs: list[RunRecord]) -> list[str]:
                   f"{'n/a' if wall is None else format_seconds(wall)}",
                   f"  - commit `{run.versions.get('commit', 'unknown')}`, machine "
                   f"{run.versions.get('machine', 'unknown')}, device {run.device}",
-                  f"  - command `{_escape(run.command)}`"]
+                  f"  - command `{markdown_escape(run.command)}`"]
     return [*lines, ""]
 
 
@@ -88,12 +84,12 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
     if failed:
         lines += ["## Cells without results", ""]
         lines += [f"- `{c.attack}` × `{c.target}` (run `{c.run_id}`): {c.status}"
-                  + (f": {_escape(c.error)}" if c.error else "") for c in failed]
+                  + (f": {markdown_escape(c.error)}" if c.error else "") for c in failed]
         lines.append("")
     lines += ["## Runs", "", "| Run | Preset | Date | Device | Command |", "|---|---|---|---|---|"]
-    lines += [f"| `{r.run_id}` | {r.preset} | {r.date} | {_escape(r.device)} | "
-              f"`{_escape(r.command)}` |" for r in runs]
+    lines += [f"| `{r.run_id}` | {r.preset} | {r.date} | {markdown_escape(r.device)} | "
+              f"`{markdown_escape(r.command)}` |" for r in runs]
     if reasons:
         lines.append("")
-        lines += [f"[^{i}]: {_escape(reason)}" for i, reason in enumerate(reasons, 1)]
+        lines += [f"[^{i}]: {markdown_escape(reason)}" for i, reason in enumerate(reasons, 1)]
     return "\n".join(lines) + "\n"

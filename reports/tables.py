@@ -103,6 +103,11 @@ def format_count(count: float | None) -> str:
     return f"{count:,.0f}" if float(count).is_integer() else f"{count:,.1f}"
 
 
+def markdown_escape(text: str) -> str:
+    """``text`` safe inside a markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def metric_columns(cells: list[CellRecord]) -> list[Column]:
     """Every metric stored for ``cells``, in display order, with its registered definition."""
     names = {name for c in cells for subset in c.metrics.values() for name in subset}
