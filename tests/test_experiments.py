@@ -73,11 +73,13 @@ def test_the_table_is_laid_out_like_the_paper_with_mean_and_std_over_seeds(tmp_p
     width = len(view.headings)
     assert rows["fgmia"][eval_column] == "0.550 ± 0.071"         # mean, sample std of 0.5, 0.6
     assert rows["gmi"][width + eval_column] == "0.200 ± 0.000"   # the hq group
-    assert rows["gmi"][0] == "n/a"                               # target_acc1 not stored
+    assert [h.name for h in view.headings] == ["eval_acc1"]     # only what was measured
+    assert ("target_acc1", "no finished cell stored it") in view.unmeasured
     [drop] = view.verdicts
     assert drop.holds is True and drop.detail.endswith("gmi: 0.3; fgmia: 0")
     text = experiment_markdown(view)
-    assert "| attack | similar: target_acc1 ↑ |" in text
+    assert "#### aux `hq`\n\n| attack | eval_acc1 ↑ |\n|---|---:|\n| `gmi` | 0.200 ± 0.000 |" in text
+    assert "Not measured in this run: `target_acc1` (no finished cell stored it)" in text
     assert "| FGMIA loses the least Eval Acc when the aux set shifts | reproduced |" in text
 
 
