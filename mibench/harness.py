@@ -199,7 +199,9 @@ class Harness:
             timings["attack_s"] = time.perf_counter() - clock
             _check_output(images, len(labels), key.attack)
             selected = attack.select(view, images, labels, ctx).cpu()
-        timings["attack_s_per_identity"] = (time.perf_counter() - clock) / n_ids
+        elapsed = time.perf_counter() - clock
+        timings["select_s"] = elapsed - timings["attack_s"]
+        timings["attack_s_per_identity"] = elapsed / n_ids
         attack_queries = {kind: ledger.total(kind) - prepare_queries[kind]
                           for kind in ledger.KINDS}
 

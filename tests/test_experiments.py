@@ -102,22 +102,29 @@ def test_findings_say_not_reproduced_and_not_measured_honestly(tmp_path):
     assert all(v.holds is None for v in experiment_view(load_run(store, "r3")).verdicts)
 
 
-@pytest.mark.slow
-def test_table6_runs_at_smoke_with_two_seeds_and_reports_it(tmp_path, smoke_cache, capsys):
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_runs_at_smoke_and_reports_its_table(name, tmp_path, smoke_cache):
+    """Each plan end to end at smoke size (one identity, two samples; Table VI with two seeds),
+    then its report and leaderboard section."""
     runs = tmp_path / "runs"
-    common = ["--preset", "smoke", "--cache-dir", smoke_cache, "--results-dir", str(runs),
-              "--quiet"]
-    assert main(["run", "--experiment", "table6", "--seeds", "2", *common]) == 0
+    extra = ["--seeds", "2"] if name == "table6" else []
+    assert main(["run", "--experiment", name, "--preset", "smoke", "--identities", "1",
+                 "--cache-dir", smoke_cache, "--results-dir", str(runs), "--quiet",
+                 *extra]) == 0
     store = Store(runs)
     [run_id] = store.run_ids()
     cells = store.cells(run_id)
-    assert len(cells) == 4 * 2 and all(c["status"] == "done" for c in cells)
-    assert {c["images"] for c in cells if c["attack"] == "fgmia"} == {
-        f"{run_id}/fgmia/ir152/similar/seed0/images", f"{run_id}/fgmia/ir152/similar/seed1/images"}
+    experiment = get_experiment(name)
+    assert len(cells) == len(experiment.cells()) * (2 if extra else 1)
+    assert all(c["status"] == "done" for c in cells)
     assert main(["report", "--results-dir", str(runs), "--out", str(tmp_path / "out"),
                  "--no-figures", "--quiet", "--leaderboard", "--leaderboard-out",
                  str(tmp_path / "lb.md")]) == 0
     html = (tmp_path / "out" / "index.html").read_text()
-    assert "Table VI: FGMIA ablations" in html and "mean ± std over 2 seeds" in html
     board = (tmp_path / "lb.md").read_text()
-    assert "What reproduces and what does not" in board and "seeds 0, 1" in board
+    assert experiment.title in html and f"### {experiment.title}" in board
+    assert all(f.claim in board for f in experiment.findings)
+    if extra:
+        assert "mean ± std over 2 seeds" in html and "seeds 0, 1" in board
+        assert {c["images"] for c in cells if c["attack"] == "fgmia"} == {
+            f"{run_id}/fgmia/ir152/similar/seed{k}/images" for k in (0, 1)}
