@@ -40,8 +40,8 @@ def fake_celeba(root: Path, counts: dict[int, int]) -> Path:
         for k in range(count):
             n += 1
             name = f"{n:06d}.jpg"
-            face_image(identity, k, (178, 218), (35, 55, 143, 163)).save(images / name,
-                                                                         quality=95)
+            face_image(identity, k, (178, 218), (35, 55, 143, 163)).save(
+                images / name, quality=95, subsampling=0)
             lines.append(f"{name} {identity}")
     (root / "identity_CelebA.txt").write_text("\n".join(lines) + "\n")
     return root
@@ -64,5 +64,5 @@ def fake_identity_tree(root: Path, names: list[str], per_identity: int) -> Path:
             w, h = 90 + 10 * k, 120
             top = (h - w) // 2
             face_image(7000 + i, k, (w, h), (0, top, w, top + w)).save(
-                folder / f"{k + 1:04d}_01.jpg", quality=95)
+                folder / f"{k + 1:04d}_01.jpg", quality=95, subsampling=0)
     return root
