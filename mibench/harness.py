@@ -114,6 +114,7 @@ class Harness:
     def execute(self, run_id: str) -> list[CellResult]:
         """Run every unfinished cell of ``run_id``."""
         world = self._world()
+        world.aux(self.run_cfg["aux"])  # a world without the chosen aux split fails here, once
         evaluator = load_evaluator(world, self.cache, self.preset, self.device,
                                    self.show_progress,
                                    name=self.run_cfg.get("eval_model") or DEFAULT_EVALUATOR)

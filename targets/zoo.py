@@ -227,15 +227,17 @@ def get_entry(name: str) -> AnyEntry:
 def evaluator_entry(name: str = DEFAULT_EVALUATOR) -> AnyEntry:
     """The evaluation model ``name``: a registered evaluation model, or a pretrained zoo model
     (its weights never saw the private data, so it may judge attacks on any target)."""
-    if name not in EVALUATORS and name in TARGETS:
-        entry = TARGETS.get(name)
-        if isinstance(entry, PretrainedEntry):
-            return entry
-        raise TargetError(f"--eval-model {name}: {name} is trained here as a target; evaluate "
-                          f"with {', '.join(EVALUATORS.names())} or a pretrained model "
-                          f"({', '.join(_pretrained_names())})")
-    entry = EVALUATORS.get(name)
-    return entry
+    if name in EVALUATORS:
+        entry: AnyEntry = EVALUATORS.get(name)
+        return entry
+    found = TARGETS.get(name) if name in TARGETS else None
+    if isinstance(found, PretrainedEntry):
+        return found
+    choices = ", ".join([*EVALUATORS.names(), *_pretrained_names()])
+    if found is None:
+        raise TargetError(f"unknown evaluation model {name!r}; choose one of {choices}")
+    raise TargetError(f"--eval-model {name}: {name} is trained here as a target, not an "
+                      f"independent judge; choose one of {choices}")
 
 
 def _pretrained_names() -> list[str]:

@@ -212,3 +212,17 @@ def test_aligned_world_falls_back_to_the_crop_without_a_face(trees: dict[str, Pa
     world = celeba_world(trees, tmp_path, align=True, public_identities=1)
     plain = celeba_world(trees, tmp_path / "plain", public_identities=1)
     assert torch.equal(world.split("private-train").images, plain.split("private-train").images)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--aux", "hq"], "no aux-hq split: give an FFHQ folder with --set world.aux_hq_root=PATH"),
+    (["--eval-model", "nope"], "unknown evaluation model 'nope'; choose one of"),
+])
+def test_run_fails_at_once_with_one_line(trees: dict[str, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str],
+                                         flags: list[str], message: str) -> None:
+    code = cli.main(["run", "--world", "celeba", "--root", str(trees["celeba"]), "--preset",
+                     "smoke", "--attacks", "gmi", "--results-dir", str(tmp_path / "runs"),
+                     "--quiet", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and err.count("\n") == 0
