@@ -72,10 +72,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _absolute(path: str | None) -> str | None:
+    """``--root`` as an absolute path, so a stored run finds its data from any directory."""
+    from pathlib import Path
+
+    return str(Path(path).expanduser().resolve()) if path else None
+
+
 def _resolved(args: argparse.Namespace, **flags: Any) -> dict[str, Any]:
     flags.setdefault("world", getattr(args, "world", None))
     return resolve(args.preset, args.config, args.set, flags,
-                   world_flags={"root": getattr(args, "root", None)})
+                   world_flags={"root": _absolute(getattr(args, "root", None))})
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
@@ -93,7 +100,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
     world = args.name if args.name in ("celeba", "folders") else "celeba"
     tree = resolve(args.preset or "paper", args.config, args.set, {"world": world},
-                   world_flags={"root": args.root})
+                   world_flags={"root": _absolute(args.root)})
     report = prepare(args.name, RealWorldConfig(**tree["world"]), progress=not args.quiet)
     print("\n".join(describe(report)))
     return 0

@@ -18,7 +18,7 @@ from mibench.datasets.real.errors import DataError
 from mibench.datasets.real.folders import identity_folders
 from mibench.datasets.real.images import CELEBA_CROP, FFHQ_CROP, SQUARE_CROP, natural_key
 from mibench.datasets.real.prepare import describe, prepare
-from mibench.datasets.real.world import CelebADataset, FolderTreeDataset
+from mibench.datasets.real.world import CelebADataset, FolderTreeDataset, RealWorld
 from mibench.errors import ConfigError
 from mibench.registry import DATASETS
 from mibench.runconfig import resolve
@@ -43,9 +43,11 @@ def smoke(**values: object) -> RealWorldConfig:
     return RealWorldConfig.resolve("smoke", values)
 
 
-def celeba_world(trees: dict[str, Path], tmp_path: Path, **values: object):  # type: ignore[no-untyped-def]
+def celeba_world(trees: dict[str, Path], tmp_path: Path, **values: object) -> RealWorld:
     config = smoke(root=str(trees["celeba"]), **values)
-    return CelebADataset.build(config, Cache(tmp_path / "cache"), progress=False)
+    world = CelebADataset.build(config, Cache(tmp_path / "cache"), progress=False)
+    assert isinstance(world, RealWorld)
+    return world
 
 
 def test_natural_order_sorts_numbers_numerically(trees: dict[str, Path]) -> None:

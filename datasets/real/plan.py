@@ -53,13 +53,16 @@ def hold_out(groups: dict[int, list[Path]], fraction: float,
     return train, test
 
 
-def capped(groups: dict[int, list[Path]], identities: int, per_identity: int) -> dict[int, list[Path]]:
+def capped(groups: dict[int, list[Path]], identities: int,
+           per_identity: int) -> dict[int, list[Path]]:
     """The first ``identities`` groups (0 = all), each cut to ``per_identity`` files (0 = all)."""
     chosen = list(groups.items())[:identities or None]
     return {identity: paths[:per_identity or None] for identity, paths in chosen}
 
 
-def flat(name: str, groups: dict[int, list[Path]], crop: Crop, labelled: bool = True) -> SplitPlan:
+def flat(name: str, groups: dict[int, list[Path]], crop: Crop,
+         labelled: bool = True) -> SplitPlan:
+    """One split holding every file of ``groups``."""
     plan = SplitPlan(name, [], [], crop, labelled)
     for identity, paths in groups.items():
         plan.paths += paths

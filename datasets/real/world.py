@@ -29,8 +29,7 @@ from mibench.datasets.real.celeba import (fgmia_groups, files_of, find_layout, r
 from mibench.datasets.real.config import RealWorldConfig
 from mibench.datasets.real.errors import DataError
 from mibench.datasets.real.folders import ffhq_images, identity_folders
-from mibench.datasets.real.images import (CELEBA_CROP, FFHQ_CROP, SQUARE_CROP, Crop,
-                                          decode_all)
+from mibench.datasets.real.images import CELEBA_CROP, FFHQ_CROP, SQUARE_CROP, decode_all
 from mibench.datasets.real.plan import (FFHQ_ID_OFFSET, WILD_ID_OFFSET, SplitPlan, by_identity,
                                         capped, flat, hold_out)
 from mibench.errors import CacheError
@@ -182,8 +181,7 @@ def write_split(plan: SplitPlan, config: RealWorldConfig, out: Path,
     bad: list[str] = []
     for start in range(0, len(plan), CHUNK):
         paths = plan.paths[start:start + CHUNK]
-        crop: Crop = plan.crop
-        chunk, unreadable = decode(paths, crop, resolution,
+        chunk, unreadable = decode(paths, plan.crop, resolution,
                                    desc=f"{plan.name} {start}/{len(plan)}", progress=progress)
         skipped = set(unreadable)
         images[len(kept):len(kept) + len(chunk)] = chunk
