@@ -29,7 +29,8 @@ class RealWorldConfig(Config):
     private_identities: int = param(1000, "private identities (target classes); CelebA fgmia: "
                                     "the size of Mini1 and Mini2", ge=2)
     private_test_fraction: float = param(0.1, "share of each private identity's images held "
-                                         "out as private-test", ge=0.0, lt=1.0)
+                                         "out as private-test (at least one of two or more)",
+                                         gt=0.0, lt=1.0)
     max_per_identity: int = param(0, "images per identity in labelled splits (0 = all)", ge=0)
     aux_identities: int = param(1000, "identities in aux (at most what the split has)", ge=1)
     public_identities: int = param(0, "identities in public (0 = all the rest)", ge=0)
