@@ -19,6 +19,7 @@ EXAMPLES = """\
 examples:
   mibench list attacks                        what can be run, with paper, year and access
   mibench data build --preset mini            render the synthetic world into the cache
+  mibench data prepare celeba --root ~/celeba check a CelebA folder before a real-data run
   mibench data show --out world.png           a grid of identities × images per split
   mibench run --experiment table1 --seeds 3   a paper table, three seeds, mean ± std
   mibench run --attacks all --targets arcface --dry-run
@@ -79,8 +80,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _absolute(path: str | None) -> str | None:
+    """``--root`` as an absolute path, so a stored run finds its data from any directory."""
+    from pathlib import Path
+
+    return str(Path(path).expanduser().resolve()) if path else None
+
+
 def _resolved(args: argparse.Namespace, **flags: Any) -> dict[str, Any]:
-    return resolve(args.preset, args.config, args.set, flags)
+    flags.setdefault("world", getattr(args, "world", None))
+    return resolve(args.preset, args.config, args.set, flags,
+                   world_flags={"root": _absolute(getattr(args, "root", None))})
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
@@ -89,6 +99,18 @@ def cmd_data_build(args: argparse.Namespace) -> int:
             for name, s in world.splits.items()]
     print(f"world {world.name} {world.fingerprint}")
     print(_table(["split", "images", "identities", "resolution"], rows))
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from mibench.datasets.real.config import RealWorldConfig
+    from mibench.datasets.real.prepare import describe, prepare
+
+    world = args.name if args.name in ("celeba", "folders") else "celeba"
+    tree = resolve(args.preset or "paper", args.config, args.set, {"world": world},
+                   world_flags={"root": _absolute(args.root)})
+    report = prepare(args.name, RealWorldConfig(**tree["world"]), progress=not args.quiet)
+    print("\n".join(describe(report)))
     return 0
 
 
@@ -108,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     flags = {k: getattr(args, k) for k in ("experiment", "attacks", "targets", "aux",
                                            "identities", "samples", "seed", "seeds", "device",
-                                           "results_dir", "cache_dir")}
+                                           "results_dir", "cache_dir", "eval_model")}
     run_id = None
     if args.resume:
         store = Store(args.results_dir or "runs")
@@ -235,6 +257,8 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one value, e.g. world.resolution=32 (repeatable)")
     parser.add_argument("--cache-dir", help="cache directory (default ~/.cache/mibench)")
+    parser.add_argument("--world", help="world (dataset): synth (default), celeba, folders")
+    parser.add_argument("--root", help="the real-data world's folder (sets world.root)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,6 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_build)
+    p = data_sub.add_parser("prepare", help="check a dataset folder (layout, unreadable images)",
+                            epilog="example: mibench data prepare celeba --root ~/data/celeba",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=["celeba", "ffhq", "vggface2", "folders"])
+    p.add_argument("--root", required=True, help="the dataset folder")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="check what this preset uses (default: paper, everything)")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file with config sections")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a world value, e.g. world.split=gmi (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_data_prepare)
     p = data_sub.add_parser("show", help="write a PNG grid: identities × images per split")
     _config_options(p)
     p.add_argument("--out", default="world.png", help="output PNG (default world.png)")
@@ -282,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, metavar="N",
                    help="run each cell with N seeds (seed, seed+1, …); reports show mean ± std")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--eval-model", help="evaluation model (default densenet-121; or a "
+                   "pretrained model, e.g. dlib-resnet)")
     p.add_argument("--results-dir", help="results directory (default ./runs)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
                    help="continue an interrupted run (default: the latest in --results-dir)")

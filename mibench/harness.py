@@ -37,7 +37,8 @@ from mibench.metrics.reference import PrivateReference
 from mibench.registry import ATTACKS
 from mibench.runconfig import build_world
 from mibench.store import CellKey, Store
-from mibench.targets.zoo import entry_key, get_entry, load_entry, load_evaluator, resolve_device
+from mibench.targets.zoo import (DEFAULT_EVALUATOR, entry_key, get_entry, load_entry,
+                                 load_evaluator, resolve_device)
 from mibench.world import World
 
 log = logging.getLogger("mibench.harness")
@@ -141,8 +142,10 @@ class Harness:
     def execute(self, run_id: str) -> list[CellResult]:
         """Run every unfinished cell of ``run_id``."""
         world = self._world()
+        world.aux(self.run_cfg["aux"])  # a world without the chosen aux split fails here, once
         evaluator = load_evaluator(world, self.cache, self.preset, self.device,
-                                   self.show_progress)
+                                   self.show_progress,
+                                   name=self.run_cfg.get("eval_model") or DEFAULT_EVALUATOR)
         reference = PrivateReference(world.split("private-train"), evaluator)
         results = []
         for key in self.cells(run_id):

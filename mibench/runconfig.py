@@ -40,6 +40,8 @@ class RunConfig(Config):
     seeds: int = param(1, "run every cell with seeds seed, seed+1, …; the report shows mean ± "
                        "std (priors and targets are trained once, with `seed`)", ge=1)
     device: Literal["auto", "cpu", "cuda"] = param("auto", "auto picks CUDA when present")
+    eval_model: str = param("", "evaluation model ('' = the zoo's default, densenet-121; or a "
+                            "pretrained model such as dlib-resnet)")
     results_dir: str = param("runs", "directory of the results store")
     cache_dir: str = param("", "cache directory ('' = $MIBENCH_CACHE or ~/.cache/mibench)")
 
@@ -51,8 +53,10 @@ class RunConfig(Config):
 
 def resolve(preset: str | None = None, config_file: str | None = None,
             assignments: list[str] | None = None,
-            flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Return the fully resolved, validated configuration tree of a run."""
+            flags: Mapping[str, Any] | None = None,
+            world_flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the fully resolved, validated configuration tree of a run (``flags`` set ``run``
+    fields, ``world_flags`` world fields such as ``root``)."""
     tree: dict[str, Any] = load_yaml(config_file) if config_file else {}
     unknown = sorted(set(tree) - set(SECTIONS))
     if unknown:
@@ -66,6 +70,9 @@ def resolve(preset: str | None = None, config_file: str | None = None,
     for key, value in (flags or {}).items():
         if value is not None:
             set_path(tree, ["run", key], value)
+    for key, value in (world_flags or {}).items():
+        if value is not None:
+            set_path(tree, ["world", key], value)
     chosen = preset or tree.get("preset") or DEFAULT_PRESET
     if chosen not in PRESETS:
         raise ConfigError(f"unknown preset {chosen!r}; choose one of {sorted(PRESETS)}")
@@ -75,6 +82,9 @@ def resolve(preset: str | None = None, config_file: str | None = None,
         run_section.update(_experiment_fields(run_section))
     run = RunConfig.resolve(chosen, run_section)
     world_cls = DATASETS.get(run.world)
+    if (world_flags or {}).get("root") and "root" not in world_cls.Config.field_names():
+        raise ConfigError(f"--root is for real-data worlds; world {run.world!r} has no folder: "
+                          "add --world celeba (or folders)")
     world = world_cls.Config.resolve(chosen, _section(tree, "world"))
     TARGETS.expand(run.targets)
     attack_overrides = _section(tree, "attacks")

