@@ -219,15 +219,16 @@ def st_lpips() -> torch.nn.Module:
         pytest.skip(str(why))
 
 
-def test_st_lpips_scales_inputs_to_minus_one_one_and_takes_the_nearest(st_lpips):
+def test_st_lpips_embedding_gives_the_packages_pairwise_distances(st_lpips):
     images = torch.rand(3, 3, 32, 32)
-    distances = perceptual.perceptual_distances(st_lpips, images[:2], images, batch_size=4)
-    assert distances.shape == (2, 3)
+    embedded = perceptual.perceptual_embedding(st_lpips, images, (32, 32), batch_size=2)
+    distances = torch.cdist(embedded.double(), embedded.double()).pow(2)
     assert distances.diagonal().abs().max().item() < 1e-6  # an image against itself
     assert (distances[0, 1:] > 1e-3).all()
-    with torch.no_grad():  # the package's own [0,1] → [-1,1] path gives the same numbers
-        theirs = st_lpips(images[:1], images[2:], normalize=True).item()
-    assert distances[0, 2].item() == pytest.approx(theirs, rel=1e-5)
+    with torch.no_grad():  # the package's own pairwise [0,1] → [-1,1] path gives the same numbers
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            theirs = st_lpips(images[i:i + 1], images[j:j + 1], normalize=True).item()
+            assert distances[i, j].item() == pytest.approx(theirs, rel=1e-4)
     assert "IPython" not in sys.modules or hasattr(sys.modules["IPython"], "get_ipython")
 
     # Identity 0 owns images 0 and 1; a generated copy of image 1 is at distance 0 from it.
@@ -236,10 +237,13 @@ def test_st_lpips_scales_inputs_to_minus_one_one_and_takes_the_nearest(st_lpips)
     private = PrivateReference(split, MeanColour(PROTOTYPES))
     ctx = EvalContext(images[1:3], torch.tensor([0, 0]), target=MeanColour(PROTOTYPES),
                       private=private)
-    to_identity_0 = perceptual.perceptual_distances(st_lpips, images[1:3], images[:2], 4)
+    with torch.no_grad():
+        to_identity_0 = torch.tensor([[st_lpips(g[None], p[None], normalize=True).item()
+                                       for p in images[:2]] for g in images[1:3]])
     expected = to_identity_0.min(dim=1).values.mean().item()
     assert to_identity_0[0].min().item() < 1e-6
-    assert perceptual.nearest_perceptual_distance(ctx, st_lpips) == pytest.approx(expected)
+    assert perceptual.nearest_perceptual_distance(ctx, st_lpips, "st_lpips") == pytest.approx(
+        expected, rel=1e-4)
 
 
 @needs_fid_helper

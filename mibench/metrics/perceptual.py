@@ -96,27 +96,54 @@ def load_st_lpips(device: torch.device) -> nn.Module:
     return _loaded[key]
 
 
-def perceptual_distances(net: nn.Module, images: torch.Tensor, references: torch.Tensor,
+def perceptual_embedding(net: nn.Module, images: torch.Tensor, size: tuple[int, int],
                          batch_size: int) -> torch.Tensor:
-    """|images|×|references| LPIPS-style distances of [0,1] images (scaled to [-1,1] here)."""
-    if images.shape[-2:] != references.shape[-2:]:
-        images = F.interpolate(images, size=references.shape[-2:], mode="bilinear",
-                               align_corners=False, antialias=True).clamp(0, 1)
-    g, p = images.shape[0], references.shape[0]
-    pairs = torch.arange(g * p, device=images.device)
+    """One vector per [0,1] image whose squared L2 distances are the LPIPS distances.
+
+    LPIPS (Zhang et al., CVPR 2018, eq. 1) is Σ_l mean_hw Σ_c w_lc (â_lhwc − b̂_lhwc)² over the
+    channel-normalised trunk features â, b̂ of the two images; with w ≥ 0 that is ‖U(a) − U(b)‖²
+    for U = the concatenation over layers of â_l · √w_l / √(H_l W_l). So each image goes through
+    the trunk once, instead of once per (generated, private) pair. Images are resized to
+    ``size`` (antialiased) and scaled to [-1, 1] first.
+    """
+    weights = [lin.model[-1].weight.flatten() for lin in net.lins]
+    if not net.lpips or net.spatial or any(bool((w < 0).any()) for w in weights):
+        raise MetricUnavailable("this LPIPS network is not a non-negative linear head over "
+                                "averaged features; cannot embed it (use lpips/stlpips alex)")
+    if images.shape[-2:] != size:
+        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False,
+                               antialias=True).clamp(0, 1)
+    parts = []
     with evaluating(net):
-        out = torch.cat([net(images[chunk // p] * 2 - 1, references[chunk % p] * 2 - 1).flatten()
-                         for chunk in pairs.split(batch_size)])
-    return out.view(g, p)
+        for batch in images.split(batch_size):
+            x = batch * 2 - 1
+            x = net.scaling_layer(x) if net.version == "0.1" else x
+            layers = []
+            for feature, w in zip(net.net.forward(x), weights):
+                unit = feature / (feature.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
+                scale = w.sqrt()[None, :, None, None] / feature[0, 0].numel() ** 0.5
+                layers.append((unit * scale).flatten(1))
+            parts.append(torch.cat(layers, dim=1))
+    return torch.cat(parts)
 
 
-def nearest_perceptual_distance(ctx: EvalContext, net: nn.Module) -> float:
-    """Mean over generated images of the minimum distance to their identity's private images."""
+def nearest_perceptual_distance(ctx: EvalContext, net: nn.Module, kind: str) -> float:
+    """Mean over generated images of the minimum distance to their identity's private images.
+
+    Embeddings of the generated images are computed once per image set, those of the private
+    images once per identity and run (cached in the private reference under ``kind``)."""
+    size = tuple(ctx.private.split.images.shape[-2:])
+
+    def embed(images: torch.Tensor) -> torch.Tensor:
+        return perceptual_embedding(net, images, size, ctx.batch_size)
+
+    generated = ctx.shared(kind, lambda: embed(ctx.generated.to(ctx.device)))
     total = 0.0
     for label, index in ctx.by_identity():
-        images = ctx.generated[index.to(ctx.generated.device)].to(ctx.device)
-        distances = perceptual_distances(net, images, ctx.private.images_of(label), ctx.batch_size)
-        total += distances.min(dim=1).values.double().sum().item()
+        private = ctx.private.features_of(kind, [label], embed)
+        distances = torch.cdist(generated[index.to(generated.device)].double(), private.double(),
+                                compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+        total += distances.min(dim=1).values.sum().item()
     return total / ctx.labels.shape[0]
 
 
@@ -124,11 +151,11 @@ def nearest_perceptual_distance(ctx: EvalContext, net: nn.Module) -> float:
         "LPIPS (alex, [-1,1] inputs) to the nearest private-train image of the same identity",
         needs=("private_images", "alexnet_weights"))
 def lpips_nearest(ctx: EvalContext) -> float:
-    return nearest_perceptual_distance(ctx, load_lpips(ctx.device))
+    return nearest_perceptual_distance(ctx, load_lpips(ctx.device), "lpips")
 
 
 @metric("st_lpips", "lower",
         "Shift-tolerant LPIPS (alex) to the nearest private-train image of the same identity",
         needs=("private_images", "st_lpips_weights"))
 def st_lpips_nearest(ctx: EvalContext) -> float:
-    return nearest_perceptual_distance(ctx, load_st_lpips(ctx.device))
+    return nearest_perceptual_distance(ctx, load_st_lpips(ctx.device), "st_lpips")
