@@ -127,8 +127,11 @@ class RayExecutor:
                    "memory": int(resources.memory_gib * GIB), "max_retries": self.max_retries,
                    "retry_exceptions": False}
 
+        remote = {fn: ray.remote(fn).options(**options)
+                  for fn in (_world_job, _model_job, _prior_job, _cell_job)}
+
         def task(fn: Any, *args: Any) -> Any:
-            return ray.remote(fn).options(**options).remote(spec, *args)
+            return remote[fn].remote(spec, *args)
 
         world = task(_world_job)
         evaluator = task(_model_job, None, world)
