@@ -165,3 +165,42 @@ def test_ray_missing_is_a_one_line_error_before_anything_runs(tmp_path, capsys, 
 def test_an_address_without_the_ray_executor_is_refused(capsys):
     code = main(["run", "--dry-run", "--address", "auto"])
     assert code == 2 and "--address auto needs --executor ray" in capsys.readouterr().err
+
+
+def test_resume_after_the_driver_is_killed_redoes_the_unfinished_cells(tmp_path, smoke_cache):
+    pytest.importorskip("ray")
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PLUGIN)
+    pids = tmp_path / "pids"
+    grid = ("--preset", "smoke", "--attacks", "sleepy", "--targets", "arcface,ir152",
+            "--identities", "1", "--samples", "2")
+    # its own session, so that what the private Ray instance leaves behind can be ended
+    proc = subprocess.Popen(_mibench("--plugin", str(plugin), "run", *grid, "--executor", "ray",
+                                     results=tmp_path / "runs", cache=smoke_cache),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not _pids(pids, "sleepy"):
+            assert proc.poll() is None and time.time() < deadline, "no cell ever started"
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the driver crashes while its cells run
+        proc.wait()
+        time.sleep(1)
+        try:  # Ray's agents outlive a SIGKILLed driver; they are in its process group
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    store = Store(tmp_path / "runs")
+    (run_id,) = store.run_ids()
+    assert "done" not in {c["status"] for c in store.cells(run_id)}
+
+    resumed = subprocess.run(_mibench("--plugin", str(plugin), "run", "--resume", "--executor",
+                                      "ray", results=tmp_path / "runs", cache=smoke_cache),
+                             capture_output=True, text=True, env=_env(), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming run {run_id}" in resumed.stdout and store.run_ids() == [run_id]
+    assert sorted((c["target"], c["status"]) for c in store.cells(run_id)) == [
+        ("arcface-18", "done"), ("ir152", "done")]
+    assert not list((tmp_path / "runs" / run_id / "sleepy").glob("*/.images-*"))
