@@ -33,6 +33,7 @@ test-all: install   ## every test, slow ones included
 benchmarks: install ## speed and difficulty measurements (printed, not asserted)
 	$(BIN)/python benchmarks/world_speed.py
 	$(BIN)/python benchmarks/world_difficulty.py
+	$(BIN)/python benchmarks/executor_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

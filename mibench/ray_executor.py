@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import Any, Iterator, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from mibench.attack import Attack
 from mibench.cache import Cache
@@ -119,7 +120,7 @@ class RayExecutor:
 
     def _run(self, ray: ModuleType, harness: Harness, keys: list[CellKey]
              ) -> Iterator[tuple[CellKey, CellOutcome | CellFailure]]:
-        resources = PRESET_RESOURCES.get(harness.preset, PRESET_RESOURCES["mini"])
+        resources = PRESET_RESOURCES[harness.preset]
         tree = json.loads(json.dumps(harness.tree))
         tree["run"]["cache_dir"] = str(harness.cache.root.resolve())
         spec = WorkerSpec(tree, self.plugins, resources.cpus)
@@ -151,20 +152,22 @@ class RayExecutor:
         _raise_setup_failure(ray, [world, evaluator])
 
         pending = list(cells)
-        while pending:
-            (done,), pending = ray.wait(pending, num_returns=1)
-            key = cells[done]
-            outcome = self._outcome(ray, done)
-            if isinstance(outcome, CellOutcome) and key in first_of_group:
-                outcome = _book_prior(outcome, ray.get(first_of_group[key]))
-            yield key, outcome
+        with tqdm(total=len(pending), desc="cells (ray)", unit="cell",
+                  disable=not harness.show_progress) as progress:
+            while pending:
+                (done,), pending = ray.wait(pending, num_returns=1)
+                key = cells[done]
+                outcome = self._outcome(ray, done)
+                if isinstance(outcome, CellOutcome) and key in first_of_group:
+                    outcome = _book_prior(outcome, ray.get(first_of_group[key]))
+                progress.update()
+                yield key, outcome
 
     def _outcome(self, ray: ModuleType, ref: Any) -> CellOutcome | CellFailure:
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as err:  # a target or prior job raised
-            cause = getattr(err, "cause", None) or err
-            return CellFailure(f"{type(cause).__name__}: {cause}".splitlines()[0], str(err))
+            return CellFailure(_first_line(err), str(err))
         except ray.exceptions.RayError as err:  # the worker died on every try
             message = (f"{type(err).__name__}: the worker died {self.max_retries + 1} time(s) "
                        f"running this cell or a job it needs")
@@ -193,10 +196,15 @@ def _raise_setup_failure(ray: ModuleType, refs: list[Any]) -> None:
     the local executor."""
     try:
         ray.get(refs)
-    except ray.exceptions.RayTaskError as err:
-        cause = getattr(err, "cause", None) or err
+    except ray.exceptions.RayError as err:
         raise MibenchError(f"building the world or evaluation model failed: "
-                           f"{type(cause).__name__}: {cause}".splitlines()[0]) from err
+                           f"{_first_line(err)}") from err
+
+
+def _first_line(err: Exception) -> str:
+    """``Type: message`` of the exception a Ray task raised (or of the Ray error itself)."""
+    cause = getattr(err, "cause", None) or err
+    return f"{type(cause).__name__}: {cause}".splitlines()[0]
 
 
 def _prior_group(key: CellKey) -> tuple[str, str, str] | None:
