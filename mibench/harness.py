@@ -6,6 +6,11 @@ each of the first ``identities`` private identities, let the attack ``select`` o
 evaluate both image sets, and store images, metrics, timings and query counts. A failing cell
 records its error and the run goes on. A cell is written in one transaction after its images
 are in place, so ``--resume`` redoes exactly the cells that did not finish.
+
+An *executor* decides where cells run: :class:`LocalExecutor` (one after another in this
+process) or :class:`mibench.ray_executor.RayExecutor` (Ray tasks). Both compute a cell with
+:func:`compute_cell`, which writes nothing but cache entries; the driver alone writes images
+and the store (:meth:`Harness.record`).
 """
 
 from __future__ import annotations
