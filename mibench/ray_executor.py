@@ -175,11 +175,13 @@ class RayExecutor:
 
 
 def _connect(ray: ModuleType, address: str) -> None:
+    """Join the cluster at ``address``; '' starts a private instance even where ``ray start``
+    or ``$RAY_ADDRESS`` names another (Ray's own default would join that one)."""
     quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address:
         ray.init(address=address, **quiet)
     else:
-        ray.init(include_dashboard=False, **quiet)
+        ray.init(address="local", include_dashboard=False, **quiet)
 
 
 def _gpus(ray: ModuleType, device: str) -> int:

@@ -65,8 +65,10 @@ class Crashy(Attack):
 
 
 def _env() -> dict[str, str]:
+    """One torch thread, as in test_harness; RAY_ADDRESS names a cluster that does not exist:
+    without --address the driver must start its own instance, not try to join that one."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-            "RAY_AUTH_MODE": "disabled"}
+            "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": "127.0.0.1:9"}
 
 
 def _mibench(*args: str, results: Path, cache: str) -> list[str]:
