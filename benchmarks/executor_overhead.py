@@ -7,9 +7,10 @@ Each executor runs ``mibench run --preset smoke`` over the grid twice: from an e
 (world, targets, evaluation model and priors are trained: ``cold``) and again on that cache
 (everything is loaded: ``warm``). Ray starts a private instance with the machine's CPUs, so on
 2 CPUs it runs two jobs at a time, each with one torch thread; the local executor runs the cells
-one after another with ``OMP_NUM_THREADS=1`` too. Printed, not asserted: at `smoke` size a job
-takes about a second, so Ray's start-up and per-job costs dominate and ``ray`` is slower; the
-executor pays off when cells take minutes to hours (`mini`, `paper`) and there are GPUs for them.
+one after another with ``OMP_NUM_THREADS=1`` too. The fastest of ``--repeats`` runs is
+printed, not asserted: at `smoke` size a job takes about a second, so Ray's start-up and
+per-job costs dominate and ``ray`` is slower; the executor pays off when cells take minutes to
+hours (`mini`, `paper`) and there are GPUs for them.
 """
 
 from __future__ import annotations

@@ -182,8 +182,10 @@ class Harness:
         """Register a new run (or re-open ``run_id``) and its cells; returns the run id."""
         if run_id is None:
             run_id = new_run_id()
-            self.store.create_run(run_id, self.tree, package_versions(), str(self.device),
-                                  command)
+            device = str(self.device)
+            if self.run_cfg.get("executor") == "ray":  # the driver's device is not the workers'
+                device = f"{self.run_cfg['device']} on a Ray cluster"
+            self.store.create_run(run_id, self.tree, package_versions(), device, command)
         self.store.add_cells(self.cells(run_id))
         return run_id
 

@@ -43,7 +43,6 @@ from mibench.store import CellKey
 from mibench.targets.zoo import get_entry, load_entry, load_evaluator, resolve_device
 from mibench.world import World
 
-log = logging.getLogger("mibench.ray")
 GIB = 1 << 30
 
 
@@ -56,7 +55,7 @@ class TaskResources:
     memory_gib: float
 
 
-# CPU threads and memory of one job per preset; `paper` jobs also take a GPU on GPU clusters
+# CPU threads and memory of one job per preset (plus a GPU where the cluster has them)
 PRESET_RESOURCES = {
     "smoke": TaskResources(cpus=1, memory_gib=0.5),
     "mini": TaskResources(cpus=2, memory_gib=4),

@@ -107,6 +107,8 @@ def test_ray_grid_stores_what_the_local_executor_stores(tmp_path):
     assert samples.keys() == stores["local"][2].keys() and len(samples) == 2
     for name, images in samples.items():
         assert torch.equal(images, stores["local"][2][name])
+    store = Store(tmp_path / "ray")
+    assert store.run(store.run_ids()[0])["device"] == "auto on a Ray cluster"
 
 
 def _pids(path: Path, tag: str) -> list[int]:
