@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ PLUGIN = '''
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from mibench.attack import Attack, AttackSpec
@@ -208,3 +210,16 @@ def test_resume_after_the_driver_is_killed_redoes_the_unfinished_cells(tmp_path,
     assert sorted((c["target"], c["status"]) for c in store.cells(run_id)) == [
         ("arcface-18", "done"), ("ir152", "done")]
     assert not list((tmp_path / "runs" / run_id / "sleepy").glob("*/.images-*"))
+
+
+def test_jobs_take_a_gpu_only_where_the_cluster_has_them():
+    from mibench.errors import MibenchError
+    from mibench.ray_executor import _gpus
+
+    def cluster(gpus: int) -> SimpleNamespace:
+        return SimpleNamespace(cluster_resources=lambda: {"CPU": 8.0, "GPU": float(gpus)})
+
+    assert [_gpus(cluster(4), device) for device in ("auto", "cuda", "cpu")] == [1, 1, 0]
+    assert [_gpus(cluster(0), device) for device in ("auto", "cpu")] == [0, 0]
+    with pytest.raises(MibenchError, match="--device cuda, but the Ray cluster has no GPUs"):
+        _gpus(cluster(0), "cuda")
