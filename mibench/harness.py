@@ -6,6 +6,11 @@ each of the first ``identities`` private identities, let the attack ``select`` o
 evaluate both image sets, and store images, metrics, timings and query counts. A failing cell
 records its error and the run goes on. A cell is written in one transaction after its images
 are in place, so ``--resume`` redoes exactly the cells that did not finish.
+
+An *executor* decides where cells run: :class:`LocalExecutor` (one after another in this
+process) or :class:`mibench.ray_executor.RayExecutor` (Ray tasks). Both compute a cell with
+:func:`compute_cell`, which writes nothing but cache entries; the driver alone writes images
+and the store (:meth:`Harness.record`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Protocol
 
 import torch
 from PIL import Image
@@ -107,6 +112,53 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
 
 
+@dataclass
+class CellSetting:
+    """What every cell of a run shares: the world and the private reference set, built or
+    loaded once per process (the driver's for the local executor, each worker's for Ray)."""
+
+    tree: dict[str, Any]
+    world: World
+    reference: PrivateReference
+    cache: Cache
+    device: torch.device
+    show_progress: bool = True
+
+    @classmethod
+    def build(cls, tree: dict[str, Any], *, world: World | None = None,
+              show_progress: bool = True) -> CellSetting:
+        """Build (or load from the cache) the world, unless given, and the reference."""
+        cache = Cache(tree["run"]["cache_dir"] or None)
+        device = resolve_device(tree["run"]["device"])
+        world = world or build_world(tree, cache, progress=show_progress)
+        for aux in dict.fromkeys(c.aux for c in plan_cells(tree["run"])):
+            world.aux(aux)  # a world without a planned aux split fails here, once
+        evaluator = load_evaluator(world, cache, tree["preset"], device, show_progress,
+                                   name=tree["run"].get("eval_model") or DEFAULT_EVALUATOR)
+        reference = PrivateReference(world.split("private-train"), evaluator)
+        return cls(tree, world, reference, cache, device, show_progress)
+
+
+@dataclass
+class CellOutcome:
+    """What a finished cell hands back to the driver, which alone writes images and store."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    selected: torch.Tensor
+    metrics: list[tuple[str, str, float | None, str | None]]
+    timings: dict[str, float]
+    queries: dict[str, Any]
+
+
+@dataclass
+class CellFailure:
+    """A cell that raised: its one-line message and the full traceback."""
+
+    message: str
+    traceback: str
+
+
 class Harness:
     """Runs the cells of one run described by a resolved configuration tree."""
 
@@ -134,99 +186,130 @@ class Harness:
         """Register a new run (or re-open ``run_id``) and its cells; returns the run id."""
         if run_id is None:
             run_id = new_run_id()
-            self.store.create_run(run_id, self.tree, package_versions(), str(self.device),
-                                  command)
+            device = str(self.device)
+            if self.run_cfg.get("executor") == "ray":  # the driver's device is not the workers'
+                device = f"{self.run_cfg['device']} on a Ray cluster"
+            self.store.create_run(run_id, self.tree, package_versions(), device, command)
         self.store.add_cells(self.cells(run_id))
         return run_id
 
-    def execute(self, run_id: str) -> list[CellResult]:
-        """Run every unfinished cell of ``run_id``."""
-        world = self._world()
-        world.aux(self.run_cfg["aux"])  # a world without the chosen aux split fails here, once
-        evaluator = load_evaluator(world, self.cache, self.preset, self.device,
-                                   self.show_progress,
-                                   name=self.run_cfg.get("eval_model") or DEFAULT_EVALUATOR)
-        reference = PrivateReference(world.split("private-train"), evaluator)
-        results = []
+    def execute(self, run_id: str, executor: Executor | None = None) -> list[CellResult]:
+        """Run every unfinished cell of ``run_id`` (locally unless ``executor`` is given)."""
+        results: dict[CellKey, CellResult] = {}
+        todo = []
         for key in self.cells(run_id):
             if self.store.status(key) == "done":
                 log.info("%s × %s: done earlier, kept", key.attack, key.target)
-                results.append(CellResult(key, "done", self._summary(key)))
-                continue
-            results.append(self._run_cell(key, world, reference))
-        return results
+                results[key] = CellResult(key, "done", self._summary(key))
+            else:
+                todo.append(key)
+        for key, outcome in (executor or LocalExecutor()).run(self, todo):
+            results[key] = self.record(key, outcome)
+        return [results[key] for key in self.cells(run_id)]
 
-    def _world(self) -> World:
-        return build_world(self.tree, self.cache, progress=self.show_progress)
+    def cell_dir(self, key: CellKey) -> Path:
+        folder = self.store.root / key.run_id / key.attack / key.target
+        return folder / key.aux / f"seed{key.seed}" if self.nested else folder
 
-    def _run_cell(self, key: CellKey, world: World, reference: PrivateReference) -> CellResult:
-        self.store.start_cell(key)
-        cell_dir = self.store.root / key.run_id / key.attack / key.target
-        if self.nested:
-            cell_dir = cell_dir / key.aux / f"seed{key.seed}"
-        try:
-            metrics, timings, queries = self._attack_cell(key, world, reference, cell_dir)
-        except Exception as err:  # a failing cell is recorded and the run goes on
-            message = f"{type(err).__name__}: {err}".splitlines()[0]
+    def record(self, key: CellKey, outcome: CellOutcome | CellFailure) -> CellResult:
+        """Write a cell's images and its store row (failed: ``error.log`` and the message)."""
+        cell_dir = self.cell_dir(key)
+        if isinstance(outcome, CellFailure):
             cell_dir.mkdir(parents=True, exist_ok=True)
-            (cell_dir / "error.log").write_text(traceback.format_exc())
-            self.store.fail_cell(key, message)
-            log.error("%s × %s failed: %s (traceback in %s)", key.attack, key.target, message,
-                      cell_dir / "error.log")
-            return CellResult(key, "failed", {}, message)
+            (cell_dir / "error.log").write_text(outcome.traceback)
+            self.store.fail_cell(key, outcome.message)
+            log.error("%s × %s failed: %s (traceback in %s)", key.attack, key.target,
+                      outcome.message, cell_dir / "error.log")
+            return CellResult(key, "failed", {}, outcome.message)
+        _write_images(cell_dir / "images", outcome.images, outcome.labels, outcome.selected)
         images = str((cell_dir / "images").relative_to(self.store.root))
-        self.store.finish_cell(key, metrics, timings, queries, images)
+        self.store.finish_cell(key, outcome.metrics, outcome.timings, outcome.queries, images)
         return CellResult(key, "done", self._summary(key))
-
-    def _attack_cell(self, key: CellKey, world: World, reference: PrivateReference,
-                     cell_dir: Path) -> tuple[list[tuple[str, str, float | None, str | None]],
-                                              dict[str, float], dict[str, Any]]:
-        attack_cls = ATTACKS.get(key.attack)
-        attack: Attack = attack_cls(attack_cls.Config(**self.tree["attacks"][key.attack]))
-        target, ctx = attack_setting(attack, key.target, world, self.cache, self.preset,
-                                     self.device, aux=key.aux, seed=key.seed,
-                                     show_progress=self.show_progress)
-        ledger, view = ctx.ledger, ctx.target
-        n_ids = min(self.run_cfg["identities"], world.num_private)
-        labels = torch.arange(n_ids).repeat_interleave(self.run_cfg["samples"])
-
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-        attack.prepare(ctx)
-        timings["prepare_s"] = time.perf_counter() - clock
-        prepare_queries = {kind: ledger.total(kind) for kind in ledger.KINDS}
-
-        clock = time.perf_counter()
-        with ledger.scope(labels):
-            images = attack.invert(view, labels.to(self.device), ctx).detach().float().cpu()
-            timings["attack_s"] = time.perf_counter() - clock
-            _check_output(images, len(labels), key.attack)
-            selected = attack.select(view, images, labels, ctx).cpu()
-        elapsed = time.perf_counter() - clock
-        timings["select_s"] = elapsed - timings["attack_s"]
-        timings["attack_s_per_identity"] = elapsed / n_ids
-        attack_queries = {kind: ledger.total(kind) - prepare_queries[kind]
-                          for kind in ledger.KINDS}
-
-        _write_images(cell_dir / "images", images, labels, selected)
-        clock = time.perf_counter()
-        rows = []
-        subsets = {"all": (images, labels), "selected": (images[selected], labels[selected])}
-        for subset in ctx.progress(subsets, desc=f"metrics {key.attack}×{key.target}",
-                                   unit="set", leave=False):
-            imgs, labs = subsets[subset]
-            for value in evaluate(imgs, labs, target=target, private=reference):
-                rows.append((subset, value.name, value.value, value.reason))
-        timings["eval_s"] = time.perf_counter() - clock
-        queries = {"prepare": prepare_queries,
-                   "per_identity": {k: v / n_ids for k, v in attack_queries.items()},
-                   "ledger": ledger.to_dict()}
-        return rows, timings, queries
 
     def _summary(self, key: CellKey) -> dict[str, float | None]:
         rows = [m for m in self.store.metrics(key.run_id) if m["subset"] == "all"
                 and (m["attack"], m["target"], m["aux"], m["seed"]) == key.as_tuple()[1:]]
         return {m["name"]: m["value"] for m in rows}
+
+
+class Executor(Protocol):
+    """Runs cells and yields each one's outcome as it finishes; never writes the store's
+    results (:meth:`Harness.record` does), but may mark cells started."""
+
+    def run(self, harness: Harness, keys: list[CellKey]
+            ) -> Iterator[tuple[CellKey, CellOutcome | CellFailure]]: ...
+
+
+class LocalExecutor:
+    """One cell after another in this process (the default)."""
+
+    def run(self, harness: Harness, keys: list[CellKey]
+            ) -> Iterator[tuple[CellKey, CellOutcome | CellFailure]]:
+        if not keys:
+            return
+        setting = CellSetting.build(harness.tree, show_progress=harness.show_progress)
+        for key in keys:
+            harness.store.start_cell(key)
+            yield key, run_cell(setting, key)
+
+
+def run_cell(setting: CellSetting, key: CellKey) -> CellOutcome | CellFailure:
+    """:func:`compute_cell`, with an exception turned into a :class:`CellFailure`."""
+    try:
+        return compute_cell(setting, key)
+    except Exception as err:  # a failing cell is recorded and the run goes on
+        return CellFailure(f"{type(err).__name__}: {err}".splitlines()[0], traceback.format_exc())
+
+
+def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
+    """One cell: prepare the attack, invert, select, evaluate. Writes nothing but cache entries.
+
+    The global torch RNG is seeded with the cell's seed before ``prepare`` and again before
+    ``invert``, so a cell's numbers depend on its key and the cache, not on what ran earlier
+    in the process (or on which process ran it).
+    """
+    tree, run_cfg = setting.tree, setting.tree["run"]
+    attack_cls = ATTACKS.get(key.attack)
+    attack: Attack = attack_cls(attack_cls.Config(**tree["attacks"][key.attack]))
+    target, ctx = attack_setting(attack, key.target, setting.world, setting.cache,
+                                 tree["preset"], setting.device, aux=key.aux, seed=key.seed,
+                                 show_progress=setting.show_progress)
+    ledger, view = ctx.ledger, ctx.target
+    n_ids = min(run_cfg["identities"], setting.world.num_private)
+    labels = torch.arange(n_ids).repeat_interleave(run_cfg["samples"])
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    torch.manual_seed(key.seed)
+    attack.prepare(ctx)
+    timings["prepare_s"] = time.perf_counter() - clock
+    prepare_queries = {kind: ledger.total(kind) for kind in ledger.KINDS}
+
+    torch.manual_seed(key.seed)
+    clock = time.perf_counter()
+    with ledger.scope(labels):
+        images = attack.invert(view, labels.to(setting.device), ctx).detach().float().cpu()
+        timings["attack_s"] = time.perf_counter() - clock
+        _check_output(images, len(labels), key.attack)
+        selected = attack.select(view, images, labels, ctx).cpu()
+    elapsed = time.perf_counter() - clock
+    timings["select_s"] = elapsed - timings["attack_s"]
+    timings["attack_s_per_identity"] = elapsed / n_ids
+    attack_queries = {kind: ledger.total(kind) - prepare_queries[kind] for kind in ledger.KINDS}
+
+    clock = time.perf_counter()
+    rows = []
+    subsets = {"all": (images, labels), "selected": (images[selected], labels[selected])}
+    for subset in ctx.progress(subsets, desc=f"metrics {key.attack}×{key.target}", unit="set",
+                               leave=False):
+        imgs, labs = subsets[subset]
+        for value in evaluate(imgs, labs, target=target, private=setting.reference):
+            rows.append((subset, value.name, value.value, value.reason))
+    timings["eval_s"] = time.perf_counter() - clock
+    queries = {"prepare": prepare_queries,
+               "per_identity": {k: v / n_ids for k, v in attack_queries.items()},
+               "ledger": ledger.to_dict()}
+    return CellOutcome(images, labels, selected, rows, timings, queries)
 
 
 def _check_output(images: torch.Tensor, expected: int, attack: str) -> None:

@@ -44,6 +44,14 @@ class RunConfig(Config):
                             "pretrained model such as dlib-resnet)")
     results_dir: str = param("runs", "directory of the results store")
     cache_dir: str = param("", "cache directory ('' = $MIBENCH_CACHE or ~/.cache/mibench)")
+    executor: Literal["local", "ray"] = param("local", "where cells run: one after another in "
+                                              "this process, or as Ray tasks (mibench[ray])")
+    address: str = param("", "Ray cluster for --executor ray: 'auto', HOST:PORT, or '' = a "
+                         "private one on this machine")
+
+    def validate(self) -> None:
+        if self.address and self.executor != "ray":
+            raise ConfigError(f"--address {self.address} needs --executor ray")
 
     presets = {
         "smoke": {"identities": 2, "samples": 2},
