@@ -76,11 +76,17 @@ def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
         ("auxiliary data", ", ".join(sorted({c.aux for c in run.cells}))
          or str(run_cfg.get("aux", "?"))),
         ("seeds", ", ".join(map(str, run.seeds)) or str(run_cfg.get("seed", "?"))),
-        ("evaluation model", f"{DEFAULT_EVALUATOR}, trained on private-train, never attacked"),
+        ("evaluation model", _evaluator_row(run_cfg.get("eval_model") or DEFAULT_EVALUATOR)),
     ]
     if spaces:
         rows.append(("diffusion priors", "; ".join(spaces)))
     return rows
+
+
+def _evaluator_row(name: str) -> str:
+    """The run's evaluation model (``--eval-model``), as the protocol table names it."""
+    trained = " trained on private-train," if name == DEFAULT_EVALUATOR else " pretrained,"
+    return f"{name},{trained} never attacked"
 
 
 def build_section(run: RunRecord, *, figures: bool, cache_dir: str | None,
