@@ -37,13 +37,14 @@ from mibench.attack import Attack, AttackContext
 from mibench.cache import Cache
 from mibench.errors import MibenchError
 from mibench.experiments import plan_cells, seeds
-from mibench.metrics.evaluate import evaluate
-from mibench.metrics.reference import PrivateReference
+from mibench.metrics.context import EvalContext
+from mibench.metrics.evaluate import measure
+from mibench.metrics.reference import PrivateReference, ReferenceStore
 from mibench.registry import ATTACKS
 from mibench.runconfig import build_world
 from mibench.store import CellKey, Store
-from mibench.targets.zoo import (DEFAULT_EVALUATOR, entry_key, get_entry, load_entry,
-                                 load_evaluator, resolve_device)
+from mibench.targets.zoo import (DEFAULT_EVALUATOR, entry_key, evaluator_entry, get_entry,
+                                 load_entry, load_evaluator, resolve_device)
 from mibench.world import World
 
 log = logging.getLogger("mibench.harness")
@@ -133,9 +134,12 @@ class CellSetting:
         world = world or build_world(tree, cache, progress=show_progress)
         for aux in dict.fromkeys(c.aux for c in plan_cells(tree["run"])):
             world.aux(aux)  # a world without a planned aux split fails here, once
+        eval_name = tree["run"].get("eval_model") or DEFAULT_EVALUATOR
         evaluator = load_evaluator(world, cache, tree["preset"], device, show_progress,
-                                   name=tree["run"].get("eval_model") or DEFAULT_EVALUATOR)
-        reference = PrivateReference(world.split("private-train"), evaluator)
+                                   name=eval_name)
+        eval_key = entry_key(evaluator_entry(eval_name), world, cache, tree["preset"])
+        reference = PrivateReference(world.split("private-train"), evaluator,
+                                     store=ReferenceStore(cache, world.fingerprint, eval_key))
         return cls(tree, world, reference, cache, device, show_progress)
 
 
@@ -299,11 +303,11 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
 
     clock = time.perf_counter()
     rows = []
-    subsets = {"all": (images, labels), "selected": (images[selected], labels[selected])}
+    every = EvalContext(images, labels, target=target, private=setting.reference)
+    subsets = {"all": every, "selected": every.subset(selected)}
     for subset in ctx.progress(subsets, desc=f"metrics {key.attack}×{key.target}", unit="set",
                                leave=False):
-        imgs, labs = subsets[subset]
-        for value in evaluate(imgs, labs, target=target, private=setting.reference):
+        for value in measure(subsets[subset]):
             rows.append((subset, value.name, value.value, value.reason))
     timings["eval_s"] = time.perf_counter() - clock
     queries = {"prepare": prepare_queries,

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from mibench.cli import main
+from mibench.cache import Cache
 from mibench.metrics import (Metric, MetricUnavailable, MetricValue, PrivateReference,
-                             default_metrics, evaluate)
+                             ReferenceStore, default_metrics, evaluate, measure)
 from mibench.metrics import inception, perceptual
 from mibench.metrics.accuracy import top_k_accuracy
 from mibench.metrics.context import EvalContext
@@ -108,6 +109,59 @@ def test_private_features_are_computed_once_and_models_keep_their_mode(models):
                  metrics=["eval_acc1", "knn_l2", "knn_cos", "feat_dist"])
     assert private.eval_model.calls == len(PRIVATE) + 2  # private set once, generated per call
     assert target.training and private.eval_model.training
+
+
+def test_a_subset_reuses_its_parents_per_image_results(models):
+    target, private = models
+    generated = flat([[0.6, 0.6, 0.6], [0.2, 0.0, 0.0], [0.8, 0.8, 0.8], [0.1, 0.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    names = ["target_acc1", "eval_acc1", "knn_l2", "knn_cos", "feat_dist"]
+    picked = torch.tensor([1, 2])
+    alone = values(evaluate(generated[picked], labels[picked], target=target, private=private,
+                            metrics=names))
+    target.calls = private.eval_model.calls = 0
+    every = EvalContext(generated, labels, target=target, private=private)
+    whole = values(measure(every, names))
+    selected = values(measure(every.subset(picked), names))
+    assert selected == pytest.approx(alone) and whole != selected
+    assert selected["target_acc1"] == 1.0 and whole["target_acc1"] == 0.5
+    assert target.calls == private.eval_model.calls == 4  # each generated image once
+    mask = torch.tensor([False, True, True, False])  # a mask picks the same images
+    assert values(measure(every.subset(mask), names)) == pytest.approx(alone)
+    assert target.calls == private.eval_model.calls == 4
+
+
+def test_reference_features_are_stored_and_reused_across_runs(models, tmp_path, caplog):
+    _, first = models
+    split = first.split
+    embedded: list[int] = []
+
+    def embed(images: torch.Tensor) -> torch.Tensor:
+        embedded.append(images.shape[0])
+        return images.mean(dim=(2, 3))
+
+    def reference(eval_key: str) -> PrivateReference:
+        return PrivateReference(split, MeanColour(PROTOTYPES),
+                                store=ReferenceStore(Cache(tmp_path), "world-a", eval_key))
+
+    run_1 = reference("eval-1")
+    expected = (run_1.eval_features().clone(), run_1.features_of("colour", [0, 1], embed))
+    assert run_1.eval_model.calls == len(PRIVATE) and embedded == [2, 2]
+    run_2 = reference("eval-1")  # a later run: everything comes from the cache
+    assert torch.equal(run_2.eval_features(), expected[0])
+    assert torch.equal(run_2.features_of("colour", [0, 1], embed), expected[1])
+    assert run_2.eval_model.calls == 0 and embedded == [2, 2]
+    run_3 = reference("eval-2")  # another evaluation model: its features, the same images'
+    run_3.eval_features()
+    run_3.features_of("colour", [1], embed)
+    assert run_3.eval_model.calls == len(PRIVATE) and embedded == [2, 2]
+
+    stored = next(tmp_path.glob("metric-reference/*/features.pt"))
+    stored.write_bytes(b"not a tensor")  # a corrupt entry is reported and computed again
+    again = reference("eval-1")
+    assert torch.equal(again.eval_features(), expected[0])
+    assert torch.equal(again.features_of("colour", [0, 1], embed), expected[1])
+    assert "computing them again" in caplog.text
 
 
 def test_inputs_outside_the_contract_fail_loudly(models):

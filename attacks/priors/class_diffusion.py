@@ -7,7 +7,9 @@ diffusion attacks comparable). The one-hot is not standardised, so the null cond
 classifier-free guidance is the all-zero context and a class the target never answered on the aux
 split stays near the unconditional model. As for FGMIA, ``smoke`` / ``mini`` denoise the latents
 of the shared autoencoder and predict v (a pixel-space ε-prediction UNet does not train in CPU
-minutes); ``paper`` is the published pixel-space ε-prediction model.
+minutes); ``paper`` is the published pixel-space ε-prediction model. ``mini`` samples with 10
+DDIM steps (UAMI's Eval Acc@1 with 50 / 10 steps, 10 identities × 16 samples: arcface-18
+64.4 / 65.6 %, ir152 68.1 / 66.9 %; ``sampler_steps`` is not part of the prior's cache key).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class ClassDiffusionConfig(LatentSpaceConfig):
         "mini": {"space": "latent", "prediction": "v_prediction", "block_channels": (32, 64),
                  "attention": (True, True), "layers_per_block": 1, "token_dim": 64,
                  "train_steps": 1500, "batch_size": 64, "lr": 1e-3, "warmup": 100,
-                 "max_ema_decay": 0.999, "sampler_steps": 50, "ae_width": 32,
+                 "max_ema_decay": 0.999, "sampler_steps": 10, "ae_width": 32,
                  "ae_steps": 1000},
     }
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from mibench.metrics.batching import logits_and_features
 from mibench.metrics.reference import PrivateReference
-
-T = TypeVar("T")
-
 
 def check_images(images: torch.Tensor, what: str) -> None:
     """Enforce the suite's image contract (design.md §2): float N×3×H×W in [0, 1].
@@ -31,9 +28,10 @@ def check_images(images: torch.Tensor, what: str) -> None:
 class EvalContext:
     """Generated images, their intended identities, the target and the private reference.
 
-    Model outputs are computed on first use and shared by every metric that needs them; metric
-    modules memoise their own intermediate results with :meth:`shared`. Results live on the
-    evaluation model's device (``private.device``).
+    Per-image results (model outputs, embeddings) are computed on first use and shared by every
+    metric that needs them: metric modules memoise theirs with :meth:`per_image`. A
+    :meth:`subset` (the attack's selected images) slices its parent's per-image results instead
+    of recomputing them. Results live on the evaluation model's device (``private.device``).
     """
 
     def __init__(self, generated: torch.Tensor, labels: torch.Tensor, *, target: nn.Module,
@@ -50,23 +48,53 @@ class EvalContext:
         self.batch_size = batch_size
         self.device = private.device
         self.labels = labels.long().to(self.device)
-        self._shared: dict[str, object] = {}
+        self._per_image: dict[str, torch.Tensor] = {}
+        self._parent: tuple[EvalContext, torch.Tensor] | None = None
 
-    @cached_property
+    def subset(self, index: torch.Tensor) -> EvalContext:
+        """The images ``index`` picks (indices or a mask), sharing this context's per-image
+        results: whatever either computes is computed once, over all images."""
+        index = torch.arange(self.generated.shape[0])[index.cpu()]
+        child = EvalContext(self.generated[index], self.labels.cpu()[index], target=self.target,
+                            private=self.private, batch_size=self.batch_size)
+        child._parent = (self, index)
+        return child
+
+    def per_image(self, key: str, embed: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``embed(images)`` (one row per generated image) under ``key``, computed once; a subset
+        takes its rows from its parent's (a failure is not memoised)."""
+        if key not in self._per_image:
+            if self._parent is None:
+                self._per_image[key] = embed(self.generated)
+            else:
+                parent, index = self._parent
+                rows = parent.per_image(key, embed)
+                self._per_image[key] = rows[index.to(rows.device)]
+        return self._per_image[key]
+
+    @property
     def target_logits(self) -> torch.Tensor:
-        return logits_and_features(self.target, self.generated, self.batch_size)[0].to(self.device)
-
-    @cached_property
-    def _eval_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return logits_and_features(self.private.eval_model, self.generated, self.batch_size)
+        return self.per_image("target_logits", lambda images: logits_and_features(
+            self.target, images, self.batch_size)[0].to(self.device))
 
     @property
     def eval_logits(self) -> torch.Tensor:
-        return self._eval_outputs[0]
+        return self.per_image("eval_logits", lambda images: self._eval_outputs(images)[0])
 
     @property
     def eval_features(self) -> torch.Tensor:
-        return self._eval_outputs[1]
+        return self.per_image("eval_features", lambda images: self._eval_outputs(images)[1])
+
+    def _eval_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The evaluation model's logits and features of the root context's ``images`` (only the
+        root computes); both are memoised there, so the model runs once per image set."""
+        logits, features = logits_and_features(self.private.eval_model, images, self.batch_size)
+        root = self
+        while root._parent is not None:
+            root = root._parent[0]
+        root._per_image.setdefault("eval_logits", logits)
+        root._per_image.setdefault("eval_features", features)
+        return logits, features
 
     @cached_property
     def identities(self) -> list[int]:
@@ -77,9 +105,3 @@ class EvalContext:
         """``(label, indices of the generated images with that label)`` per attacked identity."""
         for label in self.identities:
             yield label, torch.nonzero(self.labels == label).flatten()
-
-    def shared(self, key: str, compute: Callable[[], T]) -> T:
-        """``compute()`` once per context under ``key`` (a failure is not memoised)."""
-        if key not in self._shared:
-            self._shared[key] = compute()
-        return self._shared[key]  # type: ignore[return-value]

@@ -32,12 +32,18 @@ def evaluate(generated: torch.Tensor, labels: torch.Tensor, *, target: nn.Module
     """Each metric's value, or the reason it has none, for images meant to show ``labels``.
 
     ``generated`` are [0,1] N×3×H×W images; ``labels`` their intended private identities. The
-    evaluation model is ``private.eval_model`` and its device is where metrics run; model outputs
-    and features are computed once and shared. ``metrics`` are registered names or aliases
-    (default: :func:`default_metrics`). A metric that cannot be computed returns its reason;
-    any other error propagates.
+    evaluation model is ``private.eval_model`` and its device is where metrics run. See
+    :func:`measure`.
     """
     ctx = EvalContext(generated, labels, target=target, private=private, batch_size=batch_size)
+    return measure(ctx, metrics)
+
+
+def measure(ctx: EvalContext, metrics: Sequence[str] | None = None) -> list[MetricValue]:
+    """Each metric's value on ``ctx`` (model outputs and features computed once and shared), or
+    the reason it has none. ``metrics`` are registered names or aliases (default:
+    :func:`default_metrics`). A metric that cannot be computed returns its reason; any other
+    error propagates."""
     names = default_metrics() if metrics is None else [METRICS.canonical(n) for n in metrics]
     chosen: list[Metric] = [METRICS.get(name) for name in names]
     return [m.measure(ctx) for m in chosen]

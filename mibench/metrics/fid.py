@@ -25,8 +25,9 @@ def inception_features(model: nn.Module, images: torch.Tensor, batch_size: int) 
     """N×2048 pool3 features (float64) of [0,1] images, on the model's device."""
     check_images(images, "FID inputs")
     with evaluating(model):
-        features = in_batches(lambda x: model(x)[0].flatten(1), images, module_device(model),
-                              batch_size)
+        features = in_batches(
+            lambda x: model(x.contiguous(memory_format=torch.channels_last))[0].flatten(1),
+            images, module_device(model), batch_size)
     return features.double()
 
 
@@ -70,6 +71,6 @@ def fid(ctx: EvalContext) -> float:
     def embed(images: torch.Tensor) -> torch.Tensor:
         return inception_features(model, images, ctx.batch_size)
 
-    fake = ctx.shared("inception_generated", lambda: embed(ctx.generated))
+    fake = ctx.per_image("inception", embed)
     real = ctx.private.features_of("inception", ctx.identities, embed)
     return frechet_distance(fake, real)

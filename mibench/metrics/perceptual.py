@@ -137,7 +137,7 @@ def nearest_perceptual_distance(ctx: EvalContext, net: nn.Module, kind: str) -> 
     def embed(images: torch.Tensor) -> torch.Tensor:
         return perceptual_embedding(net, images, size, ctx.batch_size)
 
-    generated = ctx.shared(kind, lambda: embed(ctx.generated.to(ctx.device)))
+    generated = ctx.per_image(kind, lambda images: embed(images.to(ctx.device)))
     total = 0.0
     for label, index in ctx.by_identity():
         private = ctx.private.features_of(kind, [label], embed)

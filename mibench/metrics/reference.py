@@ -4,17 +4,69 @@ Every anchor compares reconstructions with the *training* images of the target c
 (anchors.md §1), so the reference is the ``private-train`` split. Its evaluation-model
 features are computed on first use and reused by every metric and every cell of a run; other
 features (Inception for FID) are cached per identity, so only attacked identities are embedded.
+With a :class:`ReferenceStore` they are also kept in the cache, so later runs on the same world
+and evaluation model load them instead of embedding the private images again.
 """
 
 from __future__ import annotations
 
+import logging
+import pickle
+import shutil
+from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from mibench.cache import Cache
+from mibench.errors import CacheError
 from mibench.metrics.batching import logits_and_features, module_device
 from mibench.world import Split
+
+log = logging.getLogger("mibench.metrics")
+
+COMPONENT = "metric-reference"
+REFERENCE_VERSION = "1"  # bump when an embedding's definition changes
+
+
+class ReferenceStore:
+    """Features of the private reference in the cache (atomic, locked entries).
+
+    ``data_key`` identifies the private images (the world's fingerprint), ``eval_key`` the
+    evaluation model (its zoo cache key), so an entry is reused only for the same images and,
+    for evaluation-model features, the same model.
+    """
+
+    def __init__(self, cache: Cache, data_key: str, eval_key: str) -> None:
+        self.cache = cache
+        self.data_key = data_key
+        self.eval_key = eval_key
+
+    def features(self, name: str, rows: int, compute: Callable[[], torch.Tensor], *,
+                 device: torch.device, uses_eval_model: bool = False) -> torch.Tensor:
+        """The ``rows``-row tensor stored under ``name``, computed (and stored) on first use.
+        An unreadable or mis-shaped entry is reported, removed and computed again."""
+        config = {"name": name, "eval_model": self.eval_key if uses_eval_model else None}
+        key = self.cache.key(COMPONENT, config, data=self.data_key, version=REFERENCE_VERSION)
+
+        def build(folder: Path) -> None:
+            torch.save(compute().cpu(), folder / "features.pt")
+
+        for _ in range(2):
+            path = self.cache.build(COMPONENT, key, build)
+            try:
+                features = torch.load(path / "features.pt", map_location=device,
+                                      weights_only=True)
+                if isinstance(features, torch.Tensor) and features.shape[0] == rows:
+                    return features
+                problem = f"holds {type(features).__name__} {getattr(features, 'shape', '')}"
+            except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+                problem = f"is unreadable ({err})"
+            log.warning("cached reference features %s %s; computing them again", path, problem)
+            shutil.rmtree(path, ignore_errors=True)
+        raise CacheError(f"cached reference features {path} {problem} twice; is "
+                           f"{self.cache.root} writable and not full?")
 
 
 class PrivateReference:
@@ -23,12 +75,14 @@ class PrivateReference:
     Features live on the evaluation model's device, which is where metrics run.
     """
 
-    def __init__(self, split: Split, eval_model: nn.Module, *, batch_size: int = 128) -> None:
+    def __init__(self, split: Split, eval_model: nn.Module, *, batch_size: int = 128,
+                 store: ReferenceStore | None = None) -> None:
         if split.name != "private-train":
             raise ValueError(f"the metric reference is the private-train split, got {split.name!r}")
         self.split = split
         self.eval_model = eval_model
         self.batch_size = batch_size
+        self.store = store
         self._eval_features: torch.Tensor | None = None
         self._per_identity: dict[tuple[str, int], torch.Tensor] = {}
 
@@ -51,18 +105,29 @@ class PrivateReference:
     def eval_features(self) -> torch.Tensor:
         """Evaluation-model features of every private-train image (N×D), computed once."""
         if self._eval_features is None:
-            self._eval_features = torch.cat([
-                logits_and_features(self.eval_model, images, self.batch_size)[1]
-                for images, _ in self.split.batches(self.batch_size)])
+            def compute() -> torch.Tensor:
+                return torch.cat([logits_and_features(self.eval_model, images, self.batch_size)[1]
+                                  for images, _ in self.split.batches(self.batch_size)])
+
+            self._eval_features = compute() if self.store is None else self.store.features(
+                "eval-features", len(self.split), compute, device=self.device,
+                uses_eval_model=True)
         return self._eval_features
 
     def features_of(self, kind: str, labels: Iterable[int],
                     embed: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``embed`` of the private images of ``labels``, concatenated; cached per (kind, label)."""
+        """``embed`` of the private images of ``labels``, concatenated; cached per (kind, label),
+        in the :class:`ReferenceStore` too when there is one. ``kind`` names an embedding of the
+        images alone (Inception, LPIPS): it must not depend on the evaluation model."""
         parts = []
         for label in labels:
             key = (kind, int(label))
             if key not in self._per_identity:
-                self._per_identity[key] = embed(self.images_of(int(label)))
+                def compute(label: int = int(label)) -> torch.Tensor:
+                    return embed(self.images_of(label))
+
+                self._per_identity[key] = compute() if self.store is None else self.store.features(
+                    f"{kind}/identity-{label}", int(self.indices_of(int(label)).numel()),
+                    compute, device=self.device)
             parts.append(self._per_identity[key])
         return torch.cat(parts)
