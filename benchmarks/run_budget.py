@@ -8,9 +8,12 @@ The job is ``mibench run --attacks all --targets arcface`` followed by ``mibench
 world, the targets, the evaluation model and every prior are built; ``warm`` repeats the job on
 the same cache, where only the attacks, their metrics and the report run. Stages: world, each
 target, evaluation model, then per attack its prior (``prepare``), attack (invert + select)
-and metrics, the rest of the harness (image writing, store), and the report. Budgets at ``mini``
-on 2 CPU cores: cold ≤ 30 min, warm ≤ 5 min. The last table gives every attack's time and
-target queries per identity from the warm pass (one run, one machine).
+and metrics, the rest of the harness (image writing, store), and the report. Cells run as
+``mibench run`` runs them (``--workers``, default auto: on 2 cores two one-thread worker
+processes); with several workers the per-cell stages overlap, so they add up to more than
+the harness's wall time ("harness rest" then goes negative). Budgets at ``mini`` on 2 CPU
+cores: cold ≤ 30 min, warm ≤ 5 min. The last table gives every attack's time and target
+queries per identity from the last pass (one run, one machine).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 import torch
 
 from mibench.cache import Cache
-from mibench.harness import Harness
+from mibench.harness import Harness, choose_executor
 from mibench.registry import TARGETS
 from mibench.reports.render import write_report
 from mibench.reports.runs import load_run
@@ -48,9 +51,9 @@ class Stopwatch:
         return out
 
 
-def one_pass(preset: str, attacks: str, targets: str, cache_dir: Path,
-             results_dir: Path) -> tuple[Stopwatch, list]:
-    tree = resolve(preset, flags={"attacks": attacks, "targets": targets,
+def one_pass(preset: str, attacks: str, targets: str, cache_dir: Path, results_dir: Path,
+             workers: int | None) -> tuple[Stopwatch, list]:
+    tree = resolve(preset, flags={"attacks": attacks, "targets": targets, "workers": workers,
                                   "cache_dir": str(cache_dir), "results_dir": str(results_dir)})
     cache = Cache(cache_dir)
     watch = Stopwatch()
@@ -63,7 +66,7 @@ def one_pass(preset: str, attacks: str, targets: str, cache_dir: Path,
     harness = Harness(tree, show_progress=False)
     run_id = harness.start(command=f"benchmarks/run_budget.py {attacks} × {targets}")
     harness_clock = time.perf_counter()
-    harness.execute(run_id)
+    harness.execute(run_id, choose_executor(tree["run"]))
     harness_s = time.perf_counter() - harness_clock
     cells = Store(results_dir).cells(run_id)
     in_cells = 0.0
@@ -89,7 +92,9 @@ def main() -> None:
     parser.add_argument("--targets", default="arcface")
     parser.add_argument("--passes", default="cold,warm", help="comma list of cold, warm")
     parser.add_argument("--cache-dir", help="cache to use (default: a new empty directory)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads of this process (workers split the cores anyway)")
+    parser.add_argument("--workers", type=int, help="as `mibench run --workers` (default auto)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="run-budget-"))
@@ -99,7 +104,7 @@ def main() -> None:
     results = {}
     for name in args.passes.split(","):
         results[name], cells = one_pass(args.preset, args.attacks, args.targets, cache_dir,
-                                        work / f"runs-{name}")
+                                        work / f"runs-{name}", args.workers)
         print(f"{name}: {results[name].stages['total']:.0f} s "
               f"(budget {BUDGET_S.get(name, float('nan')):.0f} s)", flush=True)
     stages = list(dict.fromkeys(s for watch in results.values() for s in watch.stages))

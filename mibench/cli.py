@@ -125,13 +125,13 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mibench.harness import Harness, summary_table
+    from mibench.harness import Harness, choose_executor, summary_table
     from mibench.store import Store
 
     flags = {k: getattr(args, k) for k in ("experiment", "attacks", "targets", "aux",
                                            "identities", "samples", "seed", "seeds", "device",
                                            "results_dir", "cache_dir", "eval_model",
-                                           "executor", "address")}
+                                           "executor", "address", "workers")}
     run_id = None
     if args.resume:
         store = Store(args.results_dir or "runs")
@@ -140,14 +140,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise MibenchError(f"nothing to resume in {store.root}; start a run without --resume")
         run_id = ids[-1] if args.resume == "latest" else args.resume
         tree = store.run(run_id)["config"]
-        tree["run"].update({k: flags[k] for k in ("executor", "address") if flags[k]})
+        tree["run"].update({k: flags[k] for k in ("executor", "address", "workers")
+                            if flags[k] is not None and flags[k] != ""})
         print(f"resuming run {run_id} with its stored configuration")
     else:
         tree = _resolved(args, **flags)
     if args.dry_run:
         print(yaml.safe_dump(tree, sort_keys=False).rstrip())
         return 0
-    executor = _executor(tree["run"], args.plugin)
+    executor = choose_executor(tree["run"], args.plugin)
     harness = Harness(tree, show_progress=not args.quiet)
     run_id = harness.start(run_id, command=" ".join(["mibench", *sys.argv[1:]]))
     plan = tree["run"].get("experiment") or f"{len(harness.attacks)} attack(s) × " \
@@ -160,15 +161,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run {run_id}: {len(results) - len(failed)} cell(s) done, {len(failed)} failed; "
           f"results in {harness.store.root} (`mibench report {run_id}`)")
     return 1 if failed else 0
-
-
-def _executor(run: dict[str, Any], plugins: list[str]) -> Any:
-    """The run's executor: ``None`` (the harness runs cells itself) or a Ray executor."""
-    if run.get("executor", "local") == "local":
-        return None
-    from mibench.ray_executor import RayExecutor
-
-    return RayExecutor(run.get("address", ""), plugins=plugins)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -338,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "and prior a Ray task (pip install 'mibench[ray]')")
     p.add_argument("--address", metavar="auto|HOST:PORT",
                    help="Ray cluster to join (default: start a private one on this machine)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="local executor on CPU: cells run at once in N processes (default 0 = "
+                   "auto: one per core, at most 4; smoke: 1)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
                    help="continue an interrupted run (default: the latest in --results-dir)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

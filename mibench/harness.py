@@ -8,9 +8,10 @@ records its error and the run goes on. A cell is written in one transaction afte
 are in place, so ``--resume`` redoes exactly the cells that did not finish.
 
 An *executor* decides where cells run: :class:`LocalExecutor` (one after another in this
-process) or :class:`mibench.ray_executor.RayExecutor` (Ray tasks). Both compute a cell with
-:func:`compute_cell`, which writes nothing but cache entries; the driver alone writes images
-and the store (:meth:`Harness.record`).
+process), :class:`mibench.pool_executor.PoolExecutor` (``--workers``: local processes, the
+default on a multi-core CPU) or :class:`mibench.ray_executor.RayExecutor` (Ray tasks). All
+compute a cell with :func:`compute_cell`, which writes nothing but cache entries; the driver
+alone writes images and the store (:meth:`Harness.record`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 from PIL import Image
@@ -242,6 +243,21 @@ class Executor(Protocol):
 
     def run(self, harness: Harness, keys: list[CellKey]
             ) -> Iterator[tuple[CellKey, CellOutcome | CellFailure]]: ...
+
+
+def choose_executor(run_cfg: dict[str, Any], plugins: Sequence[str] = ()) -> Executor | None:
+    """The run's executor: ``None`` (:class:`LocalExecutor`, cells one after another here), a
+    local process pool (``workers``; auto on CPU, :mod:`mibench.pool_executor`) or Ray
+    (:mod:`mibench.ray_executor`). ``plugins`` are the plugin files workers must load."""
+    if run_cfg.get("executor", "local") == "local":
+        from mibench.pool_executor import PoolExecutor, worker_layout
+
+        workers, threads = worker_layout(run_cfg.get("workers", 0),
+                                         resolve_device(run_cfg["device"]))
+        return PoolExecutor(workers, threads, plugins=plugins) if workers > 1 else None
+    from mibench.ray_executor import RayExecutor
+
+    return RayExecutor(run_cfg.get("address", ""), plugins=plugins)
 
 
 class LocalExecutor:

@@ -48,13 +48,19 @@ class RunConfig(Config):
                                               "this process, or as Ray tasks (mibench[ray])")
     address: str = param("", "Ray cluster for --executor ray: 'auto', HOST:PORT, or '' = a "
                          "private one on this machine")
+    workers: int = param(0, "local executor on CPU: cells run at once, each in its own process "
+                         "with cores/workers torch threads; 0 = auto (one per core, at most "
+                         "4); always 1 on CUDA", ge=0)
 
     def validate(self) -> None:
         if self.address and self.executor != "ray":
             raise ConfigError(f"--address {self.address} needs --executor ray")
+        if self.workers > 1 and self.executor != "local":
+            raise ConfigError(f"--workers {self.workers} is for the local executor; Ray sizes "
+                              "its own workers")
 
     presets = {
-        "smoke": {"identities": 2, "samples": 2},
+        "smoke": {"identities": 2, "samples": 2, "workers": 1},
         "mini": {"identities": 10},
     }
 

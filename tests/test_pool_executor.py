@@ -1,0 +1,71 @@
+"""Local process pool (``--workers``): layout of processes and threads, and a pooled run that
+gives the numbers of a serial one, plugins included."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mibench.errors import ConfigError
+from mibench.pool_executor import worker_layout
+from mibench.runconfig import resolve
+from mibench.store import Store
+
+PLUGIN = '''
+import torch
+from mibench.attack import Attack, AttackSpec
+from mibench.registry import ATTACKS
+
+
+@ATTACKS.register("flat-grey")
+class FlatGrey(Attack):
+    spec = AttackSpec(name="flat-grey", title="Flat grey", paper="Test", year=2026,
+                      access="labels", prior="none")
+
+    def invert(self, target, labels, ctx):
+        return torch.full((len(labels), 3, 32, 32), 0.5)
+'''
+
+
+def test_worker_layout_splits_the_cores():
+    cpu = torch.device("cpu")
+    assert worker_layout(0, cpu, cores=2) == (2, 1)  # auto: one per core …
+    assert worker_layout(0, cpu, cores=16) == (4, 4)  # … at most four, sharing the cores
+    assert worker_layout(3, cpu, cores=2) == (3, 1)
+    assert worker_layout(1, cpu, cores=16) == (1, 0)  # in this process, threads untouched
+    assert worker_layout(0, torch.device("cuda"), cores=16) == (1, 0)
+
+
+def test_workers_are_for_the_local_executor_only():
+    with pytest.raises(ConfigError, match="--workers 2 is for the local executor"):
+        resolve("smoke", flags={"workers": 2, "executor": "ray"})
+    assert resolve("smoke")["run"]["workers"] == 1  # smoke cells are too small to spread
+    assert resolve("mini")["run"]["workers"] == 0
+
+
+def test_cells_in_worker_processes_give_the_serial_numbers(tmp_path: Path, smoke_cache: str):
+    plugin = tmp_path / "flat_grey.py"
+    plugin.write_text(PLUGIN)
+    results = tmp_path / "runs"
+    for workers in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-m", "mibench", "--plugin", str(plugin), "run", "--preset",
+             "smoke", "--attacks", "gmi,flat-grey", "--targets", "arcface", "--seed", "3",
+             "--workers", workers, "--cache-dir", smoke_cache, "--results-dir", str(results),
+             "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+            env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stdout + done.stderr
+    store = Store(results)
+    serial, pooled = ({(m["attack"], m["subset"], m["name"]): m["value"]
+                       for m in store.metrics(run_id)} for run_id in store.run_ids())
+    assert {attack for attack, _, _ in pooled} == {"gmi", "flat-grey"}
+    assert pooled == serial
+    pooled_run = store.run_ids()[-1]
+    assert all(cell["status"] == "done" for cell in store.cells(pooled_run))
+    for attack in ("gmi", "flat-grey"):
+        assert (results / pooled_run / attack / "arcface-18" / "images").is_dir()
