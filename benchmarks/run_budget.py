@@ -1,17 +1,18 @@
 """Wall time of ``make run``'s job by stage, cold and warm (issue #8's speed budget).
 
     .venv/bin/python benchmarks/run_budget.py [--preset mini] [--attacks all] [--targets arcface]
-        [--passes cold,warm] [--cache-dir DIR] [--threads 2]
+        [--passes cold,warm] [--cache-dir DIR] [--threads 2] [--workers N]
 
 The job is ``mibench run --attacks all --targets arcface`` followed by ``mibench report``.
 ``cold`` starts from an empty cache (``--cache-dir``, default a new temporary directory), so the
 world, the targets, the evaluation model and every prior are built; ``warm`` repeats the job on
-the same cache, where only the attacks, their metrics and the report run. Stages: world, each
+the same cache and results directory (as a second ``make run`` would), where only the attacks,
+their metrics and the report run. Stages: world, each
 target, evaluation model, then per attack its prior (``prepare``), attack (invert + select)
 and metrics, the rest of the harness (image writing, store), and the report. Cells run as
 ``mibench run`` runs them (``--workers``, default auto: on 2 cores two one-thread worker
-processes); with several workers the per-cell stages overlap, so they add up to more than
-the harness's wall time ("harness rest" then goes negative). Budgets at ``mini`` on 2 CPU
+processes); with several workers the per-cell stages are worker time and overlap, so they add
+up to more than "all cells, wall" (the harness's wall time). Budgets at ``mini`` on 2 CPU
 cores: cold ≤ 30 min, warm ≤ 5 min. The last table gives every attack's time and target
 queries per identity from the last pass (one run, one machine).
 """
@@ -77,11 +78,17 @@ def one_pass(preset: str, attacks: str, targets: str, cache_dir: Path, results_d
             seconds = sum(timings.get(key, 0.0) for key in keys)
             watch.stages[f"{stage} {cell['attack']}"] = seconds
             in_cells += seconds
-    watch.stages["harness rest (loading, images, store)"] = harness_s - in_cells
+    watch.stages["all cells, wall"] = harness_s
+    if harness_s >= in_cells:  # one worker: what the cells' own stages do not cover
+        watch.stages["harness rest (loading, images, store)"] = harness_s - in_cells
     run = load_run(Store(results_dir), run_id)
     watch.time("report", write_report, [run], results_dir / "report", cache_dir=str(cache_dir),
                progress=False)
     watch.stages["total"] = time.perf_counter() - clock
+    accuracy = {(m["attack"], m["target"]): m["value"] for m in Store(results_dir).metrics(run_id)
+                if m["subset"] == "all" and m["name"] == "eval_acc1"}
+    for cell in cells:
+        cell["eval_acc1"] = accuracy.get((cell["attack"], cell["target"]))
     return watch, cells
 
 
@@ -104,7 +111,7 @@ def main() -> None:
     results = {}
     for name in args.passes.split(","):
         results[name], cells = one_pass(args.preset, args.attacks, args.targets, cache_dir,
-                                        work / f"runs-{name}", args.workers)
+                                        work / "runs", args.workers)
         print(f"{name}: {results[name].stages['total']:.0f} s "
               f"(budget {BUDGET_S.get(name, float('nan')):.0f} s)", flush=True)
     stages = list(dict.fromkeys(s for watch in results.values() for s in watch.stages))
@@ -113,12 +120,13 @@ def main() -> None:
     for stage in stages:
         print(f"| {stage} | " + " | ".join(f"{w.stages.get(stage, 0.0):.1f}"
                                            for w in results.values()) + " |")
-    print("\n| attack | s / identity | forward / identity | gradient / identity |")
-    print("|---|---:|---:|---:|")
+    print("\n| attack | s / identity | forward / identity | gradient / identity | Eval Acc@1 |")
+    print("|---|---:|---:|---:|---:|")
     for cell in cells:
         per_id = cell["queries"].get("per_identity", {})
+        acc = "n/a" if cell["eval_acc1"] is None else f"{100 * cell['eval_acc1']:.1f} %"
         print(f"| {cell['attack']} | {cell['timings'].get('attack_s_per_identity', 0):.2f} | "
-              f"{per_id.get('forward', 0):.0f} | {per_id.get('gradient', 0):.0f} |")
+              f"{per_id.get('forward', 0):.0f} | {per_id.get('gradient', 0):.0f} | {acc} |")
 
 
 if __name__ == "__main__":

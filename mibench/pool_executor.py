@@ -1,12 +1,12 @@
 """Cells in parallel local processes (``--workers``), for runs on a multi-core CPU.
 
-Each worker process builds its :class:`~mibench.harness.CellSetting` once (world, evaluation
-model and private reference, all from the cache, which the driver fills first) and computes
-whole cells with :func:`~mibench.harness.compute_cell` on its share of the cores; the driver
-records each outcome as it arrives (:meth:`Harness.record`), so only the driver writes images
-and the store. Two workers that need the same target or prior wait on the cache's lock instead
-of training it twice. Cells seed torch from their key, so numbers do not depend on which
-worker ran them.
+The driver first builds the world, the evaluation model and the run's targets into the cache
+with all its threads. Each worker process then loads its :class:`~mibench.harness.CellSetting`
+once and computes whole cells with :func:`~mibench.harness.compute_cell` on its share of the
+cores (priors train there, in parallel); the driver records each outcome as it arrives
+(:meth:`Harness.record`), so only the driver writes images and the store. Two workers that
+need the same prior wait on the cache's lock instead of training it twice. Cells seed torch from their key, so numbers do not depend on which
+worker ran them. Cells start longest first, as earlier runs in the same store timed them.
 
 Why processes: the models at ``mini`` are small, so torch's intra-op threads scale poorly — GMI
 at ``mini`` on 2 cores takes 8.1 s per identity on one thread and 4.9 s on two (1.65×, not 2×),
@@ -16,6 +16,7 @@ while two one-thread processes finish two cells in about the time of one.
 from __future__ import annotations
 
 import concurrent.futures as futures
+import math
 import multiprocessing
 import os
 from concurrent.futures.process import BrokenProcessPool
@@ -30,6 +31,7 @@ from mibench.harness import (CellFailure, CellOutcome, CellSetting, Harness, Loc
                              run_cell)
 from mibench.registry import load_plugin_file
 from mibench.store import CellKey
+from mibench.targets.zoo import get_entry, load_entry
 
 MAX_AUTO_WORKERS = 4
 
@@ -69,10 +71,17 @@ class PoolExecutor:
         if len(keys) < 2 or self.workers < 2:
             yield from LocalExecutor().run(harness, keys)
             return
-        # the driver builds world, evaluation model and reference features into the cache
-        # once, so workers load them instead of racing to build them
-        CellSetting.build(harness.tree, show_progress=harness.show_progress)
+        # the driver builds world, evaluation model and targets into the cache with all its
+        # threads, so workers load them instead of waiting for one worker to train them
+        setting = CellSetting.build(harness.tree, show_progress=harness.show_progress)
+        for target in dict.fromkeys(key.target for key in keys):
+            load_entry(get_entry(target), setting.world, setting.cache, harness.preset,
+                       setting.device, harness.show_progress)
         workers = min(self.workers, len(keys))
+        # longest first (as the store's earlier runs at this preset timed them; unknown cells
+        # first of all, in plan order), so no long cell starts last while other workers idle
+        costs = harness.store.cell_costs(harness.preset)
+        keys = sorted(keys, key=lambda k: -costs.get((k.attack, k.target), math.inf))
         context = multiprocessing.get_context("spawn")  # fork and torch's threads do not mix
         with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                          initargs=(harness.tree, self.threads, self.plugins)

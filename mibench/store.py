@@ -152,6 +152,22 @@ class Store:
             out.append(cell)
         return out
 
+    def cell_costs(self, preset: str) -> dict[tuple[str, str], float]:
+        """Seconds of attack, selection and metrics of the latest finished cell of each
+        (attack, target) in runs at ``preset``: what a scheduler may expect such a cell to
+        cost (priors excluded: they are trained once)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT c.attack, c.target, c.timings, r.config FROM cells c "
+                              "JOIN runs r USING (run_id) WHERE c.status='done' "
+                              "ORDER BY c.finished").fetchall()
+        costs = {}
+        for attack, target, timings, config in rows:
+            if json.loads(config).get("preset") == preset:
+                spent = json.loads(timings or "{}")
+                costs[(attack, target)] = sum(spent.get(k, 0.0)
+                                              for k in ("attack_s", "select_s", "eval_s"))
+        return costs
+
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY attack, target, "

@@ -69,3 +69,23 @@ def test_cells_in_worker_processes_give_the_serial_numbers(tmp_path: Path, smoke
     assert all(cell["status"] == "done" for cell in store.cells(pooled_run))
     for attack in ("gmi", "flat-grey"):
         assert (results / pooled_run / attack / "arcface-18" / "images").is_dir()
+
+
+def test_cells_are_scheduled_longest_first_from_earlier_runs(tmp_path: Path):
+    from mibench.store import CellKey
+
+    store = Store(tmp_path)
+    for run_id, preset, seconds in (("r1", "mini", {"gmi": 90.0, "fgmia": 5.0}),
+                                    ("r2", "smoke", {"gmi": 1.0, "fgmia": 9.0}),
+                                    ("r3", "mini", {"gmi": 80.0})):
+        store.create_run(run_id, {"preset": preset}, {}, "cpu", "test")
+        for attack, spent in seconds.items():
+            key = CellKey(run_id, attack, "arcface-18", "similar", 0)
+            store.add_cells([key])
+            store.start_cell(key)
+            store.finish_cell(key, [], {"prepare_s": 500.0, "attack_s": spent / 2,
+                                        "select_s": spent / 4, "eval_s": spent / 4}, {}, "x")
+    # the latest finished cell per (attack, target) at the preset; priors are not counted
+    assert store.cell_costs("mini") == {("gmi", "arcface-18"): 80.0,
+                                        ("fgmia", "arcface-18"): 5.0}
+    assert store.cell_costs("paper") == {}
