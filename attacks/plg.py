@@ -21,8 +21,8 @@ Queries: |aux| forward for the labels and gan_steps · gan_batch_size gradient q
 training (``prepare``); 2 · ``iterations`` gradient queries per sample in the attack.
 
 ``mini`` runs 50 of the paper's 600 attack iterations, the fraction GMI's ``mini`` keeps
-(120 of 1,500): Eval Acc@1 on arcface-18 (10 identities × 16 samples) is 9.4 % with 50 and
-with 70 iterations.
+(120 of 1,500). Eval Acc@1 (10 identities × 16 samples) with 70 → 50 iterations: arcface-18
+9.4 → 9.4 %, ir152 10.0 → 8.7 %.
 """
 
 from __future__ import annotations
