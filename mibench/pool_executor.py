@@ -19,6 +19,8 @@ import concurrent.futures as futures
 import math
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -34,6 +36,7 @@ from mibench.store import CellKey
 from mibench.targets.zoo import get_entry, load_entry
 
 MAX_AUTO_WORKERS = 4
+DRIVER_POLL_S = 1.0
 
 
 def available_cores() -> int:
@@ -84,7 +87,8 @@ class PoolExecutor:
         keys = sorted(keys, key=lambda k: -costs.get((k.attack, k.target), math.inf))
         context = multiprocessing.get_context("spawn")  # fork and torch's threads do not mix
         with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                         initargs=(harness.tree, self.threads, self.plugins)
+                                         initargs=(harness.tree, self.threads, self.plugins,
+                                                   os.getpid())
                                          ) as pool:
             pending = {}
             for key in keys:
@@ -107,12 +111,22 @@ class PoolExecutor:
 _SETTING: dict[str, Any] = {}
 
 
-def _start_worker(tree: dict[str, Any], threads: int, plugins: tuple[str, ...]) -> None:
-    """Match the driver (plugins) and load what every cell shares, once per process."""
+def _start_worker(tree: dict[str, Any], threads: int, plugins: tuple[str, ...],
+                  driver: int) -> None:
+    """Match the driver (plugins) and load what every cell shares, once per process; end when
+    the driver ends, even if it was killed (its cells are redone by ``--resume``)."""
+    threading.Thread(target=_exit_with, args=(driver,), daemon=True).start()
     torch.set_num_threads(threads)
     for path in plugins:
         load_plugin_file(path)
     _SETTING["setting"] = CellSetting.build(tree, show_progress=False)
+
+
+def _exit_with(driver: int) -> None:
+    """Exit this worker as soon as ``driver`` is no longer its parent."""
+    while os.getppid() == driver:
+        time.sleep(DRIVER_POLL_S)
+    os._exit(1)
 
 
 def _run_cell(key: CellKey) -> CellOutcome | CellFailure:

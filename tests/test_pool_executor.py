@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,59 @@ def test_cells_are_scheduled_longest_first_from_earlier_runs(tmp_path: Path):
     assert store.cell_costs("mini") == {("gmi", "arcface-18"): 80.0,
                                         ("fgmia", "arcface-18"): 5.0}
     assert store.cell_costs("paper") == {}
+
+
+SLEEPY = '''
+import time
+import torch
+from mibench.attack import Attack, AttackSpec
+from mibench.registry import ATTACKS
+
+
+@ATTACKS.register("sleepy")
+class Sleepy(Attack):
+    spec = AttackSpec(name="sleepy", title="Sleepy", paper="Test", year=2026, access="labels",
+                      prior="none")
+
+    def invert(self, target, labels, ctx):
+        time.sleep(600)
+        return torch.full((len(labels), 3, 32, 32), 0.5)
+'''
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, waiting to be reaped, has ended)."""
+    try:
+        return "\tZ" not in Path(f"/proc/{pid}/status").read_text().split("State:")[1][:4]
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_workers_end_when_the_driver_is_killed(tmp_path: Path, smoke_cache: str):
+    plugin = tmp_path / "sleepy.py"
+    plugin.write_text(SLEEPY)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "mibench", "--plugin", str(plugin), "run", "--preset", "smoke",
+         "--attacks", "sleepy", "--targets", "arcface,cosface",
+         "--workers", "2", "--cache-dir", smoke_cache, "--results-dir", str(tmp_path / "runs"),
+         "--quiet"], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline:  # the two sleeping workers
+            time.sleep(1)
+            children = Path(f"/proc/{driver.pid}/task/{driver.pid}/children")
+            pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+            workers = [p for p in pids if "spawn_main" in
+                       Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+        assert len(workers) == 2, "the pool did not start two workers"
+        time.sleep(3)  # let them enter the sleeping cells
+    finally:
+        driver.kill()
+        driver.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(_alive(p) for p in workers)
