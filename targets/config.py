@@ -30,6 +30,9 @@ LOSSES: dict[str, tuple[str, ...]] = {
 }
 PUBLISHED_MARGIN: dict[str, float] = {"arcface": 0.5, "cosface": 0.35, "triplet": 0.2}
 CLOSED_SET_RECIPE: Mapping[str, Any] = {"lr": 0.01, "weight_decay": 1e-4, "batch_size": 64}
+# Training knobs added after the zoo's first release; off by default (the published recipes),
+# and left out of an entry's cache identity while off.
+ADDED_KNOBS: tuple[str, ...] = ("dropout", "warmup_epochs", "label_smoothing")
 
 
 @dataclass
@@ -50,6 +53,10 @@ class TargetConfig(Config):
                             f"{MIN_RESOLUTION}, DenseNet {DENSENET_MIN_RESOLUTION}; smaller "
                             "values are raised to it)", ge=8)
     feature_dim: int = param(512, "embedding size (DenseNet: set by its width instead)", ge=2)
+    dropout: float | None = param(None, "dropout probability; default = the architecture's "
+                                  "published value (FaceNet 0.6 before its last linear layer, "
+                                  "IResNet and DenseNet (between dense layers) 0; IR-SE has "
+                                  "none)", ge=0.0, lt=1.0)
     kind: str = param("open", "closed: linear head over the private identities; open: "
                       "embedding model + enrolled gallery", choices=tuple(LOSSES))
     loss: str = param("arcface", "softmax (closed-set) or arcface / cosface / triplet (open-set)",
@@ -64,10 +71,14 @@ class TargetConfig(Config):
     epochs: int = param(20, "training epochs", ge=1)
     batch_size: int = param(128, "training batch size", ge=2)
     lr: float = param(0.1, "SGD learning rate (cosine decay to 0)", gt=0.0)
+    warmup_epochs: int = param(0, "epochs of linear lr warm-up before the cosine decay",
+                               ge=0)
     momentum: float = param(0.9, "SGD momentum", ge=0.0, lt=1.0)
     weight_decay: float = param(5e-4, "SGD weight decay", ge=0.0)
     images_per_identity: int = param(4, "triplet P×K batches: images per identity (K)", ge=2)
     augment: bool = param(True, "light augmentation: flip, small crop jitter, brightness")
+    label_smoothing: float = param(0.0, "softmax label smoothing (0 = off, the published "
+                                   "recipe)", ge=0.0, lt=1.0)
     seed: int = param(0, "seed for initialisation, batch order and augmentation", ge=0)
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -87,9 +98,21 @@ class TargetConfig(Config):
         if self.arch == "densenet" and self.kind == "open":
             raise ConfigError("TargetConfig.arch: densenet is built as a closed-set classifier "
                               "(its features are its pooled channels); use kind=closed")
+        if self.arch == "irse" and self.dropout is not None:
+            raise ConfigError("TargetConfig.dropout: the irse networks have no dropout layer")
+        if self.loss != "softmax" and self.label_smoothing:
+            raise ConfigError("TargetConfig.label_smoothing applies to the softmax loss only, "
+                              f"not {self.loss}")
         if self.loss not in LOSSES[self.kind]:
             raise ConfigError(f"TargetConfig.loss: a {self.kind}-set target trains with "
                               f"{' / '.join(LOSSES[self.kind])}, got {self.loss!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """``to_dict()`` without the :data:`ADDED_KNOBS` that are off, so that adding one did
+        not change the cache key of any entry that does not use it."""
+        defaults = TargetConfig()
+        return {k: v for k, v in self.to_dict().items()
+                if k not in ADDED_KNOBS or v != getattr(defaults, k)}
 
     @property
     def input_resolution(self) -> int:

@@ -39,17 +39,18 @@ def pixel_stats(cfg: TargetConfig) -> Stats:
 
 def build_backbone(cfg: TargetConfig, num_classes: int | None = None) -> Backbone:
     """The network of ``cfg`` (with a closed-set head over ``num_classes`` if given)."""
+    dropout = {} if cfg.dropout is None else {"dropout": cfg.dropout}
     if cfg.arch == "iresnet":
         return IResNet(cfg.depth, width=cfg.width, resolution=cfg.input_resolution,
-                       feature_dim=cfg.feature_dim, num_classes=num_classes)
+                       feature_dim=cfg.feature_dim, num_classes=num_classes, **dropout)
     if cfg.arch == "irse":
         return IRSE(cfg.depth, width=cfg.width, resolution=cfg.input_resolution,
                     feature_dim=cfg.feature_dim, num_classes=num_classes,
                     layout="evolve112" if cfg.layout == "evolve112" else "kedmi")
     if cfg.arch == "densenet":
-        return DenseNet(cfg.depth, width=cfg.width, num_classes=num_classes)
+        return DenseNet(cfg.depth, width=cfg.width, num_classes=num_classes, **dropout)
     return InceptionResnetV1(width=cfg.width, feature_dim=cfg.feature_dim,
-                             num_classes=num_classes)
+                             num_classes=num_classes, **dropout)
 
 
 class ClosedSetModel(Target):

@@ -1,5 +1,9 @@
 """One trainer for every target: seeded SGD with cosine decay, light augmentation, tqdm.
 
+Optional knobs (off in the published recipes; the ``mini`` preset tunes some entries with
+them): linear lr warm-up and label smoothing (softmax only); ``TargetConfig.dropout`` is
+applied where the network is built (:func:`mibench.targets.models.build_backbone`).
+
 Closed-set targets train on private-train with cross-entropy through their linear head.
 Open-set targets train on the public split with an ArcFace/CosFace head or the batch-hard triplet
 loss (P×K batches), then enrol one template per private identity from private-train. Gradients
@@ -34,13 +38,16 @@ EVAL_BATCH = 256
 class TrainMetrics:
     """What training measured. ``train_accuracy`` is clean (no augmentation, eval mode):
     closed-set through the head, open-set by nearest class-mean template over the training
-    identities. ``val_accuracy`` is the target's top-1 on the validation split (private-test)."""
+    identities. ``val_accuracy`` is the target's top-1 on the validation split (private-test).
+    ``cpu_time_s`` is the process's CPU time over all threads (with one thread, a measure of
+    the work that other jobs on the machine do not inflate)."""
 
     train_accuracy: float
     val_accuracy: float | None
     final_loss: float
     steps: int
     wall_time_s: float
+    cpu_time_s: float
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,11 +61,16 @@ class Objective(nn.Module):
 
 
 class SoftmaxObjective(Objective):
-    """Cross-entropy through the target's own linear head (closed-set)."""
+    """Cross-entropy through the target's own linear head (closed-set), optionally with label
+    smoothing."""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
 
     def forward(self, target: Target, images: Tensor, labels: Tensor) -> Tensor:
         logits, _ = target(images)
-        return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
 
 
 class MarginObjective(Objective):
@@ -97,7 +109,7 @@ def seeded(seed: int, device: str | torch.device) -> Iterator[None]:
 def build_objective(cfg: TargetConfig, num_train_classes: int) -> Objective:
     """The loss ``cfg.loss`` names, over ``num_train_classes`` training identities."""
     if cfg.loss == "softmax":
-        return SoftmaxObjective()
+        return SoftmaxObjective(cfg.label_smoothing)
     if cfg.loss == "triplet":
         return TripletObjective(cfg.resolved_margin)
     head_type = ArcFaceHead if cfg.loss == "arcface" else CosFaceHead
@@ -173,9 +185,15 @@ def fit(target: Target, objective: Objective, split: Split, cfg: TargetConfig, *
             return identity_batches(split.labels, cfg.batch_size, cfg.images_per_identity, rng)
         return shuffled_batches(len(split), cfg.batch_size, rng)
 
-    total = cfg.epochs * len(epoch_batches(torch.Generator().manual_seed(cfg.seed)))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total)))
+    per_epoch = len(epoch_batches(torch.Generator().manual_seed(cfg.seed)))
+    total, warmup = cfg.epochs * per_epoch, min(cfg.warmup_epochs, cfg.epochs - 1) * per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
     step, last_epoch_loss = 0, float("nan")
     with seeded(cfg.seed, device), tqdm(total=total, disable=not progress,
                                         desc=f"train {cfg.arch}", leave=False) as bar:
@@ -240,7 +258,7 @@ def train_target(cfg: TargetConfig, *, train: Split, val: Split | None = None,
     is the public split and ``gallery`` (private-train) is enrolled afterwards. ``val``
     (private-test) gives ``val_accuracy`` over the private identities in both cases.
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if cfg.kind == "closed":
         target = build_target(cfg, train.num_classes)
         steps, loss = fit(target, build_objective(cfg, train.num_classes), train, cfg,
@@ -260,4 +278,5 @@ def train_target(cfg: TargetConfig, *, train: Split, val: Split | None = None,
         target.enrol_from_split(gallery)
     val_acc = accuracy(target, val) if val is not None else None
     return target, TrainMetrics(train_accuracy=train_acc, val_accuracy=val_acc, final_loss=loss,
-                                steps=steps, wall_time_s=time.perf_counter() - started)
+                                steps=steps, wall_time_s=time.perf_counter() - started,
+                                cpu_time_s=time.process_time() - cpu_started)

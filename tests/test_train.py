@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from mibench.targets import OpenSetModel, TargetConfig, TargetError, build_target, train_target
 from mibench.targets.models import embed_split
+from mibench.errors import ConfigError
+from mibench.targets.config import ADDED_KNOBS
 from mibench.targets.train import accuracy, augment, identity_batches, identity_labelled
 from mibench.world import UNLABELLED, Split
 
@@ -111,3 +113,35 @@ def test_augmentation_is_light_and_seeded() -> None:
     assert torch.equal(a, b) and a.shape == images.shape
     assert a.min() >= 0 and a.max() <= 1
     assert (a.mean((1, 2, 3)) - images.mean((1, 2, 3))).abs().max() < 0.1  # colour kept
+
+
+def test_added_knobs_train_a_closed_set_target_and_are_validated() -> None:
+    train, test = toy_split(8, 12), toy_split(8, 6, seed=1)
+    cfg = smoke(arch="iresnet", kind="closed", loss="softmax", epochs=8,
+                label_smoothing=0.1, warmup_epochs=2, dropout=0.1)
+    _, metrics = train_target(cfg, train=train, val=test, progress=False)
+    assert metrics.val_accuracy is not None and metrics.val_accuracy >= 0.8
+    assert metrics.cpu_time_s > 0
+    with pytest.raises(ConfigError, match="softmax"):
+        smoke(loss="arcface", label_smoothing=0.1)
+    with pytest.raises(ConfigError, match="dropout"):
+        smoke(arch="irse", depth=50, kind="closed", loss="softmax", dropout=0.1)
+
+
+def test_config_identity_leaves_out_added_knobs_that_are_off() -> None:
+    plain = smoke()
+    assert plain.identity() == {k: v for k, v in plain.to_dict().items()
+                                if k not in ADDED_KNOBS}
+    assert smoke(warmup_epochs=1).identity()["warmup_epochs"] == 1
+
+
+def test_dropout_defaults_to_the_architectures_published_value() -> None:
+    def rates(**overrides: object) -> list[float]:
+        target = build_target(smoke(**overrides), 4)
+        return [float(getattr(m, "p", getattr(m, "drop_rate", -1))) for m in target.modules()
+                if isinstance(m, torch.nn.Dropout) or hasattr(m, "drop_rate")]
+
+    facenet = {"arch": "inception_resnet", "loss": "triplet"}
+    densenet = {"arch": "densenet", "depth": 121, "kind": "closed", "loss": "softmax"}
+    assert set(rates(**facenet)) == {0.6} and set(rates(**facenet, dropout=0.1)) == {0.1}
+    assert set(rates(**densenet)) == {0.0} and set(rates(**densenet, dropout=0.2)) == {0.2}

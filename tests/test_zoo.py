@@ -14,7 +14,7 @@ from mibench.cache import Cache
 from mibench.registry import TARGETS
 from mibench.targets import (EVALUATORS, OpenSetModel, TargetError, build_target, load_evaluator,
                              load_target, zoo)
-from mibench.targets.config import CLOSED_SET_RECIPE
+from mibench.targets.config import ADDED_KNOBS, CLOSED_SET_RECIPE, TargetConfig
 from mibench.targets.zoo import (PretrainedEntry, expand_names, get_entry, import_weights,
                                  load_entry, resolve_device, user_weights_path)
 from mibench.world import Split, World
@@ -92,6 +92,17 @@ def test_paper_preset_trains_the_published_recipe() -> None:
     assert (resolved.arch, resolved.depth, resolved.width, resolved.loss) == (
         base.arch, base.depth, base.width, base.loss)
     assert resolved.lr == pytest.approx(base.lr * 0.1)
+
+
+def test_added_knobs_are_off_in_the_published_recipes() -> None:
+    published = TargetConfig()
+    for name in expand_names("all"):
+        entry = get_entry(name)
+        if isinstance(entry, PretrainedEntry):
+            continue
+        cfg = entry.resolve("paper")
+        assert all(getattr(cfg, k) == getattr(published, k) for k in ADDED_KNOBS), name
+    assert get_entry("densenet-121").resolve("mini").label_smoothing > 0
 
 
 def test_second_load_comes_from_the_cache(world: World, cache: Cache,

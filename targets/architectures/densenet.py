@@ -6,7 +6,8 @@ The layers are torchvision's own (``torchvision.models.densenet.DenseNet``): ``f
 :func:`~mibench.targets.checkpoints.import_checkpoint` strips) load strictly. ``width`` scales the
 growth rate and the stem; the embedding is the pooled ``norm5`` output (ReLU → global average),
 so ``feature_dim`` is set by the architecture (1024 for DenseNet-121 at width 1). The stem and
-three transitions shrink the input 32×: inputs need ≥ :data:`MIN_RESOLUTION` px.
+three transitions shrink the input 32×: inputs need ≥ :data:`MIN_RESOLUTION` px. ``dropout`` is
+torchvision's ``drop_rate`` after each dense layer (0 in the published ImageNet models).
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ class DenseNet(Backbone):
 
     head_key = "classifier"
 
-    def __init__(self, depth: int, *, width: float = 1.0,
-                 num_classes: int | None = None) -> None:
+    def __init__(self, depth: int, *, width: float = 1.0, num_classes: int | None = None,
+                 dropout: float = 0.0) -> None:
         if depth not in BLOCKS:
             raise ValueError(f"DenseNet depth must be one of {sorted(BLOCKS)}, got {depth}")
         blocks, growth, stem = BLOCKS[depth]
         network = TorchvisionDenseNet(growth_rate=scaled(growth, width), block_config=blocks,
-                                      num_init_features=scaled(stem, width))
+                                      num_init_features=scaled(stem, width), drop_rate=dropout)
         super().__init__(network.classifier.in_features, num_classes)
         self.features = network.features
         self.add_head()
