@@ -20,6 +20,9 @@ No code of FMI is public, so these choices are ours (attacks.md §3.3 marks them
 - Adam lr 0.03 and 1,000 iterations: the middle of the recommended 0.01–0.05, 500–1,500.
 The α-GAN sizes (z 128, DCGAN width 1, 64 px as in the P64 protocol) are likewise our choice;
 ``mini`` follows the card's scaled variant (32 px, z 32), which the targets upsample.
+
+``mini`` runs 80 of the 1,000 Adam steps, the 8 % of the paper's iterations GMI's and PLG-MI's
+``mini`` keep (Eval Acc@1 on arcface-18, 10 identities × 16 samples: 45.6 % with 100 and 80).
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class FMIConfig(Config):
         "smoke": {"z_dim": 16, "resolution": 16, "width": 0.125, "code_hidden": 32,
                   "gan_epochs": 2.0, "iterations": 3},
         "mini": {"z_dim": 32, "resolution": 32, "width": 0.25, "code_hidden": 256,
-                 "gan_epochs": 30.0, "iterations": 100},
+                 "gan_epochs": 30.0, "iterations": 80},
     }
 
 

@@ -19,6 +19,7 @@ from mibench.metrics.context import EvalContext, check_images
 from mibench.metrics.inception import load_fid_inception
 
 MIN_IMAGES = 2
+CPU_BATCH = 16  # 299-px activations of smaller batches stay in cache: ~10 % faster than 64
 
 
 def inception_features(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -68,8 +69,10 @@ def fid(ctx: EvalContext) -> float:
                                 f"{ctx.generated.shape[0]} generated and {real_count} private")
     model = load_fid_inception(ctx.device)
 
+    batch = ctx.batch_size if ctx.device.type == "cuda" else min(ctx.batch_size, CPU_BATCH)
+
     def embed(images: torch.Tensor) -> torch.Tensor:
-        return inception_features(model, images, ctx.batch_size)
+        return inception_features(model, images, batch)
 
     fake = ctx.per_image("inception", embed)
     real = ctx.private.features_of("inception", ctx.identities, embed)
