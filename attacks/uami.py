@@ -75,6 +75,7 @@ class UAMI(Attack):
                ctx: AttackContext) -> torch.Tensor:
         cfg = self.config
         draws = cfg.candidates if cfg.filter else 1
+        labels = labels.cpu()                          # the filter below indexes CPU tensors
         tiled = labels.repeat(draws)                   # candidate i is for sample i mod n
         images = self.prior.sample(tiled.to(ctx.device), ctx.generator(0)).cpu()
         if draws == 1:

@@ -1,0 +1,176 @@
+"""Device handling without a GPU: an emulated accelerator that enforces CUDA's mixing rules.
+
+The ``meta`` device does not reproduce CUDA's errors (indexing a CPU tensor with a meta index
+returns garbage instead of raising, and meta tensors have no values to compute with), so
+:class:`EmulatedAccelerator` stands in: tensors "on" the accelerator are ordinary CPU tensors
+tagged as such, ``torch.device("meta")`` names the accelerator, and every torch call that mixes
+accelerator tensors with non-scalar CPU tensors raises the error CUDA raises (issue 17: UAMI
+indexed its CPU candidate hits with the harness's CUDA labels). On a CUDA machine the
+device-parametrised tests run on the real device too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_map
+from test_gmi import ColourTarget
+
+from mibench.access import QueryLedger, view_for
+from mibench.attack import AttackContext
+from mibench.attacks.uami import UAMI, UAMIConfig
+from mibench.world import Split
+
+ACCELERATOR = torch.device("meta")
+CPU = torch.device("cpu")
+TAG = "_on_emulated_accelerator"
+DEVICE_ATTR = torch._C.TensorBase.__dict__["device"]
+# Calls that move data between devices: their result is where they were asked to put it.
+BASE = torch._C.TensorBase
+TRANSFERS = {BASE.to, BASE.cpu, BASE.copy_, BASE.type_as}
+# A device tensor may be indexed with CPU indices; a CPU tensor may not be with device ones.
+INDEXING = {BASE.__getitem__, BASE.__setitem__}
+
+
+def on_accelerator(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and getattr(value, TAG, False)
+
+
+def _as_device(value: Any) -> torch.device | None:
+    if isinstance(value, torch.device):
+        return value
+    if isinstance(value, str) and value.split(":")[0] in ("cpu", "meta", "cuda"):
+        return torch.device(value)
+    return None
+
+
+class EmulatedAccelerator(TorchFunctionMode):
+    """CPU tensors tagged as living on ``ACCELERATOR``, with CUDA's cross-device errors."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__self__", None) is DEVICE_ATTR:          # tensor.device
+            return ACCELERATOR if on_accelerator(args[0]) else CPU
+        requested: list[torch.device] = []
+
+        def to_cpu(value: Any) -> Any:
+            device = _as_device(value)
+            if device is None:
+                return value
+            requested.append(device)
+            return CPU
+
+        args, kwargs = tree_map(to_cpu, (args, kwargs))
+        if func is BASE.numpy and on_accelerator(args[0]):
+            raise TypeError("can't convert cuda:0 device type tensor to numpy")
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        if func not in TRANSFERS:
+            self._check_mixing(func, tensors)
+        result = func(*args, **kwargs)
+        if func in TRANSFERS:
+            if requested:
+                where = requested[-1] == ACCELERATOR
+            elif func is BASE.cpu:
+                where = False
+            else:                                   # .to(tensor), .type_as(tensor), copy_
+                where = on_accelerator(tensors[0 if func is BASE.copy_ else -1])
+            if func is not BASE.copy_ and result is tensors[0]:
+                result = result.view_as(result)    # a no-op move: a new tensor to tag
+        else:
+            where = any(map(on_accelerator, tensors)) or ACCELERATOR in requested
+        for out in tree_flatten(result)[0]:
+            if isinstance(out, torch.Tensor) and not isinstance(out, torch.nn.Parameter):
+                setattr(out, TAG, where)
+        return result
+
+    @staticmethod
+    def _check_mixing(func, tensors: list[torch.Tensor]) -> None:
+        device = [t for t in tensors if on_accelerator(t)]
+        host = [t for t in tensors if not on_accelerator(t) and t.dim() > 0]
+        if not device or not host:
+            return
+        if func in INDEXING:
+            if on_accelerator(tensors[0]):
+                return
+            raise RuntimeError("indices should be either on cpu or on the same device as the "
+                               "indexed tensor (cpu)")
+        raise RuntimeError(f"Expected all tensors to be on the same device, but found at least "
+                           f"two devices, cuda:0 and cpu! ({getattr(func, '__name__', func)})")
+
+
+DEVICES = ["emulated", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """The device under test, with the emulator active for the emulated accelerator."""
+    if request.param == "cuda":
+        yield torch.device("cuda")
+        return
+    with EmulatedAccelerator():
+        yield ACCELERATOR
+
+
+def test_the_emulator_raises_where_cuda_does():
+    with EmulatedAccelerator():
+        host = torch.zeros(3)
+        index = torch.tensor([0, 2]).to(ACCELERATOR)
+        assert index.device == ACCELERATOR and index.cpu().device == CPU
+        with pytest.raises(RuntimeError, match="indices should be either on cpu"):
+            host[index]
+        with pytest.raises(RuntimeError, match="indices should be either on cpu"):
+            host[torch.zeros(3, device=ACCELERATOR) == 0] = 1.0
+        with pytest.raises(RuntimeError, match="same device"):
+            host + torch.ones(3, device=ACCELERATOR)
+        with pytest.raises(TypeError, match="numpy"):
+            index.numpy()
+        moved = host.to(index.device)
+        assert torch.equal(moved[torch.tensor([1])].cpu(), torch.zeros(1))   # CPU indices: fine
+        assert (moved + torch.tensor(1.0)).device == ACCELERATOR       # so are CPU scalars
+        assert torch.equal(host[index.to(host.device)], torch.zeros(2))
+
+
+def solid(colours: torch.Tensor) -> torch.Tensor:
+    return colours[:, :, None, None].expand(len(colours), 3, 16, 16).contiguous()
+
+
+class DeviceContext(AttackContext):
+    """An attack context on ``device`` whose generator stays on the CPU off CUDA (the emulated
+    accelerator's generator would be a meta one, which torch refuses)."""
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        gen = torch.Generator(device=self.device if self.device.type == "cuda" else "cpu")
+        gen.manual_seed(self.seed + offset)
+        return gen
+
+
+def test_uami_filter_takes_labels_on_the_attack_device(cache, device):
+    """The harness hands ``invert`` its labels on the run device; UAMI's filter ranks CPU
+    hits with them (the issue-17 crash: "indices should be either on cpu or on the same
+    device as the indexed tensor")."""
+    n = 12
+    aux = Split("aux", torch.zeros(n, 3, 16, 16, dtype=torch.uint8), torch.arange(n),
+                torch.arange(n) + 100)
+    ledger = QueryLedger()
+    ctx = DeviceContext(aux=aux, cache=cache, device=device, seed=0, ledger=ledger,
+                        target=view_for(UAMI.spec.access, ColourTarget(), ledger),
+                        data_fingerprint="none", aux_fingerprint="none", show_progress=False)
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    attack = UAMI(UAMIConfig.resolve("smoke", {"candidates": 3}))
+    prototypes = ColourTarget().prototypes
+
+    def sample(tiled: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        assert tiled.device == device
+        draw = torch.arange(len(tiled), device=tiled.device) // len(labels)
+        wrong = (tiled + (draw == 0).long()) % 3          # draw 0 misses, draws 1, 2 hit
+        return solid(prototypes.to(tiled.device)[wrong] * (0.9 + 0.05 * draw[:, None]))
+
+    attack.prior = type("Prior", (), {"sample": staticmethod(sample)})()
+    images = attack.invert(ctx.target, labels.to(device), ctx)
+    assert images.device == CPU
+    assert torch.equal(ColourTarget()(images)[0].argmax(1), labels)
+    assert torch.allclose(images[:, :, 0, 0].max(1).values, torch.full((5,), 0.9 * 0.95))
