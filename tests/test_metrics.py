@@ -360,3 +360,57 @@ def test_evaluate_runs_where_the_models_are(models):
     assert got["target_acc1"] == pytest.approx(0.5)
     assert got["knn_l2"] == pytest.approx(np.mean([0.4**2 + 0.6**2 + 0.6**2, 3 * 0.2**2]),
                                           abs=1e-5)
+
+
+def lpips_case() -> tuple[EvalContext, torch.Tensor]:
+    """Seven random 48 px images of three identities against twelve 32 px private images."""
+    gen = torch.Generator().manual_seed(17)
+    private = PrivateReference(private_split(torch.rand(12, 3, 32, 32, generator=gen),
+                                             [0] * 4 + [1] * 5 + [2] * 3), MeanColour(PROTOTYPES))
+    ctx = EvalContext(torch.rand(7, 3, 48, 48, generator=gen), torch.tensor([2, 0, 1, 0, 2, 1, 0]),
+                      target=MeanColour(PROTOTYPES), private=private)
+    return ctx, torch.tensor([1, 2, 4])
+
+
+def test_streamed_lpips_equals_the_whole_set_computation(st_lpips):
+    """Issue 17: LPIPS per identity gives what embedding every image at once gave (written out
+    here as the old code computed it; also its recorded values at commit 2c6345d)."""
+    ctx, picked = lpips_case()
+
+    def whole_set(ctx: EvalContext) -> float:
+        size = tuple(ctx.private.split.images.shape[-2:])
+        generated = perceptual.perceptual_embedding(st_lpips, ctx.generated, size, 64)
+        total = 0.0
+        for label, index in ctx.by_identity():
+            private = perceptual.perceptual_embedding(st_lpips, ctx.private.images_of(label),
+                                                      size, 64)
+            total += torch.cdist(generated[index].double(), private.double(),
+                                 compute_mode="donot_use_mm_for_euclid_dist").pow(2).min(
+                dim=1).values.sum().item()
+        return total / ctx.labels.shape[0]
+
+    streamed = perceptual.nearest_perceptual_distance(ctx, st_lpips, "st_lpips")
+    selected = perceptual.nearest_perceptual_distance(ctx.subset(picked), st_lpips, "st_lpips")
+    assert abs(streamed - whole_set(ctx)) < 1e-6 and abs(streamed - 0.18988308397175294) < 1e-6
+    alone, _ = lpips_case()
+    alone = alone.subset(picked)
+    assert abs(selected - whole_set(alone)) < 1e-6 and abs(selected - 0.1720260634797993) < 1e-6
+
+
+def test_lpips_holds_one_identity_and_caches_no_embeddings(st_lpips, monkeypatch, tmp_path):
+    ctx, picked = lpips_case()
+    ctx.private.store = ReferenceStore(Cache(tmp_path), "world", "eval")
+    embedded: list[int] = []
+    embed = perceptual.perceptual_embedding
+
+    def counting(net, images, size, batch_size):
+        embedded.append(images.shape[0])
+        return embed(net, images, size, batch_size)
+
+    monkeypatch.setattr(perceptual, "perceptual_embedding", counting)
+    perceptual.nearest_perceptual_distance(ctx, st_lpips, "st_lpips")
+    perceptual.nearest_perceptual_distance(ctx.subset(picked), st_lpips, "st_lpips")
+    # identity by identity: (generated, private) = (3, 4), (2, 5), (2, 3); the subset reuses them
+    assert embedded == [3, 4, 2, 5, 2, 3]
+    assert not ctx.private._per_identity and not list(tmp_path.iterdir())
+    assert set(ctx._per_image) == {"st_lpips/nearest"}  # N distances, no N×D embeddings

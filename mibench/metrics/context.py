@@ -89,12 +89,15 @@ class EvalContext:
         """The evaluation model's logits and features of the root context's ``images`` (only the
         root computes); both are memoised there, so the model runs once per image set."""
         logits, features = logits_and_features(self.private.eval_model, images, self.batch_size)
-        root = self
-        while root._parent is not None:
-            root = root._parent[0]
+        root = self.root
         root._per_image.setdefault("eval_logits", logits)
         root._per_image.setdefault("eval_features", features)
         return logits, features
+
+    @property
+    def root(self) -> EvalContext:
+        """The context this one is a subset of (itself when it is not a subset)."""
+        return self if self._parent is None else self._parent[0].root
 
     @cached_property
     def identities(self) -> list[int]:

@@ -127,24 +127,35 @@ def perceptual_embedding(net: nn.Module, images: torch.Tensor, size: tuple[int, 
     return torch.cat(parts)
 
 
+def nearest_distances(net: nn.Module, ctx: EvalContext) -> torch.Tensor:
+    """Per generated image of the root context ``ctx``, the minimum distance to its identity's
+    private images (float64, on the CPU).
+
+    Streams by identity: an identity's generated and private images are embedded on the
+    device, compared and dropped, so one identity's embeddings are resident at a time
+    (ST-LPIPS keeps ~2 MB per image: 80 GB for a paper-scale cell if all are held; issue 17).
+    Private embeddings are recomputed per image set, not cached: stored in fp16 they moved the
+    metric by 2e-6 on seven images, and in fp32 they would fill 48 GB of cache."""
+    size = tuple(ctx.private.split.images.shape[-2:])
+    nearest = torch.empty(ctx.labels.shape[0], dtype=torch.float64)
+    for label, index in ctx.by_identity():
+        index = index.cpu()
+        generated = perceptual_embedding(net, ctx.generated[index].to(ctx.device), size,
+                                         ctx.batch_size)
+        private = perceptual_embedding(net, ctx.private.images_of(label), size, ctx.batch_size)
+        distances = torch.cdist(generated.double(), private.double(),
+                                compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+        nearest[index] = distances.min(dim=1).values.cpu()
+    return nearest
+
+
 def nearest_perceptual_distance(ctx: EvalContext, net: nn.Module, kind: str) -> float:
     """Mean over generated images of the minimum distance to their identity's private images.
 
-    Embeddings of the generated images are computed once per image set, those of the private
-    images once per identity and run (cached in the private reference under ``kind``)."""
-    size = tuple(ctx.private.split.images.shape[-2:])
-
-    def embed(images: torch.Tensor) -> torch.Tensor:
-        return perceptual_embedding(net, images, size, ctx.batch_size)
-
-    generated = ctx.per_image(kind, lambda images: embed(images.to(ctx.device)))
-    total = 0.0
-    for label, index in ctx.by_identity():
-        private = ctx.private.features_of(kind, [label], embed)
-        distances = torch.cdist(generated[index.to(generated.device)].double(), private.double(),
-                                compute_mode="donot_use_mm_for_euclid_dist").pow(2)
-        total += distances.min(dim=1).values.sum().item()
-    return total / ctx.labels.shape[0]
+    The per-image minima are computed once per image set (:func:`nearest_distances`); a subset
+    takes its images' minima from them."""
+    nearest = ctx.per_image(f"{kind}/nearest", lambda _: nearest_distances(net, ctx.root))
+    return nearest.sum().item() / nearest.shape[0]
 
 
 @metric("lpips", "lower",
