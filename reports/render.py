@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 import torch
 import yaml
 from tqdm.auto import tqdm
@@ -18,13 +19,14 @@ from mibench.errors import MibenchError
 from mibench.reports.experiment import ExperimentView, experiment_view, verdict_mark
 from mibench.reports.figures import identity_centroids, similarity_heatmap, tsne_figure
 from mibench.reports.private import PrivateView, load_private
-from mibench.reports.runs import RunRecord
-from mibench.reports.samples import SampleGrid, Samples, load_samples, sample_grid
+from mibench.reports.runs import CellRecord, RunRecord
+from mibench.reports.samples import SampleGrid, load_samples, sample_grid
 from mibench.reports.tables import (Column, EfficiencyRow, MetricTable, cell_label,
                                     efficiency_rows, metric_columns, metric_table)
 from mibench.targets.zoo import DEFAULT_EVALUATOR
 
 TEMPLATES = Path(__file__).parent / "templates"
+TsnePanel = tuple[str, np.ndarray, np.ndarray]   # (title, features, labels) of one cell
 HEATMAP_ROWS = 24        # generated identities shown per heatmap
 HEATMAP_COLUMNS = 24     # private identities shown per heatmap (at least the attacked ones)
 TSNE_IDENTITIES = 10     # identities in the t-SNE (one colour each)
@@ -107,41 +109,62 @@ def build_section(run: RunRecord, *, figures: bool, cache_dir: str | None,
     first_seed = min(run.seeds, default=0)   # figures show one seed; tables show them all
     cells = sorted((c for c in run.cells if c.seed == first_seed),
                    key=lambda c: (c.attack, c.target, c.aux))
-    samples = [load_samples(c.images) if c.done else None for c in cells]
-    section.grids = [sample_grid(c, s, private, cell_label(c, cells))
-                     for c, s in zip(cells, samples)]
-    ready = [(f"{cell_label(c, cells)} → {c.target}", s)
-             for c, s in zip(cells, samples) if s is not None]
+    ready = []
+    for cell in cells:
+        grid, classes = _cell_grid(cell, private, cell_label(cell, cells))
+        section.grids.append(grid)
+        if classes is not None:
+            ready.append((f"{cell_label(cell, cells)} → {cell.target}", cell, classes))
     if private is not None and ready:
         _add_figures(section, private, ready, progress)
     return section
 
 
+def _cell_grid(cell: CellRecord, private: PrivateView | None,
+               label: str) -> tuple[SampleGrid, list[int] | None]:
+    """The cell's sample grid and attacked classes (None without samples). Its samples are
+    dropped on return: a report holds one cell's at a time (Table I's are ~24 GB in all)."""
+    samples = load_samples(cell.images) if cell.done else None
+    classes = None if samples is None else samples.classes
+    return sample_grid(cell, samples, private, label), classes
+
+
+def _cell_figures(private: PrivateView, title: str, cell: CellRecord, columns: list[int],
+                  centroids: torch.Tensor, shown: torch.Tensor) -> tuple[Plot, TsnePanel]:
+    """One cell's heatmap and its t-SNE panel (the embeddings of the ``shown`` identities),
+    from its samples loaded again (and dropped on return)."""
+    samples = load_samples(cell.images)
+    if samples is None:
+        raise MibenchError(f"{cell.images}/samples.pt vanished while the report was being "
+                           f"drawn; render it again once the run has finished")
+    features = private.embed(samples.images)
+    rows = samples.classes[:HEATMAP_ROWS]
+    similarity = identity_centroids(features, samples.labels, rows) @ centroids.T
+    mine = torch.isin(samples.labels, shown)
+    return (Plot(title, similarity_heatmap(similarity.numpy(), rows, columns, title)),
+            (title, features[mine].numpy(), samples.labels[mine].numpy()))
+
+
 def _add_figures(section: RunSection, private: PrivateView,
-                 generated: list[tuple[str, Samples]], progress: bool) -> None:
-    attacked = sorted({label for _, s in generated for label in s.classes})
+                 generated: list[tuple[str, CellRecord, list[int]]], progress: bool) -> None:
+    """Heatmaps and t-SNE of the cells ``generated`` (title, cell, attacked classes), whose
+    samples are loaded again one cell at a time."""
+    attacked = sorted({label for _, _, classes in generated for label in classes})
     columns = sorted(set(range(min(private.split.num_classes, HEATMAP_COLUMNS)))
                      | set(attacked[:HEATMAP_ROWS]))
     private_features, private_labels = private.class_features(columns)
     centroids = identity_centroids(private_features, private_labels, columns)
     bar = tqdm(total=len(generated) + 1, desc=f"report {section.run.run_id}", unit="figure",
                disable=not progress, dynamic_ncols=True)
-    embedded = []
-    for title, samples in generated:
-        bar.set_postfix_str(f"heatmap {title}")
-        features = private.embed(samples.images)
-        rows = samples.classes[:HEATMAP_ROWS]
-        similarity = identity_centroids(features, samples.labels, rows) @ centroids.T
-        section.heatmaps.append(Plot(title, similarity_heatmap(similarity.numpy(), rows,
-                                                               columns, title)))
-        embedded.append((title, features, samples.labels))
-        bar.update()
     shown = torch.tensor(attacked[:TSNE_IDENTITIES])
     keep = torch.isin(private_labels, shown)
     panels = []
-    for title, features, labels in embedded:
-        mine = torch.isin(labels, shown)
-        panels.append((title, features[mine].numpy(), labels[mine].numpy()))
+    for title, cell, _ in generated:
+        bar.set_postfix_str(f"heatmap {title}")
+        heatmap, panel = _cell_figures(private, title, cell, columns, centroids, shown)
+        section.heatmaps.append(heatmap)
+        panels.append(panel)
+        bar.update()
     points = int(keep.sum()) + sum(len(p[1]) for p in panels)
     bar.set_postfix_str(f"t-SNE of {points} embeddings")
     if points >= 8:

@@ -57,7 +57,8 @@ def load_samples(folder: Path | None) -> Samples | None:
     path = None if folder is None else folder / "samples.pt"
     if path is None or not path.is_file():
         return None
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    # Memory-mapped: a grid reads its few thumbnails, not every image of the cell.
+    data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return Samples(data["images"], data["labels"], data["selected"])
 
 

@@ -8,12 +8,20 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import gc
+import weakref
+
 import pytest
+import torch
+from test_metrics import PROTOTYPES, MeanColour
 
 from mibench.cli import main
+from mibench.reports import render, samples
+from mibench.reports.private import PrivateView
 from mibench.reports.runs import load_run
 from mibench.reports.tables import MISSING, best_values, metric_table
 from mibench.store import CellKey, Store
+from mibench.world import Split
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -22,8 +30,9 @@ NO_FID = "Inception weights are not in this cache"
 
 
 def fake_run(store: Store, run_id: str, cells: dict[tuple[str, str], dict[str, float] | str],
-             command: str = "mibench run --preset smoke") -> None:
-    """A stored run without images: each cell has metric values, or an error string."""
+             command: str = "mibench run --preset smoke", images: bool = False) -> None:
+    """A stored run (with ``images``, random 8 px ``samples.pt`` of identities 0-2 per done
+    cell): each cell has metric values, or an error string."""
     store.create_run(run_id, {"preset": "smoke", "run": {"identities": 2, "samples": 2}},
                      {"torch": "2.x"}, "cpu", command)
     keys = {cell: CellKey(run_id, *cell, "similar", 0) for cell in cells}
@@ -36,8 +45,16 @@ def fake_run(store: Store, run_id: str, cells: dict[tuple[str, str], dict[str, f
         rows = [(subset, name, value, None) for subset in ("all", "selected")
                 for name, value in outcome.items()]
         rows += [(subset, "fid", None, NO_FID) for subset in ("all", "selected")]
+        folder = f"{run_id}/{'/'.join(cell)}/images" if images else ""
+        if images:
+            (store.root / folder).mkdir(parents=True)
+            gen = torch.Generator().manual_seed(len(folder))
+            torch.save({"images": torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8,
+                                                generator=gen),
+                        "labels": torch.tensor([0, 0, 1, 1, 2, 2]),
+                        "selected": torch.tensor([1, 2, 5])}, store.root / folder / "samples.pt")
         store.finish_cell(keys[cell], rows, {"prepare_s": 1.0, "attack_s_per_identity": 2.0},
-                          {"per_identity": {"forward": 8, "gradient": 6}}, "")
+                          {"per_identity": {"forward": 8, "gradient": 6}}, folder)
 
 
 def report(tmp_path: Path, *args: str) -> str:
@@ -161,3 +178,34 @@ def test_unknown_runs_and_missing_results_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "empty").exists()
     assert main(["report", "--list", "--results-dir", str(tmp_path / "runs")]) == 0
     assert "r1" in capsys.readouterr().out
+
+
+def test_the_report_holds_one_cells_samples_at_a_time(tmp_path, monkeypatch):
+    """Issue 17: Table I's samples are ~24 GB; the report loads, uses and drops each cell's
+    (grids first, then heatmaps and t-SNE), and draws every figure."""
+    fake_run(Store(tmp_path / "runs"), "r1", {(attack, target): {"eval_acc1": 0.5}
+                                              for attack in ("fmi", "gmi")
+                                              for target in ("arcface-18", "ir152")}, images=True)
+    colours = torch.rand(9, 3, generator=torch.Generator().manual_seed(3))
+    split = Split("private-train", (colours[:, :, None, None] * 255).to(
+        torch.uint8).expand(9, 3, 8, 8).contiguous(), torch.arange(9) % 3, torch.arange(9) % 3)
+    monkeypatch.setattr(render, "load_private", lambda *args: PrivateView(
+        split, MeanColour(PROTOTYPES), torch.device("cpu")))
+    live: list[weakref.ref] = []
+    load = samples.load_samples
+
+    def one_at_a_time(folder):
+        gc.collect()
+        assert not [ref for ref in live if ref() is not None], "another cell's samples are held"
+        loaded = load(folder)
+        live.append(weakref.ref(loaded))
+        return loaded
+
+    monkeypatch.setattr(render, "load_samples", one_at_a_time)
+    out = tmp_path / "out"
+    assert main(["report", "--results-dir", str(tmp_path / "runs"), "--out", str(out),
+                 "--quiet"]) == 0
+    html = (out / "index.html").read_text()
+    assert len(live) == 8                                       # grids, then figures
+    assert html.count('alt="similarity heatmap') == 4 and 'alt="t-SNE of run' in html
+    assert html.count('alt="gmi image of identity 1 (selected)') == 2
