@@ -145,8 +145,8 @@ def class_templates(features: torch.Tensor, labels: torch.Tensor,
         absent = torch.nonzero(counts == 0).flatten().tolist()
         raise TargetError(f"classes {absent[:5]} have no images to enrol; every identity "
                           "needs at least one")
-    sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype)
-    sums.index_add_(0, labels, F.normalize(features, dim=1))
+    sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype, device=features.device)
+    sums.index_add_(0, labels.to(features.device), F.normalize(features, dim=1))
     return F.normalize(sums, dim=1)
 
 

@@ -22,15 +22,18 @@ from test_gmi import ColourTarget
 from mibench.access import QueryLedger, view_for
 from mibench.attack import AttackContext
 from mibench.attacks.uami import UAMI, UAMIConfig
+from mibench.targets.models import class_templates
 from mibench.world import Split
 
 ACCELERATOR = torch.device("meta")
 CPU = torch.device("cpu")
 TAG = "_on_emulated_accelerator"
-DEVICE_ATTR = torch._C.TensorBase.__dict__["device"]
-# Calls that move data between devices: their result is where they were asked to put it.
 BASE = torch._C.TensorBase
+DEVICE, DATA, GRAD = (BASE.__dict__[name] for name in ("device", "data", "grad"))
+# Calls that move data between devices: their result is where they were asked to put it.
 TRANSFERS = {BASE.to, BASE.cpu, BASE.copy_, BASE.type_as}
+# Module.to's argument parsing and tensor-type check: untouched, unchecked.
+PASS_THROUGH = {torch._C._nn._parse_to, torch._has_compatible_shallow_copy_type}
 # A device tensor may be indexed with CPU indices; a CPU tensor may not be with device ones.
 INDEXING = {BASE.__getitem__, BASE.__setitem__}
 
@@ -52,8 +55,20 @@ class EmulatedAccelerator(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if getattr(func, "__self__", None) is DEVICE_ATTR:          # tensor.device
+        if func in PASS_THROUGH:
+            return func(*args, **kwargs)
+        attribute = getattr(func, "__self__", None)
+        if attribute is DEVICE:                                      # tensor.device
             return ACCELERATOR if on_accelerator(args[0]) else CPU
+        if attribute is DATA and func.__name__ == "__set__":        # Module.to sets param.data
+            func(*args)
+            setattr(args[0], TAG, on_accelerator(args[1]))
+            return None
+        if attribute is GRAD and func.__name__ == "__get__":        # autograd's grads: untagged
+            grad = func(*args)
+            if grad is not None:
+                setattr(grad, TAG, on_accelerator(args[0]))
+            return grad
         requested: list[torch.device] = []
 
         def to_cpu(value: Any) -> Any:
@@ -82,7 +97,7 @@ class EmulatedAccelerator(TorchFunctionMode):
         else:
             where = any(map(on_accelerator, tensors)) or ACCELERATOR in requested
         for out in tree_flatten(result)[0]:
-            if isinstance(out, torch.Tensor) and not isinstance(out, torch.nn.Parameter):
+            if isinstance(out, torch.Tensor):
                 setattr(out, TAG, where)
         return result
 
@@ -174,3 +189,10 @@ def test_uami_filter_takes_labels_on_the_attack_device(cache, device):
     assert images.device == CPU
     assert torch.equal(ColourTarget()(images)[0].argmax(1), labels)
     assert torch.allclose(images[:, :, 0, 0].max(1).values, torch.full((5,), 0.9 * 0.95))
+
+
+def test_class_templates_are_built_where_the_features_are(device):
+    features = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, 3.0]])
+    templates = class_templates(features.to(device), torch.tensor([0, 1, 1]), 2)
+    assert templates.device == device
+    assert torch.equal(templates.cpu(), torch.eye(2))
