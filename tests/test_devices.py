@@ -22,6 +22,7 @@ from test_gmi import ColourTarget
 from mibench.access import QueryLedger, view_for
 from mibench.attack import AttackContext
 from mibench.attacks.uami import UAMI, UAMIConfig
+from mibench.registry import ATTACKS
 from mibench.targets.models import class_templates
 from mibench.world import Split
 
@@ -196,3 +197,29 @@ def test_class_templates_are_built_where_the_features_are(device):
     templates = class_templates(features.to(device), torch.tensor([0, 1, 1]), 2)
     assert templates.device == device
     assert torch.equal(templates.cpu(), torch.eye(2))
+
+
+QUICK_ON_THE_EMULATOR = {"gmi"}   # the others take 8-250 s under the emulator at smoke size
+
+
+@pytest.mark.parametrize("name", [name if name in QUICK_ON_THE_EMULATOR else pytest.param(
+    name, marks=pytest.mark.slow) for name in ATTACKS.names()])
+def test_every_attack_runs_with_its_models_and_labels_on_the_device(name, cache, device):
+    """``prepare``, ``invert`` and ``select`` at smoke size as the harness calls them: target
+    and priors on the device, ``invert``'s labels on it, ``select``'s on the CPU."""
+    attack_cls = ATTACKS.get(name)
+    gen = torch.Generator().manual_seed(0)
+    aux = Split("aux", (torch.rand(48, 3, 32, 32, generator=gen) * 255).to(torch.uint8),
+                torch.arange(48) % 6, torch.arange(48) % 6 + 100)
+    ledger = QueryLedger()
+    ctx = DeviceContext(aux=aux, cache=cache, device=device, seed=0, ledger=ledger,
+                        target=view_for(attack_cls.spec.access, ColourTarget().to(device), ledger),
+                        data_fingerprint="toy", aux_fingerprint="toy", show_progress=False)
+    attack = attack_cls(attack_cls.Config.resolve("smoke", {}))
+    attack.prepare(ctx)
+    labels = torch.tensor([0, 0, 1, 2])
+    with ledger.scope(labels):
+        images = attack.invert(ctx.target, labels.to(device), ctx).detach().float().cpu()
+        selected = attack.select(ctx.target, images, labels, ctx).cpu()
+    assert images.shape[0] == 4 and 0 <= images.min() and images.max() <= 1
+    assert sorted(labels[selected].tolist()) == [0, 1, 2]
