@@ -18,7 +18,7 @@ from mibench.cli import main
 from mibench.cache import Cache
 from mibench.metrics import (Metric, MetricUnavailable, MetricValue, PrivateReference,
                              ReferenceStore, default_metrics, evaluate, measure)
-from mibench.metrics import inception, perceptual
+from mibench.metrics import inception, perceptual, reference
 from mibench.metrics.accuracy import top_k_accuracy
 from mibench.metrics.context import EvalContext
 from mibench.metrics.fid import frechet_distance, inception_features
@@ -397,7 +397,8 @@ def test_streamed_lpips_equals_the_whole_set_computation(st_lpips):
     assert abs(selected - whole_set(alone)) < 1e-6 and abs(selected - 0.1720260634797993) < 1e-6
 
 
-def test_lpips_holds_one_identity_and_caches_no_embeddings(st_lpips, monkeypatch, tmp_path):
+def test_lpips_holds_one_identity_and_keeps_private_embeddings_within_a_budget(
+        st_lpips, monkeypatch, tmp_path):
     ctx, picked = lpips_case()
     ctx.private.store = ReferenceStore(Cache(tmp_path), "world", "eval")
     embedded: list[int] = []
@@ -407,10 +408,23 @@ def test_lpips_holds_one_identity_and_caches_no_embeddings(st_lpips, monkeypatch
         embedded.append(images.shape[0])
         return embed(net, images, size, batch_size)
 
+    def evaluate_twice(ctx: EvalContext) -> list[int]:
+        embedded.clear()
+        value = perceptual.nearest_perceptual_distance(ctx, st_lpips, "st_lpips")
+        perceptual.nearest_perceptual_distance(ctx.subset(picked), st_lpips, "st_lpips")
+        assert abs(value - 0.18988308397175294) < 1e-6
+        assert set(ctx._per_image) == {"st_lpips/nearest"}  # N distances, no N×D embeddings
+        return list(embedded)
+
     monkeypatch.setattr(perceptual, "perceptual_embedding", counting)
-    perceptual.nearest_perceptual_distance(ctx, st_lpips, "st_lpips")
-    perceptual.nearest_perceptual_distance(ctx.subset(picked), st_lpips, "st_lpips")
     # identity by identity: (generated, private) = (3, 4), (2, 5), (2, 3); the subset reuses them
-    assert embedded == [3, 4, 2, 5, 2, 3]
-    assert not ctx.private._per_identity and not list(tmp_path.iterdir())
-    assert set(ctx._per_image) == {"st_lpips/nearest"}  # N distances, no N×D embeddings
+    assert evaluate_twice(ctx) == [3, 4, 2, 5, 2, 3]
+    again = EvalContext(ctx.generated, ctx.labels, target=ctx.target, private=ctx.private)
+    assert evaluate_twice(again) == [3, 2, 2]         # private embeddings held on the CPU ...
+    assert all(held.device.type == "cpu" for held in ctx.private._held.values())
+    assert not list(tmp_path.iterdir())                # ... and never written to the cache
+    monkeypatch.setattr(reference, "HELD_BYTES", 36288 * 4 * 4)   # room for identity 0 only
+    tight, _ = lpips_case()
+    assert evaluate_twice(tight) == [3, 4, 2, 5, 2, 3]
+    assert evaluate_twice(EvalContext(tight.generated, tight.labels, target=tight.target,
+                                      private=tight.private)) == [3, 2, 5, 2, 3]

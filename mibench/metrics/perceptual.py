@@ -127,22 +127,26 @@ def perceptual_embedding(net: nn.Module, images: torch.Tensor, size: tuple[int, 
     return torch.cat(parts)
 
 
-def nearest_distances(net: nn.Module, ctx: EvalContext) -> torch.Tensor:
+def nearest_distances(net: nn.Module, kind: str, ctx: EvalContext) -> torch.Tensor:
     """Per generated image of the root context ``ctx``, the minimum distance to its identity's
     private images (float64, on the CPU).
 
     Streams by identity: an identity's generated and private images are embedded on the
-    device, compared and dropped, so one identity's embeddings are resident at a time
+    device, compared and dropped, so one identity's embeddings are on the device at a time
     (ST-LPIPS keeps ~2 MB per image: 80 GB for a paper-scale cell if all are held; issue 17).
-    Private embeddings are recomputed per image set, not cached: stored in fp16 they moved the
-    metric by 2e-6 on seven images, and in fp32 they would fill 48 GB of cache."""
+    Private embeddings are kept in fp32 on the CPU up to a budget and recomputed beyond it
+    (:meth:`PrivateReference.held_features_of`), never stored in the cache: fp16 storage moved
+    the metric by 2e-6 on seven images, and a paper-scale reference is 48 GB in fp32."""
     size = tuple(ctx.private.split.images.shape[-2:])
+
+    def embed(images: torch.Tensor) -> torch.Tensor:
+        return perceptual_embedding(net, images.to(ctx.device), size, ctx.batch_size)
+
     nearest = torch.empty(ctx.labels.shape[0], dtype=torch.float64)
     for label, index in ctx.by_identity():
         index = index.cpu()
-        generated = perceptual_embedding(net, ctx.generated[index].to(ctx.device), size,
-                                         ctx.batch_size)
-        private = perceptual_embedding(net, ctx.private.images_of(label), size, ctx.batch_size)
+        generated = embed(ctx.generated[index])
+        private = ctx.private.held_features_of(kind, label, embed)
         distances = torch.cdist(generated.double(), private.double(),
                                 compute_mode="donot_use_mm_for_euclid_dist").pow(2)
         nearest[index] = distances.min(dim=1).values.cpu()
@@ -154,7 +158,7 @@ def nearest_perceptual_distance(ctx: EvalContext, net: nn.Module, kind: str) -> 
 
     The per-image minima are computed once per image set (:func:`nearest_distances`); a subset
     takes its images' minima from them."""
-    nearest = ctx.per_image(f"{kind}/nearest", lambda _: nearest_distances(net, ctx.root))
+    nearest = ctx.per_image(f"{kind}/nearest", lambda _: nearest_distances(net, kind, ctx.root))
     return nearest.sum().item() / nearest.shape[0]
 
 

@@ -28,6 +28,7 @@ log = logging.getLogger("mibench.metrics")
 
 COMPONENT = "metric-reference"
 REFERENCE_VERSION = "1"  # bump when an embedding's definition changes
+HELD_BYTES = 2 * 2**30   # per-identity embeddings a reference keeps in memory (held_features_of)
 
 
 class ReferenceStore:
@@ -85,6 +86,8 @@ class PrivateReference:
         self.store = store
         self._eval_features: torch.Tensor | None = None
         self._per_identity: dict[tuple[str, int], torch.Tensor] = {}
+        self._held: dict[tuple[str, int], torch.Tensor] = {}
+        self._held_bytes = 0
 
     @property
     def device(self) -> torch.device:
@@ -131,3 +134,19 @@ class PrivateReference:
                     compute, device=self.device)
             parts.append(self._per_identity[key])
         return torch.cat(parts)
+
+    def held_features_of(self, kind: str, label: int,
+                         embed: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``embed`` of identity ``label``'s private images, on :attr:`device`, for embeddings
+        too large to keep them all (ST-LPIPS: ~2 MB per image, 48 GB for a paper-scale
+        reference; issue 17). They are kept on the CPU, in memory only, while the kept ones
+        total at most ``HELD_BYTES``, and recomputed beyond that."""
+        key = (kind, int(label))
+        if key in self._held:
+            return self._held[key].to(self.device)
+        features = embed(self.images_of(int(label)))
+        size = features.numel() * features.element_size()
+        if self._held_bytes + size <= HELD_BYTES:
+            self._held[key] = features.cpu()
+            self._held_bytes += size
+        return features
