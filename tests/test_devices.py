@@ -11,12 +11,14 @@ device-parametrised tests run on the real device too.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
+from test_fgmia import ColourHead
 from test_gmi import ColourTarget
 
 from mibench.access import QueryLedger, view_for
@@ -199,23 +201,26 @@ def test_class_templates_are_built_where_the_features_are(device):
     assert torch.equal(templates.cpu(), torch.eye(2))
 
 
-QUICK_ON_THE_EMULATOR = {"gmi"}   # the others take 8-250 s under the emulator at smoke size
+QUICK_ON_THE_EMULATOR = {"gmi"}   # the others take 8-100 s under the emulator
+FEW_STEPS = ("train_steps", "ae_steps", "sampler_steps", "ft_epochs")   # 2 each: device paths
 
 
 @pytest.mark.parametrize("name", [name if name in QUICK_ON_THE_EMULATOR else pytest.param(
     name, marks=pytest.mark.slow) for name in ATTACKS.names()])
 def test_every_attack_runs_with_its_models_and_labels_on_the_device(name, cache, device):
-    """``prepare``, ``invert`` and ``select`` at smoke size as the harness calls them: target
-    and priors on the device, ``invert``'s labels on it, ``select``'s on the CPU."""
+    """``prepare``, ``invert`` and ``select`` at smoke size (two steps of each diffusion
+    loop) as the harness calls them: target and priors on the device, ``invert``'s labels on
+    it, ``select``'s on the CPU."""
     attack_cls = ATTACKS.get(name)
     gen = torch.Generator().manual_seed(0)
     aux = Split("aux", (torch.rand(48, 3, 32, 32, generator=gen) * 255).to(torch.uint8),
                 torch.arange(48) % 6, torch.arange(48) % 6 + 100)
     ledger = QueryLedger()
     ctx = DeviceContext(aux=aux, cache=cache, device=device, seed=0, ledger=ledger,
-                        target=view_for(attack_cls.spec.access, ColourTarget().to(device), ledger),
+                        target=view_for(attack_cls.spec.access, ColourHead().to(device), ledger),
                         data_fingerprint="toy", aux_fingerprint="toy", show_progress=False)
-    attack = attack_cls(attack_cls.Config.resolve("smoke", {}))
+    steps = {f.name: 2 for f in fields(attack_cls.Config) if f.name in FEW_STEPS}
+    attack = attack_cls(attack_cls.Config.resolve("smoke", steps))
     attack.prepare(ctx)
     labels = torch.tensor([0, 0, 1, 2])
     with ledger.scope(labels):

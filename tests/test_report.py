@@ -134,6 +134,37 @@ def test_a_missing_metric_shows_its_reason_never_zero(tmp_path):
     assert f'<li id="note-r1-1">{NO_FID}</li>' in html
 
 
+def test_the_report_holds_one_cells_samples_at_a_time(tmp_path, monkeypatch):
+    """Issue 17: Table I's samples are ~24 GB; the report loads, uses and drops each cell's
+    (grids first, then heatmaps and t-SNE), and draws every figure."""
+    fake_run(Store(tmp_path / "runs"), "r1", {(attack, target): {"eval_acc1": 0.5}
+                                              for attack in ("fmi", "gmi")
+                                              for target in ("arcface-18", "ir152")}, images=True)
+    colours = torch.rand(9, 3, generator=torch.Generator().manual_seed(3))
+    split = Split("private-train", (colours[:, :, None, None] * 255).to(
+        torch.uint8).expand(9, 3, 8, 8).contiguous(), torch.arange(9) % 3, torch.arange(9) % 3)
+    monkeypatch.setattr(render, "load_private", lambda *args: PrivateView(
+        split, MeanColour(PROTOTYPES), torch.device("cpu")))
+    live: list[weakref.ref] = []
+    load = samples.load_samples
+
+    def one_at_a_time(folder):
+        gc.collect()
+        assert not [ref for ref in live if ref() is not None], "another cell's samples are held"
+        loaded = load(folder)
+        live.append(weakref.ref(loaded))
+        return loaded
+
+    monkeypatch.setattr(render, "load_samples", one_at_a_time)
+    out = tmp_path / "out"
+    assert main(["report", "--results-dir", str(tmp_path / "runs"), "--out", str(out),
+                 "--quiet"]) == 0
+    html = (out / "index.html").read_text()
+    assert len(live) == 8                                       # grids, then figures
+    assert html.count('alt="similarity heatmap') == 4 and 'alt="t-SNE of run' in html
+    assert html.count('alt="gmi image of identity 1 (selected)') == 2
+
+
 def test_two_runs_are_compared_and_failed_cells_show_their_error(tmp_path):
     store = Store(tmp_path / "runs")
     fake_run(store, "r1", {("gmi", "arcface-18"): {"eval_acc1": 0.4}})
@@ -179,33 +210,3 @@ def test_unknown_runs_and_missing_results_are_one_line_errors(tmp_path, capsys):
     assert main(["report", "--list", "--results-dir", str(tmp_path / "runs")]) == 0
     assert "r1" in capsys.readouterr().out
 
-
-def test_the_report_holds_one_cells_samples_at_a_time(tmp_path, monkeypatch):
-    """Issue 17: Table I's samples are ~24 GB; the report loads, uses and drops each cell's
-    (grids first, then heatmaps and t-SNE), and draws every figure."""
-    fake_run(Store(tmp_path / "runs"), "r1", {(attack, target): {"eval_acc1": 0.5}
-                                              for attack in ("fmi", "gmi")
-                                              for target in ("arcface-18", "ir152")}, images=True)
-    colours = torch.rand(9, 3, generator=torch.Generator().manual_seed(3))
-    split = Split("private-train", (colours[:, :, None, None] * 255).to(
-        torch.uint8).expand(9, 3, 8, 8).contiguous(), torch.arange(9) % 3, torch.arange(9) % 3)
-    monkeypatch.setattr(render, "load_private", lambda *args: PrivateView(
-        split, MeanColour(PROTOTYPES), torch.device("cpu")))
-    live: list[weakref.ref] = []
-    load = samples.load_samples
-
-    def one_at_a_time(folder):
-        gc.collect()
-        assert not [ref for ref in live if ref() is not None], "another cell's samples are held"
-        loaded = load(folder)
-        live.append(weakref.ref(loaded))
-        return loaded
-
-    monkeypatch.setattr(render, "load_samples", one_at_a_time)
-    out = tmp_path / "out"
-    assert main(["report", "--results-dir", str(tmp_path / "runs"), "--out", str(out),
-                 "--quiet"]) == 0
-    html = (out / "index.html").read_text()
-    assert len(live) == 8                                       # grids, then figures
-    assert html.count('alt="similarity heatmap') == 4 and 'alt="t-SNE of run' in html
-    assert html.count('alt="gmi image of identity 1 (selected)') == 2
