@@ -209,4 +209,3 @@ def test_unknown_runs_and_missing_results_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "empty").exists()
     assert main(["report", "--list", "--results-dir", str(tmp_path / "runs")]) == 0
     assert "r1" in capsys.readouterr().out
-
