@@ -37,7 +37,8 @@ from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
 from mibench.attacks.losses import poincare
-from mibench.attacks.priors.stylegan import CandidateSearchConfig, candidate_search, load_stylegan
+from mibench.attacks.priors.stylegan import CandidateSearchConfig, candidate_search
+from mibench.attacks.priors.stylegan_import import load_prior
 from mibench.config import Config, param
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS
@@ -101,7 +102,11 @@ class IFGMI(Attack):
     Config: ClassVar[type[Config]] = IFGMIConfig
 
     def prepare(self, ctx: AttackContext) -> None:
-        self.prior = load_stylegan(ctx, self.config)
+        self.prior = load_prior(ctx, self.config)
+        stages, blocks = len(self.config.stage_steps), len(self.prior.blocks)
+        if stages > blocks:
+            raise ConfigError(f"IFGMIConfig.stage_steps: {stages} stages, but the prior has "
+                              f"{blocks} synthesis blocks; use at most {blocks} stages")
 
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:

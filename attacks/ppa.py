@@ -34,8 +34,8 @@ from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
 from mibench.attacks.losses import poincare
-from mibench.attacks.priors.stylegan import (SEARCH_SEED, CandidateSearchConfig,
-                                             candidate_search, load_stylegan)
+from mibench.attacks.priors.stylegan import SEARCH_SEED, CandidateSearchConfig, candidate_search
+from mibench.attacks.priors.stylegan_import import load_prior
 from mibench.config import Config, param
 from mibench.registry import ATTACKS
 from mibench.selection import augmented_confidence, best_per_identity
@@ -74,7 +74,7 @@ class PPA(Attack):
     Config: ClassVar[type[Config]] = PPAConfig
 
     def prepare(self, ctx: AttackContext) -> None:
-        self.prior = load_stylegan(ctx, self.config)
+        self.prior = load_prior(ctx, self.config)
 
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
