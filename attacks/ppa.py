@@ -21,6 +21,13 @@ ledger records them as unattributed); each candidate then costs ``iterations`` g
 and ``final_draws`` forward queries.
 ``crop`` is PPA's CenterCrop 800 of FFHQ's 1024 px, which frames the face like CelebA; our
 prior trains on aux images framed like the private ones, so ``mini`` and ``smoke`` do not crop.
+
+Pretrained generator: ``stylegan_checkpoint`` set to NVLabs' stylegan2-ada-pytorch pickle
+(PPA's own ``ffhq.pkl``) or a rosinality ``.pt`` replaces the trained prior by that generator
+(``priors/stylegan_import.py``): the pickle is read without running any of its code, the
+weights drive StyleGAN2's exact synthesis (FIR resampling, constant noise, ``conv_clamp``,
+images (x + 1)/2), and resolution, z/w sizes and ``num_ws`` come from the file, so the prior's
+size fields are ignored. Use it with ``crop`` 0.78125 (the paper preset) on FFHQ's 1024 px.
 """
 
 from __future__ import annotations

@@ -320,7 +320,7 @@ def import_stylegan(path: PathLike) -> StyleGAN:
     """The generator in ``path`` (``.pkl``: NVLabs, else rosinality ``.pt``) as a faithful
     :class:`StyleGAN`, in eval mode without gradients. Raises
     :class:`StyleGANCheckpointError` (one line) for a missing, unsafe or unfitting file."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise StyleGANCheckpointError(f"StyleGAN2 checkpoint {path} does not exist; "
                                       + WHERE_TO_GET)
