@@ -1,8 +1,9 @@
 """IF-GMI — Intermediate-Feature GMI (Qiu et al., ECCV 2024), attacks.md §6.
 
 Prior: the StyleGAN prior shared with PPA (``priors/stylegan.py``), whose synthesis can start
-at block s from a supplied state. Candidates come from PPA's initial selection (the run's
-``samples`` per identity play IF-GMI's 50 candidates).
+at block s from a supplied state, or a pretrained StyleGAN2 (``stylegan_checkpoint``, as in
+PPA). Candidates come from PPA's initial selection (the run's ``samples`` per identity play
+IF-GMI's 50 candidates).
 
 Layer-wise optimisation over stages s = 0 … len(stage_steps) − 1 (§6.3.2):
 - stage 0 optimises the single w (broadcast to every style input) through the whole synthesis;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -158,8 +159,13 @@ def test_rosinality_state_dict_maps_onto_the_same_synthesis(tmp_path):
     ours = import_stylegan(path)
     assert ours.resolution == 32 and ours.num_ws == 8
     compare(ours, reference)
-    torch.save(to_rosinality(reference), path)          # bare state dict, no latent_avg
-    assert torch.isfinite(import_stylegan(path).w_avg).all()
+    # train.py's checkpoint: argparse args, no latent_avg (w_avg estimated as the mean w)
+    torch.save({"g": {}, "g_ema": to_rosinality(reference), "args": Namespace(size=32)}, path)
+    ours = import_stylegan(path)
+    mean_w = reference.mapping(torch.randn(20_000, reference.z_dim))[:, 0].mean(0)
+    assert torch.allclose(ours.w_avg, mean_w, atol=0.05)
+    reference.mapping.w_avg.copy_(ours.w_avg)
+    compare(ours, reference)
 
 
 def test_rosinality_file_with_pickled_code_is_refused(tmp_path):
@@ -177,7 +183,7 @@ def no_training(*args, **kwargs):
 
 def test_ppa_runs_on_an_imported_nvlabs_checkpoint(ctx, nvlabs, monkeypatch):  # noqa: F811
     torch.manual_seed(0)
-    path = nvlabs(Generator(conv_clamp=256.0).randomise(3))
+    path = nvlabs(Generator(img_resolution=32, channel_base=256, conv_clamp=256.0).randomise(3))
     monkeypatch.setattr(stylegan_module, "train_stylegan", no_training)
     attack = PPA(PPAConfig.resolve("smoke", {"stylegan_checkpoint": str(path)}))
     attack.prepare(ctx)
@@ -185,7 +191,9 @@ def test_ppa_runs_on_an_imported_nvlabs_checkpoint(ctx, nvlabs, monkeypatch):  #
     labels = torch.tensor([0, 1, 2, 2])
     with ctx.ledger.scope(labels):
         images = attack.invert(ctx.target, labels, ctx)
-    assert images.shape == (4, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
+    # sizes come from the file (32 px, z 8), not from the smoke config (16 px, z 16)
+    assert images.shape == (4, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
+    assert attack.prior.z_dim == 8 and attack.prior.num_ws == 8
     assert not (ctx.cache.root / "prior-stylegan").exists()
 
 

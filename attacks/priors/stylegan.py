@@ -248,9 +248,9 @@ def candidate_search(prior: StyleGAN, target: TargetView, labels: torch.Tensor,
 class StyleGANPriorConfig(Config):
     """The prior's fields. PPA and IF-GMI inherit them, so both load one cached prior.
 
-    PPA and IF-GMI use NVLabs' pre-trained FFHQ StyleGAN2; we train ours on the aux split with
-    StyleGAN2's objective and config-F optimiser values (25,000 kimg over FFHQ's 70,000
-    images is about 350 epochs)."""
+    PPA and IF-GMI use NVLabs' pre-trained FFHQ StyleGAN2 (importable: ``stylegan_checkpoint``);
+    by default we train ours on the aux split with StyleGAN2's objective and config-F optimiser
+    values (25,000 kimg over FFHQ's 70,000 images is about 350 epochs)."""
 
     z_dim: int = param(512, "prior latent dimension", ge=1)
     w_dim: int = param(512, "W-space dimension", ge=1)

@@ -19,8 +19,9 @@ Two layouts are read and mapped onto our synthesis in its faithful mode
   parameters and buffers then form a state dict (``mapping.fc0.weight``,
   ``synthesis.b4.conv1.weight``, ``synthesis.b8.torgb.affine.weight``, ``noise_const``,
   ``noise_strength``, ``mapping.w_avg``, …); ``conv_clamp`` comes from the layers' attributes.
-* **rosinality stylegan2-pytorch ``.pt``** (``{"g_ema": state_dict, "latent_avg": …}`` or a
-  bare state dict), read with ``torch.load(weights_only=True)``: ``style.1.weight``,
+* **rosinality stylegan2-pytorch ``.pt``** (``{"g_ema": state_dict, "latent_avg": …}``, a
+  training checkpoint whose ``args`` is an ``argparse.Namespace``, or a bare state dict), read
+  with ``torch.load(weights_only=True)``: ``style.1.weight``,
   ``conv1.conv.weight``, ``convs.0.conv.weight``, ``to_rgbs.0.conv.weight``,
   ``noises.noise_0``, … are renamed to the NVLabs names first. Without ``latent_avg`` the
   mean w is estimated from 10,000 seeded z's (rosinality's ``mean_latent``).
@@ -32,6 +33,7 @@ Sizes (z, w, mapping depth, resolution, channels) come from the tensors; loading
 
 from __future__ import annotations
 
+import argparse
 import io
 import math
 import os
@@ -45,8 +47,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from mibench.attacks.priors.fir import FIR_TAPS
 from mibench.attack import AttackContext
+from mibench.attacks.priors.fir import FIR_TAPS
 from mibench.attacks.priors.stylegan import (CandidateSearchConfig, StyleGAN, channels,
                                              load_stylegan)
 from mibench.errors import MibenchError
@@ -256,7 +258,8 @@ def read_rosinality(path: Path) -> "OrderedDict[str, torch.Tensor]":
     """A rosinality ``.pt`` (weights only) in NVLabs names; ``mapping.w_avg`` from
     ``latent_avg`` when the file has it."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):   # train.py's "args"
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         refused = "Weights only load failed" in str(err)
         raise StyleGANCheckpointError(
