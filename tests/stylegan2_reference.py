@@ -16,6 +16,7 @@ import math
 import sys
 import types
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,7 +88,7 @@ class FullyConnectedLayer(Persistent):
         self.activation = activation
         self.weight = nn.Parameter(torch.randn(c_out, c_in) / lr_multiplier)
         self.bias = nn.Parameter(torch.full((c_out,), float(bias_init)))
-        self.weight_gain, self.bias_gain = lr_multiplier / math.sqrt(c_in), lr_multiplier
+        self.weight_gain, self.bias_gain = lr_multiplier / np.sqrt(c_in), lr_multiplier
 
     def forward(self, x):
         x = x.matmul((self.weight * self.weight_gain).t()) + self.bias * self.bias_gain
@@ -136,7 +137,7 @@ class SynthesisLayer(Persistent):
     def __init__(self, c_in, c_out, w_dim, resolution, up=1, conv_clamp=None):
         super().__init__(in_channels=c_in, out_channels=c_out, resolution=resolution)
         self.resolution, self.up, self.use_noise, self.activation = resolution, up, True, "lrelu"
-        self.conv_clamp, self.padding, self.act_gain = conv_clamp, 1, math.sqrt(2)
+        self.conv_clamp, self.padding, self.act_gain = conv_clamp, 1, np.sqrt(2)  # np.float64
         self.register_buffer("resample_filter", setup_filter())
         self.affine = FullyConnectedLayer(w_dim, c_in, bias_init=1)
         self.weight = nn.Parameter(torch.randn(c_out, c_in, 3, 3))
@@ -158,7 +159,7 @@ class ToRGBLayer(Persistent):
         self.affine = FullyConnectedLayer(w_dim, c_in, bias_init=1)
         self.weight = nn.Parameter(torch.randn(c_out, c_in, 1, 1))
         self.bias = nn.Parameter(torch.zeros(c_out))
-        self.weight_gain = 1 / math.sqrt(c_in)
+        self.weight_gain = 1 / np.sqrt(c_in)
 
     def forward(self, x, w):
         x = modulated_conv(x, self.weight, self.affine(w) * self.weight_gain, False)

@@ -36,7 +36,11 @@ def nvlabs(monkeypatch, tmp_path):
         data = {"G": g_ema, "D": None, "G_ema": g_ema, "augment_pipe": None,
                 "training_set_kwargs": {"resolution": g_ema.img_resolution, "xflip": False},
                 **extras}
-        path.write_bytes(pickle.dumps(data, protocol=protocol))
+        payload = pickle.dumps(data, protocol=protocol)
+        if protocol <= 3:   # as written in 2020 with numpy 1 (text GLOBAL opcodes)
+            payload = payload.replace(b"numpy._core.multiarray\nscalar",
+                                      b"numpy.core.multiarray\nscalar")
+        path.write_bytes(payload)
         return path
 
     write.marker = marker

@@ -12,7 +12,8 @@ Two layouts are read and mapped onto our synthesis in its faithful mode
   ``_rebuild_tensor_v2`` / ``_rebuild_parameter`` of storages that ``_load_from_bytes``
   restores from an embedded ``torch.save`` blob. NVLabs' loader imports ``module_src``; we
   never do. :class:`RestrictedUnpickler` resolves only those globals (plus ``OrderedDict``,
-  ``set`` and ``dnnlib.util.EasyDict``), each to an inert stand-in: a persistent object
+  ``set``, ``dnnlib.util.EasyDict`` and numpy's scalar / dtype, which the layers' gains are
+  pickled as), each to an inert stand-in: a persistent object
   becomes a :class:`PersistentObject` holding its state, a storage blob is read with
   ``torch.load(weights_only=True)``. Any other global (``os.system``, ``builtins.eval``, a
   class with a ``__reduce__``) is refused, naming it, before anything is called. ``G_ema``'s
@@ -39,6 +40,7 @@ import math
 import os
 import pickle
 import re
+import struct
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -103,6 +105,29 @@ def _rebuild_tensor(storage: Any, offset: int, size: tuple[int, ...],
     return tensor.set_(storage._untyped_storage, offset, size, stride)
 
 
+class NumpyDtype:
+    """Stand-in for ``numpy.dtype``: its type code and byte order, nothing else."""
+
+    def __init__(self, code: Any, *_: Any) -> None:
+        self.code, self.order = str(code), "<"
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "|", "="):
+            self.order = state[1]
+
+
+NUMPY_SCALARS = {"f8": "d", "f4": "f", "i8": "q", "i4": "i", "u1": "B", "b1": "?"}
+"""numpy scalar type codes → struct formats (NVLabs' layer gains are numpy float64s)."""
+
+
+def _numpy_scalar(dtype: Any, data: Any = b"") -> float | int | bool:
+    if not (isinstance(dtype, NumpyDtype) and dtype.code in NUMPY_SCALARS
+            and isinstance(data, bytes)):
+        raise pickle.UnpicklingError("a numpy scalar of an unsupported type")
+    return struct.unpack(("<" if dtype.order != ">" else ">") + NUMPY_SCALARS[dtype.code],
+                         data)[0]
+
+
 def _rebuild_parameter(data: Any, *_: Any) -> torch.Tensor:
     if not isinstance(data, torch.Tensor):
         raise pickle.UnpicklingError("a parameter without a tensor")
@@ -117,6 +142,9 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set,
     ("dnnlib.util", "EasyDict"): EasyDict,
+    ("numpy", "dtype"): NumpyDtype,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,      # numpy 1 (the 2020 pickles)
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,     # numpy 2
 }
 """The only globals an NVLabs generator pickle needs, each mapped to an inert stand-in."""
 
