@@ -12,24 +12,22 @@ Two layouts are read and mapped onto our synthesis in its faithful mode
   ``_rebuild_tensor_v2`` / ``_rebuild_parameter`` of storages that ``_load_from_bytes``
   restores from an embedded ``torch.save`` blob. NVLabs' loader imports ``module_src``; we
   never do. :class:`RestrictedUnpickler` resolves only those globals (plus ``OrderedDict``,
-  ``set``, ``dnnlib.util.EasyDict`` and numpy's scalar / dtype, which the layers' gains are
-  pickled as), each to an inert stand-in: a persistent object
-  becomes a :class:`PersistentObject` holding its state, a storage blob is read with
-  ``torch.load(weights_only=True)``. Any other global (``os.system``, ``builtins.eval``, a
+  ``set``, ``dnnlib.util.EasyDict``, numpy's scalar and dtype: the layers' gains), each to an
+  inert stand-in: a persistent object becomes a :class:`PersistentObject` holding its state, a
+  storage blob is read with ``torch.load(weights_only=True)``. Any other global (``os.system``, ``builtins.eval``, a
   class with a ``__reduce__``) is refused, naming it, before anything is called. ``G_ema``'s
   parameters and buffers then form a state dict (``mapping.fc0.weight``,
   ``synthesis.b4.conv1.weight``, ``synthesis.b8.torgb.affine.weight``, ``noise_const``,
   ``noise_strength``, ``mapping.w_avg``, …); ``conv_clamp`` comes from the layers' attributes.
 * **rosinality stylegan2-pytorch ``.pt``** (``{"g_ema": state_dict, "latent_avg": …}``, a
   training checkpoint whose ``args`` is an ``argparse.Namespace``, or a bare state dict), read
-  with ``torch.load(weights_only=True)``: ``style.1.weight``,
-  ``conv1.conv.weight``, ``convs.0.conv.weight``, ``to_rgbs.0.conv.weight``,
-  ``noises.noise_0``, … are renamed to the NVLabs names first. Without ``latent_avg`` the
+  with ``torch.load(weights_only=True)``: ``style.1.weight``, ``conv1.conv.weight``,
+  ``convs.0.conv.weight``, ``to_rgbs.0.conv.weight``, ``noises.noise_0``, … are renamed to the
+  NVLabs names first. Without ``latent_avg`` the
   mean w is estimated from 10,000 seeded z's (rosinality's ``mean_latent``).
 
-Sizes (z, w, mapping depth, resolution, channels) come from the tensors; loading is strict
-(missing, unexpected or mis-shaped tensors are one-line errors); conditional generators
-(``c_dim`` > 0) and non-``skip`` architectures are refused.
+Sizes come from the tensors; loading is strict (missing, unexpected or mis-shaped tensors are
+one-line errors); conditional generators and non-``skip`` architectures are refused.
 """
 
 from __future__ import annotations
@@ -60,6 +58,7 @@ WHERE_TO_GET = ("download a stylegan2-ada-pytorch generator pickle (e.g. "
                 "one PPA uses) or a rosinality stylegan2-pytorch .pt, and set "
                 "stylegan_checkpoint to its path")
 MEAN_LATENT_SAMPLES = 10_000
+MAX_DEPTH = 8   # G_ema → synthesis → b1024 → conv0 → affine is 4 deep; deeper: a cycle or junk
 PathLike = str | os.PathLike[str]
 
 
@@ -202,7 +201,7 @@ def _flatten(module: PersistentObject, prefix: str, tensors: dict[str, torch.Ten
     for name, child in (state.get("_modules") or {}).items():
         if child is None:
             continue
-        if not isinstance(child, PersistentObject):
+        if not isinstance(child, PersistentObject) or prefix.count(".") > MAX_DEPTH:
             raise StyleGANCheckpointError(f"{path}: submodule {prefix}{name} is not a "
                                           "persistent network module; not a StyleGAN2 pickle")
         _flatten(child, f"{prefix}{name}.", tensors, attributes, path)
