@@ -14,11 +14,12 @@ Two layouts are read and mapped onto our synthesis in its faithful mode
   never do. :class:`RestrictedUnpickler` resolves only those globals (plus ``OrderedDict``,
   ``set``, ``dnnlib.util.EasyDict``, numpy's scalar and dtype: the layers' gains), each to an
   inert stand-in: a persistent object becomes a :class:`PersistentObject` holding its state, a
-  storage blob is read with ``torch.load(weights_only=True)``. Any other global (``os.system``, ``builtins.eval``, a
-  class with a ``__reduce__``) is refused, naming it, before anything is called. ``G_ema``'s
-  parameters and buffers then form a state dict (``mapping.fc0.weight``,
-  ``synthesis.b4.conv1.weight``, ``synthesis.b8.torgb.affine.weight``, ``noise_const``,
-  ``noise_strength``, ``mapping.w_avg``, …); ``conv_clamp`` comes from the layers' attributes.
+  storage blob is read with ``torch.load(weights_only=True)``. Any other global
+  (``os.system``, ``builtins.eval``, a class with a ``__reduce__``) is refused, naming it,
+  before anything is called. ``G_ema``'s parameters and buffers then form a state dict
+  (``mapping.fc0.weight``, ``synthesis.b4.conv1.weight``, ``synthesis.b8.torgb.affine.weight``,
+  ``noise_const``, ``noise_strength``, ``mapping.w_avg``, …); ``conv_clamp`` comes from the
+  layers' attributes.
 * **rosinality stylegan2-pytorch ``.pt``** (``{"g_ema": state_dict, "latent_avg": …}``, a
   training checkpoint whose ``args`` is an ``argparse.Namespace``, or a bare state dict), read
   with ``torch.load(weights_only=True)``: ``style.1.weight``, ``conv1.conv.weight``,
