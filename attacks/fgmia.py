@@ -315,10 +315,13 @@ class FGMIANoScaleFTConfig(FGMIAConfig):
                          choices=("moment", "norm", "none"))
 
 
-def _ablation_spec(name: str, title: str) -> AttackSpec:
+def _ablation_spec(name: str, title: str, *, closed_set_only: bool = False) -> AttackSpec:
+    """An ablation's spec; ``closed_set_only``: it differs from FGMIA only on closed-set targets
+    (TransF and ScaleFT act on the head; an open-set template is used as it is)."""
     return AttackSpec(name=f"fgmia-{name}", title=f"FGMIA ablation: {title}",
                       paper="Lu et al., TIFS", year=2025, access="whitebox",
-                      prior="feature-conditioned diffusion", target_dependent_prior=True)
+                      prior="feature-conditioned diffusion", target_dependent_prior=True,
+                      same_as_on_open_set="fgmia" if closed_set_only else None)
 
 
 @ATTACKS.register("fgmia-no-fg")
@@ -333,7 +336,7 @@ class FGMIANoFG(FGMIA):
 class FGMIANoTransF(FGMIA):
     """Table VI, no-TransF: the raw head row stands in for the identity's feature."""
 
-    spec = _ablation_spec("no-transf", "no TransF")
+    spec = _ablation_spec("no-transf", "no TransF", closed_set_only=True)
     Config: ClassVar[type[Config]] = FGMIANoTransFConfig
 
 
@@ -341,5 +344,5 @@ class FGMIANoTransF(FGMIA):
 class FGMIANoScaleFT(FGMIA):
     """Table VI, no-ScaleFT: the TransF direction is used as the condition unscaled."""
 
-    spec = _ablation_spec("no-scaleft", "no ScaleFT")
+    spec = _ablation_spec("no-scaleft", "no ScaleFT", closed_set_only=True)
     Config: ClassVar[type[Config]] = FGMIANoScaleFTConfig

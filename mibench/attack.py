@@ -35,6 +35,9 @@ class AttackSpec:
     access: str
     prior: str
     target_dependent_prior: bool = False
+    same_as_on_open_set: str | None = None
+    """The attack this one computes exactly on open-set targets (an ablation whose change only
+    applies to a closed-set head); reports mark such rows instead of presenting them as new."""
 
     def __post_init__(self) -> None:
         if self.access not in ACCESS_LEVELS:
