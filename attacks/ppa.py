@@ -33,6 +33,7 @@ import torch
 from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
+from mibench.attacks.latent import Chunk, descend, invert_in_chunks
 from mibench.attacks.losses import poincare
 from mibench.attacks.priors.stylegan import (SEARCH_SEED, CandidateSearchConfig,
                                              candidate_search, load_stylegan)
@@ -80,17 +81,12 @@ class PPA(Attack):
                ctx: AttackContext) -> torch.Tensor:
         cfg = self.config
         ws = candidate_search(self.prior, target, labels, cfg, ctx)
-        out = []
-        for start in range(0, len(labels), cfg.batch_size):
-            chunk = labels[start:start + cfg.batch_size]
-            with ctx.ledger.scope(chunk):
-                w = self._optimise(target, ws[start:start + cfg.batch_size], chunk, ctx, start)
-            with torch.no_grad():
-                out.append(center_crop(self.prior.render(w), cfg.crop).cpu())
-        return torch.cat(out)
+        return invert_in_chunks(ctx, labels, cfg.batch_size,
+                                lambda chunk: self._optimise(target, ws[chunk.rows], chunk, ctx),
+                                lambda w, _: center_crop(self.prior.render(w), cfg.crop))
 
-    def _optimise(self, target: TargetView, w: torch.Tensor, labels: torch.Tensor,
-                  ctx: AttackContext, offset: int) -> torch.Tensor:
+    def _optimise(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
+                  ctx: AttackContext) -> torch.Tensor:
         """Adam on w under random crops, Poincaré loss (PPA attacks/optimize.py)."""
         cfg = self.config
         w = w.clone().requires_grad_(True)
@@ -98,14 +94,12 @@ class PPA(Attack):
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, list(cfg.lr_milestones),
                                                         cfg.lr_gamma)
         augment = Augment(crop=cfg.crop, scale=tuple(cfg.opt_scale))
-        gen = ctx.generator(offset)
-        for _ in ctx.progress(range(cfg.iterations), desc="PPA", unit="it", leave=False):
-            images = augment(self.prior.render(w), gen)
-            loss = poincare(target.logits(images), labels).mean()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
+
+        def loss() -> torch.Tensor:
+            images = augment(self.prior.render(w), chunk.generator)
+            return poincare(target.logits(images), chunk.labels).mean()
+
+        descend(optimiser, loss, cfg.iterations, ctx, "PPA", after_step=schedule.step)
         return w.detach()
 
     def select(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
