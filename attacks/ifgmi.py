@@ -34,11 +34,12 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from mibench.access import TargetView
-from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attack import AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
-from mibench.attacks.latent import Chunk, descend, invert_in_chunks
+from mibench.attacks.latent import Chunk, descend
 from mibench.attacks.losses import poincare
-from mibench.attacks.priors.stylegan import CandidateSearchConfig, candidate_search, load_stylegan
+from mibench.attacks.priors.stylegan import CandidateSearchConfig
+from mibench.attacks.w_space import WSpaceAttack
 from mibench.config import Config, param
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS
@@ -93,7 +94,7 @@ class IFGMIConfig(CandidateSearchConfig):
 
 
 @ATTACKS.register("ifgmi")
-class IFGMI(Attack):
+class IFGMI(WSpaceAttack):
     """Intermediate-feature GMI: PPA's candidates, then w and block inputs, layer by layer."""
 
     spec = AttackSpec(name="ifgmi", title="Intermediate-Feature GMI (IF-GMI)",
@@ -101,18 +102,8 @@ class IFGMI(Attack):
                       prior="StyleGAN (W + intermediate features)")
     Config: ClassVar[type[Config]] = IFGMIConfig
 
-    def prepare(self, ctx: AttackContext) -> None:
-        self.prior = load_stylegan(ctx, self.config)
-
-    def invert(self, target: TargetView, labels: torch.Tensor,
+    def refine(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
                ctx: AttackContext) -> torch.Tensor:
-        cfg = self.config
-        ws = candidate_search(self.prior, target, labels, cfg, ctx)
-        return invert_in_chunks(ctx, labels, cfg.batch_size,
-                                lambda chunk: self._stages(target, ws[chunk.rows], chunk, ctx))
-
-    def _stages(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
-                ctx: AttackContext) -> torch.Tensor:
         """All stages for one batch; each sample keeps its most confident stage's image."""
         cfg, prior, labels = self.config, self.prior, chunk.labels
         augment = Augment(crop=cfg.crop, scale=tuple(cfg.opt_scale))

@@ -31,12 +31,12 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from mibench.access import TargetView
-from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attack import AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
-from mibench.attacks.latent import Chunk, descend, invert_in_chunks
+from mibench.attacks.latent import Chunk, descend
 from mibench.attacks.losses import poincare
-from mibench.attacks.priors.stylegan import (SEARCH_SEED, CandidateSearchConfig,
-                                             candidate_search, load_stylegan)
+from mibench.attacks.priors.stylegan import SEARCH_SEED, CandidateSearchConfig
+from mibench.attacks.w_space import WSpaceAttack
 from mibench.config import Config, param
 from mibench.registry import ATTACKS
 from mibench.selection import augmented_confidence, best_per_identity
@@ -66,7 +66,7 @@ class PPAConfig(CandidateSearchConfig):
 
 
 @ATTACKS.register("ppa")
-class PPA(Attack):
+class PPA(WSpaceAttack):
     """Plug & Play Attacks: candidate search, augmented Poincaré optimisation of w, selection."""
 
     spec = AttackSpec(name="ppa", title="Plug & Play Attacks (PPA)",
@@ -74,19 +74,8 @@ class PPA(Attack):
                       prior="StyleGAN (W space)")
     Config: ClassVar[type[Config]] = PPAConfig
 
-    def prepare(self, ctx: AttackContext) -> None:
-        self.prior = load_stylegan(ctx, self.config)
-
-    def invert(self, target: TargetView, labels: torch.Tensor,
+    def refine(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
                ctx: AttackContext) -> torch.Tensor:
-        cfg = self.config
-        ws = candidate_search(self.prior, target, labels, cfg, ctx)
-        return invert_in_chunks(ctx, labels, cfg.batch_size,
-                                lambda chunk: self._optimise(target, ws[chunk.rows], chunk, ctx),
-                                lambda w, _: center_crop(self.prior.render(w), cfg.crop))
-
-    def _optimise(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
-                  ctx: AttackContext) -> torch.Tensor:
         """Adam on w under random crops, Poincaré loss (PPA attacks/optimize.py)."""
         cfg = self.config
         w = w.clone().requires_grad_(True)
@@ -101,6 +90,10 @@ class PPA(Attack):
 
         descend(optimiser, loss, cfg.iterations, ctx, "PPA", after_step=schedule.step)
         return w.detach()
+
+    def render(self, refined: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Centre-cropped like the target saw them."""
+        return center_crop(self.prior.render(refined), self.config.crop)
 
     def select(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
