@@ -38,7 +38,7 @@ from mibench.attack import AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
 from mibench.attacks.latent import Chunk, descend
 from mibench.attacks.losses import poincare
-from mibench.attacks.priors.stylegan import CandidateSearchConfig
+from mibench.attacks.priors.stylegan import CandidateSearchConfig, load_stylegan
 from mibench.attacks.w_space import WSpaceAttack
 from mibench.config import Config, param
 from mibench.errors import ConfigError
@@ -101,6 +101,9 @@ class IFGMI(WSpaceAttack):
                       paper="Qiu et al., ECCV", year=2024, access="whitebox",
                       prior="StyleGAN (W + intermediate features)")
     Config: ClassVar[type[Config]] = IFGMIConfig
+
+    def prepare(self, ctx: AttackContext) -> None:
+        self.prior = load_stylegan(ctx, self.config)
 
     def refine(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
                ctx: AttackContext) -> torch.Tensor:

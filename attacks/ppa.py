@@ -35,7 +35,7 @@ from mibench.attack import AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
 from mibench.attacks.latent import Chunk, descend
 from mibench.attacks.losses import poincare
-from mibench.attacks.priors.stylegan import SEARCH_SEED, CandidateSearchConfig
+from mibench.attacks.priors.stylegan import SEARCH_SEED, CandidateSearchConfig, load_stylegan
 from mibench.attacks.w_space import WSpaceAttack
 from mibench.config import Config, param
 from mibench.registry import ATTACKS
@@ -73,6 +73,9 @@ class PPA(WSpaceAttack):
                       paper="Struppek et al., ICML", year=2022, access="whitebox",
                       prior="StyleGAN (W space)")
     Config: ClassVar[type[Config]] = PPAConfig
+
+    def prepare(self, ctx: AttackContext) -> None:
+        self.prior = load_stylegan(ctx, self.config)
 
     def refine(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
                ctx: AttackContext) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""The pipeline PPA and IF-GMI share (attacks.md §2.3, §6.3): the StyleGAN prior, PPA's initial
-selection of candidate w's per identity, then each chunk of candidates refined by the attack."""
+"""The pipeline PPA and IF-GMI share (attacks.md §2.3, §6.3): PPA's initial selection of
+candidate w's per identity from a StyleGAN prior, then each chunk of candidates refined by the
+attack."""
 
 from __future__ import annotations
 
@@ -8,16 +9,13 @@ import torch
 from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext
 from mibench.attacks.latent import Chunk, invert_in_chunks
-from mibench.attacks.priors.stylegan import candidate_search, load_stylegan
+from mibench.attacks.priors.stylegan import candidate_search
 
 
 class WSpaceAttack(Attack):
-    """Base of the W-space attacks: subclasses implement :meth:`refine` (the paper's
-    optimisation of a chunk's candidates) and may override :meth:`render`. ``Config`` is a
-    ``CandidateSearchConfig``."""
-
-    def prepare(self, ctx: AttackContext) -> None:
-        self.prior = load_stylegan(ctx, self.config)
+    """Base of the W-space attacks: ``prepare`` sets ``self.prior`` (the StyleGAN), subclasses
+    implement :meth:`refine` (the paper's optimisation of a chunk's candidates) and may override
+    :meth:`render`. ``Config`` is a ``CandidateSearchConfig``."""
 
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
