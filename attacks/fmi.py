@@ -126,6 +126,7 @@ class FMI(Attack):
             return self.prior["encoder"](faces)
 
     def _optimise(self, target: TargetView, chunk: Chunk, ctx: AttackContext) -> torch.Tensor:
+        """Adam on z from z⁰: identity loss + β·(−log C(z)) + γ·(−log D(G(z)))."""
         cfg = self.config
         generator, identity = self.prior["generator"], IDENTITY_LOSSES[cfg.loss]
         z = self._start(len(chunk.labels), chunk.generator).requires_grad_(True)
