@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mibench.access import ACCESS_LEVELS, QueryLedger, TargetView
@@ -22,6 +23,10 @@ from mibench.config import Config
 from mibench.errors import ConfigError
 from mibench.selection import best_per_identity, label_confidence, label_hits
 from mibench.world import Split
+
+FORWARD_BATCH = 256
+"""Images per gradient-free pass when an attack runs a network over many images (e.g. labelling,
+encoding or featurising the aux split)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,15 @@ class AttackContext:
         gen = torch.Generator(device=self.device)
         gen.manual_seed(self.seed + offset)
         return gen
+
+    def aux_images(self, resolution: int) -> torch.Tensor:
+        """The aux split as uint8 on the device, resized (antialiased) to ``resolution``."""
+        images = self.aux.images
+        if images.shape[-1] != resolution:
+            resized = F.interpolate(images.float(), size=(resolution, resolution),
+                                    mode="bilinear", antialias=True, align_corners=False)
+            images = resized.round().clamp(0, 255).to(torch.uint8)
+        return images.to(self.device)
 
     def progress(self, iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
         """A progress bar (hidden when progress display is off)."""
