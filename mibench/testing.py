@@ -12,11 +12,13 @@ pytest, so it serves ``unittest`` as well; :func:`assert_loaded_from_cache` rais
     def test_my_attack(tmp_path):
         ctx = toy_context(access=MyAttack.spec.access, cache=tmp_path)
         MyAttack(MyAttack.Config.resolve("smoke")).prepare(ctx)
-        with assert_loaded_from_cache(ctx.cache):          # a second prepare only loads
+        with assert_loaded_from_cache(ctx.cache):     # a cached prior: the second prepare loads
             attack = MyAttack(MyAttack.Config.resolve("smoke"))
             attack.prepare(ctx)
         images = attack.invert(ctx.target, torch.tensor([0, 1, 2]), ctx)
         assert images.shape == (3, 3, 16, 16)
+
+Under ``unittest``, pass ``cache=`` the path of a ``tempfile.TemporaryDirectory()``.
 
 The toy world: :class:`ColourTarget` knows three identities, red, green and blue (class *c* is
 the colour prototype *c*), so "did the attack find the identity" is a question about the mean
@@ -115,8 +117,8 @@ def toy_context(access: str = "whitebox", *, cache: Cache | str | Path | None = 
     ``target`` (default :class:`ColourTarget`) is wrapped in the view that ``access``
     (``whitebox``, ``scores`` or ``labels``) allows, counting into ``ctx.ledger``; ``aux``
     defaults to :func:`noise_aux`. ``cache`` is a :class:`Cache` or a directory (default: a
-    fresh temporary directory). ``fingerprint`` keys the context's cached priors; give a
-    different one to contexts whose priors must not be shared.
+    fresh temporary directory, left to the system to clean). ``fingerprint`` keys the
+    context's cached priors; give a different one to contexts whose priors must not be shared.
 
     >>> ctx = toy_context(access="scores", aux=colour_aux())
     >>> ctx.target.probs(torch.rand(2, 3, 16, 16)).shape
