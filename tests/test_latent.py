@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_gmi import ctx  # noqa: F401  (the toy attack context fixture)
 
 from mibench.attacks.fmi import FMIConfig, FMIPriorConfig
 from mibench.attacks.gmi import BoxedNesterov, GMIConfig, GMIPriorConfig
@@ -18,7 +17,7 @@ from mibench.errors import ConfigError
 LABELS = torch.tensor([0, 0, 1, 2, 2])
 
 
-def test_chunks_are_seeded_by_offset_and_rendered_without_gradients(ctx):  # noqa: F811
+def test_chunks_are_seeded_by_offset_and_rendered_without_gradients(ctx):
     seen: list[Chunk] = []
     grad_in_search, grad_in_render = [], []
 
@@ -43,7 +42,7 @@ def test_chunks_are_seeded_by_offset_and_rendered_without_gradients(ctx):  # noq
                                                                       None, None, None])
 
 
-def test_each_chunk_books_its_queries_to_its_identities(ctx):  # noqa: F811
+def test_each_chunk_books_its_queries_to_its_identities(ctx):
     target, steps = ctx.target, 3
 
     def search(chunk: Chunk) -> torch.Tensor:
@@ -60,7 +59,7 @@ def test_each_chunk_books_its_queries_to_its_identities(ctx):  # noqa: F811
     assert ctx.ledger.total("forward") == ctx.ledger.total("gradient") == len(LABELS) * steps
 
 
-def test_descend_zeroes_gradients_steps_and_calls_back_after_each_step(ctx):  # noqa: F811
+def test_descend_zeroes_gradients_steps_and_calls_back_after_each_step(ctx):
     x = torch.tensor([1.0, -2.0], requires_grad=True)
     after: list[torch.Tensor] = []
     descend(torch.optim.SGD([x], lr=0.25), lambda: x.pow(2).sum(), 4, ctx, "toy",
@@ -124,7 +123,7 @@ def test_prior_settings_refuse_another_attacks_config():
         GMIPriorConfig.prior_settings(FMIConfig())
 
 
-def test_aux_images_are_uint8_on_the_device_at_the_asked_side(ctx):  # noqa: F811
+def test_aux_images_are_uint8_on_the_device_at_the_asked_side(ctx):
     native = ctx.aux_images(32)
     assert torch.equal(native, ctx.aux.images)
     small = ctx.aux_images(16)
