@@ -201,12 +201,11 @@ def test_class_templates_are_built_where_the_features_are(device):
     assert torch.equal(templates.cpu(), torch.eye(2))
 
 
-QUICK_ON_THE_EMULATOR = {"gmi"}   # the others take 8-100 s under the emulator
-FEW_STEPS = ("train_steps", "ae_steps", "sampler_steps", "ft_epochs")   # 2 each: device paths
+FEW_STEPS = ("train_steps", "ae_steps", "sampler_steps", "ft_epochs")   # 2 each: the device
+# paths are the same, and the emulator's per-call checks make long loops slow
 
 
-@pytest.mark.parametrize("name", [name if name in QUICK_ON_THE_EMULATOR else pytest.param(
-    name, marks=pytest.mark.slow) for name in ATTACKS.names()])
+@pytest.mark.parametrize("name", ATTACKS.names())   # 0.5-4.4 s each on the emulator
 def test_every_attack_runs_with_its_models_and_labels_on_the_device(name, cache, device):
     """``prepare``, ``invert`` and ``select`` at smoke size (two steps of each diffusion
     loop) as the harness calls them: target and priors on the device, ``invert``'s labels on
