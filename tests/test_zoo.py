@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mibench import cli
+from mibench import cli, cli_commands
 from mibench.cache import Cache
 from mibench.registry import TARGETS
 from mibench.targets import (EVALUATORS, OpenSetModel, TargetError, build_target, load_evaluator,
@@ -187,7 +187,9 @@ def test_evaluation_model_trains_and_loads(world: World, cache: Cache) -> None:
 def test_cli_zoo_train_list_and_errors(world: World, cache: Cache,
                                        capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_world_context", lambda args: (world, cache, "smoke"))
+    monkeypatch.setattr(cli_commands, "_world_context", lambda args: (world, cache, "smoke"))
+    monkeypatch.setattr(cli_commands, "_world_identity",
+                        lambda args: (world.summary(), cache, "smoke"))
     assert cli.main(["zoo", "train", "evolve", "--quiet", "--device", "cpu"]) == 0
     assert "evolve" in capsys.readouterr().out
     assert cli.main(["zoo", "list"]) == 0
