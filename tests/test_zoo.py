@@ -200,6 +200,18 @@ def test_cli_zoo_train_list_and_errors(world: World, cache: Cache,
     assert "did you mean arcface" in capsys.readouterr().err
 
 
+def test_cli_zoo_import_of_a_text_file_is_one_line(world: World, cache: Cache, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_commands, "_world_context", lambda args: (world, cache, "smoke"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("e.g. weights come later\n")
+    assert cli.main(["zoo", "import", str(notes), "--as", "arcface-18"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mibench: error: ") and err.count("\n") == 1
+    assert "notes.txt is not a PyTorch checkpoint (neither a zip archive nor a pickle" in err
+
+
 def test_device_resolution() -> None:
     assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
