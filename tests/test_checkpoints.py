@@ -166,7 +166,7 @@ def test_truncated_file_is_reported(tmp_path: Path) -> None:
 
 def test_a_file_that_is_no_torch_save_output_is_one_line(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
-    notes.write_text("everything I know about arcface\n")
+    notes.write_text("hello, these are notes\n")  # torch.load: KeyError: 101
     with pytest.raises(CheckpointError, match=r"notes.txt is not a PyTorch checkpoint \(neither "
                        "a zip archive nor a pickle") as err:
         import_checkpoint(notes, ARCFACE_18)

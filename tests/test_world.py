@@ -198,7 +198,8 @@ def test_summary_from_the_config_is_the_built_worlds_identity(tmp_path: Path,
     assert world_module.SynthDataset.summary(SMOKE, Cache(tmp_path)) == smoke_world.summary()
     assert smoke_world.summary().num_private == SMOKE.private_identities
     other = WorldConfig.resolve("smoke", {"seed": 1})
-    assert world_module.SynthDataset.summary(other, Cache(tmp_path)).fingerprint != smoke_world.fingerprint
+    other_summary = world_module.SynthDataset.summary(other, Cache(tmp_path))
+    assert other_summary.fingerprint != smoke_world.fingerprint
 
 
 def test_real_world_summary_needs_no_decoding(tmp_path: Path) -> None:

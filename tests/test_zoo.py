@@ -205,7 +205,7 @@ def test_cli_zoo_import_of_a_text_file_is_one_line(world: World, cache: Cache, t
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli_commands, "_world_context", lambda args: (world, cache, "smoke"))
     notes = tmp_path / "notes.txt"
-    notes.write_text("e.g. weights come later\n")
+    notes.write_text("hello, weights come later\n")
     assert cli.main(["zoo", "import", str(notes), "--as", "arcface-18"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mibench: error: ") and err.count("\n") == 1
