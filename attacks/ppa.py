@@ -31,11 +31,12 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from mibench.access import TargetView
-from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attack import AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
+from mibench.attacks.latent import Chunk, descend
 from mibench.attacks.losses import poincare
-from mibench.attacks.priors.stylegan import (SEARCH_SEED, CandidateSearchConfig,
-                                             candidate_search, load_stylegan)
+from mibench.attacks.priors.stylegan import SEARCH_SEED, CandidateSearchConfig, load_stylegan
+from mibench.attacks.w_space import WSpaceAttack
 from mibench.config import Config, param
 from mibench.registry import ATTACKS
 from mibench.selection import augmented_confidence, best_per_identity
@@ -65,7 +66,7 @@ class PPAConfig(CandidateSearchConfig):
 
 
 @ATTACKS.register("ppa")
-class PPA(Attack):
+class PPA(WSpaceAttack):
     """Plug & Play Attacks: candidate search, augmented Poincaré optimisation of w, selection."""
 
     spec = AttackSpec(name="ppa", title="Plug & Play Attacks (PPA)",
@@ -76,21 +77,8 @@ class PPA(Attack):
     def prepare(self, ctx: AttackContext) -> None:
         self.prior = load_stylegan(ctx, self.config)
 
-    def invert(self, target: TargetView, labels: torch.Tensor,
+    def refine(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
                ctx: AttackContext) -> torch.Tensor:
-        cfg = self.config
-        ws = candidate_search(self.prior, target, labels, cfg, ctx)
-        out = []
-        for start in range(0, len(labels), cfg.batch_size):
-            chunk = labels[start:start + cfg.batch_size]
-            with ctx.ledger.scope(chunk):
-                w = self._optimise(target, ws[start:start + cfg.batch_size], chunk, ctx, start)
-            with torch.no_grad():
-                out.append(center_crop(self.prior.render(w), cfg.crop).cpu())
-        return torch.cat(out)
-
-    def _optimise(self, target: TargetView, w: torch.Tensor, labels: torch.Tensor,
-                  ctx: AttackContext, offset: int) -> torch.Tensor:
         """Adam on w under random crops, Poincaré loss (PPA attacks/optimize.py)."""
         cfg = self.config
         w = w.clone().requires_grad_(True)
@@ -98,15 +86,17 @@ class PPA(Attack):
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, list(cfg.lr_milestones),
                                                         cfg.lr_gamma)
         augment = Augment(crop=cfg.crop, scale=tuple(cfg.opt_scale))
-        gen = ctx.generator(offset)
-        for _ in ctx.progress(range(cfg.iterations), desc="PPA", unit="it", leave=False):
-            images = augment(self.prior.render(w), gen)
-            loss = poincare(target.logits(images), labels).mean()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
+
+        def loss() -> torch.Tensor:
+            images = augment(self.prior.render(w), chunk.generator)
+            return poincare(target.logits(images), chunk.labels).mean()
+
+        descend(optimiser, loss, cfg.iterations, ctx, "PPA", after_step=schedule.step)
         return w.detach()
+
+    def render(self, refined: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Centre-cropped like the target saw them."""
+        return center_crop(self.prior.render(refined), self.config.crop)
 
     def select(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:

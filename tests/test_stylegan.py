@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-from test_gmi import ctx  # noqa: F401  (the toy attack context fixture)
 
 from mibench.attacks.augment import Augment, center_crop, random_flip, random_resized_crop
 from mibench.attacks.ifgmi import IFGMI, IFGMIConfig
 from mibench.attacks.ppa import PPA, PPAConfig
-from mibench.attacks.priors import stylegan as stylegan_module
 from mibench.attacks.priors.stylegan import StyleGAN
+from mibench.testing import assert_loaded_from_cache
 
 
 def small() -> StyleGAN:
@@ -48,15 +47,11 @@ def test_synthesis_resumes_from_any_block():
     assert not torch.allclose(altered[1], full[1])
 
 
-def test_ppa_and_ifgmi_share_one_cached_prior(ctx, monkeypatch):  # noqa: F811
+def test_ppa_and_ifgmi_share_one_cached_prior(ctx):
     PPA(PPAConfig.resolve("smoke")).prepare(ctx)
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("IF-GMI should load PPA's cached prior")
-
-    monkeypatch.setattr(stylegan_module, "train_stylegan", no_training)
     attack = IFGMI(IFGMIConfig.resolve("smoke"))
-    attack.prepare(ctx)
+    with assert_loaded_from_cache(ctx.cache, "prior-stylegan"):   # IF-GMI loads PPA's prior
+        attack.prepare(ctx)
     entries = [p for p in (ctx.cache.root / "prior-stylegan").iterdir()
                if not p.name.startswith(".")]
     assert len(entries) == 1

@@ -36,7 +36,6 @@ from mibench.attack import AttackContext
 from mibench.attacks.augment import center_crop
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.dcgan import Critic
-from mibench.attacks.priors.wgan import aux_images
 from mibench.config import Config, param
 from mibench.selection import top_k_per_identity
 
@@ -254,7 +253,7 @@ def train_stylegan(generator: StyleGAN, critic: Critic, ctx: AttackContext, *, e
                    r1_gamma: float) -> None:
     """StyleGAN2's objective: the non-saturating logistic loss with an R1 penalty
     (γ/2)·E‖∇D(x)‖² on real images; one critic and one generator step per real batch."""
-    data = aux_images(ctx, generator.resolution)
+    data = ctx.aux_images(generator.resolution)
     gen = ctx.generator(0)
     critic = critic.to(ctx.device).train()
     generator.train()
