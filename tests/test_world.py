@@ -20,6 +20,7 @@ from mibench.datasets.synth.identity import ATTRIBUTE_NAMES, sample_identities
 from mibench.datasets.synth.nuisance import sample_nuisances
 from mibench.datasets.synth.renderer import render
 from mibench.registry import DATASETS
+from mibench.runconfig import world_summary
 from mibench.world import SPLITS, UNLABELLED, World, WorldSummary
 
 SMOKE = WorldConfig.resolve("smoke")
@@ -212,3 +213,17 @@ def test_real_world_summary_needs_no_decoding(tmp_path: Path) -> None:
     world = FolderTreeDataset.build(config, cache, progress=False)
     assert before == world.summary() == FolderTreeDataset.summary(config, cache)
     assert before == WorldSummary("folders", world.fingerprint, 2)
+
+
+def test_world_summary_builds_a_plugin_world_that_cannot_summarise_itself(
+        tmp_path: Path, smoke_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Plugin:
+        Config = WorldConfig
+
+        @staticmethod
+        def build(config: WorldConfig, cache: Cache, progress: bool = True) -> World:
+            return smoke_world
+
+    tree = {"run": {"world": "plugin"}, "world": SMOKE.to_dict()}
+    monkeypatch.setattr(DATASETS, "get", lambda name: Plugin)
+    assert world_summary(tree, Cache(tmp_path)) == smoke_world.summary()
