@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mibench import cli
+from mibench import cli, cli_commands
 from mibench.cache import Cache
 from mibench.registry import TARGETS
 from mibench.targets import (EVALUATORS, OpenSetModel, TargetError, build_target, load_evaluator,
@@ -175,7 +175,9 @@ def test_evaluation_model_trains_and_loads(world: World, cache: Cache) -> None:
 def test_cli_zoo_train_list_and_errors(world: World, cache: Cache,
                                        capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_world_context", lambda args: (world, cache, "smoke"))
+    monkeypatch.setattr(cli_commands, "_world_context", lambda args: (world, cache, "smoke"))
+    monkeypatch.setattr(cli_commands, "_world_identity",
+                        lambda args: (world.summary(), cache, "smoke"))
     assert cli.main(["zoo", "train", "evolve", "--quiet", "--device", "cpu"]) == 0
     assert "evolve" in capsys.readouterr().out
     assert cli.main(["zoo", "list"]) == 0
@@ -184,6 +186,18 @@ def test_cli_zoo_train_list_and_errors(world: World, cache: Cache,
     assert "evaluation" in lines["densenet-121"]
     assert cli.main(["zoo", "train", "arcfase"]) == 2
     assert "did you mean arcface" in capsys.readouterr().err
+
+
+def test_cli_zoo_import_of_a_text_file_is_one_line(world: World, cache: Cache, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_commands, "_world_context", lambda args: (world, cache, "smoke"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello, weights come later\n")
+    assert cli.main(["zoo", "import", str(notes), "--as", "arcface-18"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mibench: error: ") and err.count("\n") == 1
+    assert "notes.txt is not a PyTorch checkpoint (neither a zip archive nor a pickle" in err
 
 
 def test_device_resolution() -> None:
