@@ -20,10 +20,13 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 from test_fgmia import ColourHead
 from test_gmi import ColourTarget
+from test_metrics import lpips_case
 
 from mibench.access import QueryLedger, view_for
 from mibench.attack import AttackContext
 from mibench.attacks.uami import UAMI, UAMIConfig
+from mibench.metrics import MetricUnavailable, perceptual
+from mibench.metrics.context import EvalContext
 from mibench.registry import ATTACKS
 from mibench.targets.models import class_templates
 from mibench.world import Split
@@ -227,3 +230,19 @@ def test_every_attack_runs_with_its_models_and_labels_on_the_device(name, cache,
         selected = attack.select(ctx.target, images, labels, ctx).cpu()
     assert images.shape[0] == 4 and 0 <= images.min() and images.max() <= 1
     assert sorted(labels[selected].tolist()) == [0, 1, 2]
+
+
+def test_streamed_lpips_runs_where_the_models_are(device):
+    """Generated images on the CPU, evaluation model and LPIPS network on the device: the
+    value recorded on the CPU (test_metrics; CUDA's TF32 convolutions may move it by ~1e-4)."""
+    try:
+        net = perceptual.load_st_lpips(device)
+    except MetricUnavailable as why:
+        pytest.skip(str(why))
+    ctx, picked = lpips_case()
+    ctx.private.eval_model.to(device)
+    ctx = EvalContext(ctx.generated, ctx.labels, target=ctx.target, private=ctx.private)
+    value = perceptual.nearest_perceptual_distance(ctx, net, "st_lpips")
+    selected = perceptual.nearest_perceptual_distance(ctx.subset(picked), net, "st_lpips")
+    assert (value, selected) == pytest.approx((0.18988308397175294, 0.1720260634797993),
+                                              rel=1e-3)
