@@ -13,7 +13,9 @@ from mibench.access import TargetView
 
 
 def best_per_identity(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Index of the highest-scoring sample of each identity, identities in first-seen order."""
+    """Index of the highest-scoring sample of each identity, identities in first-seen order
+    (on the CPU, wherever ``scores`` and ``labels`` live)."""
+    scores, labels = scores.cpu(), labels.cpu()
     order = []
     for label in dict.fromkeys(labels.tolist()):
         members = torch.nonzero(labels == label).flatten()
@@ -23,7 +25,9 @@ def best_per_identity(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 def top_k_per_identity(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """PPA's initial selection: ``scores`` is candidates × classes; the k entries of ``labels``
-    equal to y get y's k best candidates (distinct, best first). Returns candidate indices."""
+    equal to y get y's k best candidates (distinct, best first). Returns candidate indices
+    (on the CPU; ``labels`` may be on any device)."""
+    labels = labels.cpu()
     picks = torch.empty(len(labels), dtype=torch.long)
     for label in dict.fromkeys(labels.tolist()):
         members = torch.nonzero(labels == label).flatten()

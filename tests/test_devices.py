@@ -19,7 +19,6 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 from test_fgmia import ColourHead
-from test_gmi import ColourTarget
 from test_metrics import lpips_case
 
 from mibench.access import QueryLedger, view_for
@@ -28,7 +27,9 @@ from mibench.attacks.uami import UAMI, UAMIConfig
 from mibench.metrics import MetricUnavailable, perceptual
 from mibench.metrics.context import EvalContext
 from mibench.registry import ATTACKS
+from mibench.selection import best_per_identity, top_k_per_identity
 from mibench.targets.models import class_templates
+from mibench.testing import ColourTarget
 from mibench.world import Split
 
 ACCELERATOR = torch.device("meta")
@@ -202,6 +203,17 @@ def test_class_templates_are_built_where_the_features_are(device):
     templates = class_templates(features.to(device), torch.tensor([0, 1, 1]), 2)
     assert templates.device == device
     assert torch.equal(templates.cpu(), torch.eye(2))
+
+
+def test_selection_takes_labels_and_scores_from_any_device(device):
+    """``best_per_identity`` / ``top_k_per_identity`` index CPU tensors with masks of the
+    labels: labels on the attack's device must not break them."""
+    labels = torch.tensor([1, 0, 1, 0])
+    scores = torch.tensor([0.1, 0.9, 0.7, 0.2])
+    for s, y in ((scores, labels.to(device)), (scores.to(device), labels)):
+        assert best_per_identity(s, y).tolist() == [2, 1]
+    candidates = torch.tensor([[0.1, 0.9], [0.8, 0.3], [0.5, 0.6]])
+    assert top_k_per_identity(candidates, labels.to(device)).tolist() == [0, 1, 2, 2]
 
 
 FEW_STEPS = ("train_steps", "ae_steps", "sampler_steps", "ft_epochs")   # 2 each: the device
