@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mibench.errors import ConfigError
-from mibench.pool_executor import worker_layout
+from mibench.executors.pool import worker_layout
 from mibench.runconfig import resolve
 from mibench.store import Store
 

@@ -255,7 +255,7 @@ def test_resume_after_the_driver_is_killed_redoes_the_unfinished_cells(tmp_path,
 
 def test_jobs_take_a_gpu_only_where_the_cluster_has_them():
     from mibench.errors import MibenchError
-    from mibench.ray_executor import _gpus
+    from mibench.executors.ray import _gpus
 
     def cluster(gpus: int) -> SimpleNamespace:
         return SimpleNamespace(cluster_resources=lambda: {"CPU": 8.0, "GPU": float(gpus)})
