@@ -78,10 +78,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
             elif succ in stack:
                 low[node] = min(low[node], index[succ])
         if low[node] == index[node]:
-            group = set()
-            while not group or member != node:
-                member = stack.pop()
-                group.add(member)
+            group = {stack.pop()}
+            while node not in group:
+                group.add(stack.pop())
             if len(group) > 1:
                 groups.append(group)
 
