@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 
 from mibench.access import TargetView
-from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attack import FORWARD_BATCH, Attack, AttackContext, AttackSpec
 from mibench.attacks.augment import Augment
+from mibench.attacks.latent import invert_in_chunks
 from mibench.attacks.losses import cross_entropy, top_k_margin
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.autoencoder import AUTOENCODER_FIELDS
@@ -50,7 +51,7 @@ from mibench.attacks.priors.class_diffusion import (PRIOR_FIELDS, ClassDiffusion
 from mibench.attacks.priors.diffusion import (TRAIN_TIMESTEPS, ddim_denoise, guidance_context,
                                               guided_output, noise_scheduler, predicted_noise)
 from mibench.attacks.priors.pseudo_labels import top_n_pseudo_labels
-from mibench.attacks.priors.wgan import aux_images
+from mibench.batching import in_batches
 from mibench.config import Config, param
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS
@@ -118,7 +119,7 @@ class DiffMI(Attack):
         if target is None:
             raise ConfigError("Diff-MI pseudo-labels the aux split and fine-tunes on the "
                               "target: it needs the target view in the attack context")
-        images = aux_images(ctx, cfg.resolution)
+        images = ctx.aux_images(cfg.resolution)
         index, labels = top_n_pseudo_labels(target, images, cfg.top_n)
         self.p_reg = self._p_reg(target, images[index.to(ctx.device)], labels)
         pretrained = class_diffusion_prior(ctx, cfg, "prior-diffmi-pretrain",
@@ -137,8 +138,8 @@ class DiffMI(Attack):
                labels: torch.Tensor) -> torch.Tensor:
         """Mean target feature of each class's top-n aux images (forward queries)."""
         with torch.no_grad():
-            features = torch.cat([target.features(images[i:i + 256].float().div(255))
-                                  for i in range(0, len(images), 256)])
+            features = in_batches(lambda batch: target.features(batch.float().div(255)), images,
+                                  images.device, FORWARD_BATCH)
         sums = torch.zeros(target.num_classes, features.shape[1], device=features.device)
         sums.index_add_(0, labels.to(features.device), features)
         counts = torch.bincount(labels, minlength=target.num_classes).clamp_min(1)
@@ -202,12 +203,9 @@ class DiffMI(Attack):
 
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
-        out = []
-        for start in range(0, len(labels), self.config.attack_batch):
-            chunk = labels[start:start + self.config.attack_batch].to(ctx.device)
-            with ctx.ledger.scope(chunk):
-                out.append(self._reconstruct(target, chunk, ctx.generator(start)).cpu())
-        return torch.cat(out)
+        return invert_in_chunks(ctx, labels, self.config.attack_batch,
+                                lambda chunk: self._reconstruct(target, chunk.labels,
+                                                                chunk.generator))
 
     def _timestep(self, i: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
         """Diff-MI's decreasing schedule with a cosine wiggle and ±50 jitter."""

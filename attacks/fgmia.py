@@ -56,13 +56,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mibench.access import TargetView
-from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attack import FORWARD_BATCH, Attack, AttackContext, AttackSpec
 from mibench.attacks.priors.autoencoder import (ConvAutoencoder, LatentSpaceConfig, random_flip,
                                                 shared_autoencoder)
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.diffusion import (PREDICTIONS, ConditionalDenoiser, ddim_sample,
                                               train_denoiser)
-from mibench.attacks.priors.wgan import aux_images
+from mibench.batching import in_batches
 from mibench.config import Config, param
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS
@@ -217,18 +217,19 @@ class FGMIA(Attack):
 
     def _conditions_of(self, target: TargetView, images: torch.Tensor) -> torch.Tensor:
         """The target's condition vectors of [0, 1] images (forward queries, no autograd)."""
-        out = []
+
+        def conditions(batch: torch.Tensor) -> torch.Tensor:
+            logits, features = target(batch)
+            vectors = features if self.config.condition == "feature" else logits
+            return F.normalize(vectors, dim=1) if self.normalised else vectors
+
         with torch.no_grad():
-            for start in range(0, len(images), 256):
-                logits, features = target(images[start:start + 256])
-                vectors = features if self.config.condition == "feature" else logits
-                out.append(F.normalize(vectors, dim=1) if self.normalised else vectors)
-        return torch.cat(out).to(images.device)
+            return in_batches(conditions, images, images.device, FORWARD_BATCH).to(images.device)
 
     def _train(self, prior: FGMIAPrior, target: TargetView, ctx: AttackContext) -> None:
         """Pair each aux image with its target condition and fit the denoiser (§8.4)."""
         cfg = self.config
-        images = aux_images(ctx, cfg.resolution)
+        images = ctx.aux_images(cfg.resolution)
         conditions = self._conditions_of(target, images.float().div(255))
         prior.denoiser.set_condition_statistics(conditions)
         prior.mean_norm.fill_(conditions.norm(dim=1).mean().item())
@@ -315,10 +316,13 @@ class FGMIANoScaleFTConfig(FGMIAConfig):
                          choices=("moment", "norm", "none"))
 
 
-def _ablation_spec(name: str, title: str) -> AttackSpec:
+def _ablation_spec(name: str, title: str, *, closed_set_only: bool = False) -> AttackSpec:
+    """An ablation's spec; ``closed_set_only``: it differs from FGMIA only on closed-set targets
+    (TransF and ScaleFT act on the head; an open-set template is used as it is)."""
     return AttackSpec(name=f"fgmia-{name}", title=f"FGMIA ablation: {title}",
                       paper="Lu et al., TIFS", year=2025, access="whitebox",
-                      prior="feature-conditioned diffusion", target_dependent_prior=True)
+                      prior="feature-conditioned diffusion", target_dependent_prior=True,
+                      same_as_on_open_set="fgmia" if closed_set_only else None)
 
 
 @ATTACKS.register("fgmia-no-fg")
@@ -333,7 +337,7 @@ class FGMIANoFG(FGMIA):
 class FGMIANoTransF(FGMIA):
     """Table VI, no-TransF: the raw head row stands in for the identity's feature."""
 
-    spec = _ablation_spec("no-transf", "no TransF")
+    spec = _ablation_spec("no-transf", "no TransF", closed_set_only=True)
     Config: ClassVar[type[Config]] = FGMIANoTransFConfig
 
 
@@ -341,5 +345,5 @@ class FGMIANoTransF(FGMIA):
 class FGMIANoScaleFT(FGMIA):
     """Table VI, no-ScaleFT: the TransF direction is used as the condition unscaled."""
 
-    spec = _ablation_spec("no-scaleft", "no ScaleFT")
+    spec = _ablation_spec("no-scaleft", "no ScaleFT", closed_set_only=True)
     Config: ClassVar[type[Config]] = FGMIANoScaleFTConfig

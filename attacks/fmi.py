@@ -35,32 +35,31 @@ from torch import nn
 
 from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attacks.latent import Chunk, descend, invert_in_chunks
 from mibench.attacks.losses import IDENTITY_LOSSES
 from mibench.attacks.priors.alphagan import CodeDiscriminator, Encoder, real, train_alpha_gan
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.dcgan import Critic, Generator
-from mibench.attacks.priors.wgan import aux_images
+from mibench.attacks.priors.gan_prior import GANPriorConfig
 from mibench.config import Config, param
 from mibench.registry import ATTACKS
 
-PRIOR_FIELDS = ("z_dim", "resolution", "width", "code_hidden", "gan_epochs", "gan_batch_size",
-                "gan_lr", "gan_betas", "recon_weight", "eg_steps")
+@dataclass
+class FMIPriorConfig(GANPriorConfig):
+    """FMI's α-GAN prior, defaults from the reference code (its fields are the cache key)."""
+
+    gan_lr: float = param(8e-4, "Adam learning rate of the α-GAN", gt=0)
+    gan_betas: tuple[float, ...] = param((0.5, 0.9), "Adam betas of the α-GAN")
+    code_hidden: int = param(750, "hidden units of the code discriminator", ge=1)
+    gan_epochs: float = param(100.0, "passes over the aux split", gt=0)
+    recon_weight: float = param(10.0, "λ, weight of the L1 reconstruction loss", ge=0)
+    eg_steps: int = param(2, "encoder/generator steps per discriminator step", ge=1)
 
 
 @dataclass
-class FMIConfig(Config):
+class FMIConfig(FMIPriorConfig):
     """FMI hyper-parameters: α-GAN defaults from the reference code, attack values inferred."""
 
-    z_dim: int = param(128, "α-GAN latent dimension", ge=1)
-    resolution: int = param(64, "generator output side (power of two)", ge=16)
-    width: float = param(1.0, "channel multiplier of E, G and D (1 = 512..64)", gt=0)
-    code_hidden: int = param(750, "hidden units of the code discriminator", ge=1)
-    gan_epochs: float = param(100.0, "passes over the aux split", gt=0)
-    gan_batch_size: int = param(64, "α-GAN batch size", ge=2)
-    gan_lr: float = param(8e-4, "Adam learning rate of the α-GAN", gt=0)
-    gan_betas: tuple[float, ...] = param((0.5, 0.9), "Adam betas of the α-GAN")
-    recon_weight: float = param(10.0, "λ, weight of the L1 reconstruction loss", ge=0)
-    eg_steps: int = param(2, "encoder/generator steps per discriminator step", ge=1)
     init: Literal["aux", "mean", "random"] = param("aux", "start: E(aux image), E(mean aux "
                                                    "image) or N(0, I)")
     loss: Literal["ce", "logit"] = param("ce", "identity loss on the target logits")
@@ -89,7 +88,6 @@ class FMI(Attack):
 
     def prepare(self, ctx: AttackContext) -> None:
         cfg = self.config
-        prior_config = {k: v for k, v in cfg.to_dict().items() if k in PRIOR_FIELDS}
 
         def make() -> nn.ModuleDict:
             return nn.ModuleDict({
@@ -103,20 +101,16 @@ class FMI(Attack):
                             lr=cfg.gan_lr, betas=tuple(cfg.gan_betas),
                             recon_weight=cfg.recon_weight, eg_steps=cfg.eg_steps)
 
-        self.prior = cached_module(ctx, "prior-fmi", prior_config, make, train)
+        self.prior = cached_module(ctx, "prior-fmi", FMIPriorConfig.prior_settings(cfg), make,
+                                   train)
         self.prior.requires_grad_(False)
-        self.aux = aux_images(ctx, cfg.resolution)
+        self.aux = ctx.aux_images(cfg.resolution)
 
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
-        out = []
-        for start in range(0, len(labels), self.config.batch_size):
-            chunk = labels[start:start + self.config.batch_size]
-            with ctx.ledger.scope(chunk):
-                z = self._optimise(target, chunk, ctx, offset=start)
-            with torch.no_grad():
-                out.append(self.prior["generator"](z).cpu())
-        return torch.cat(out)
+        return invert_in_chunks(ctx, labels, self.config.batch_size,
+                                lambda chunk: self._optimise(target, chunk, ctx),
+                                lambda z, _: self.prior["generator"](z))
 
     def _start(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """z⁰ for ``n`` samples according to ``init``."""
@@ -131,20 +125,20 @@ class FMI(Attack):
         with torch.no_grad():
             return self.prior["encoder"](faces)
 
-    def _optimise(self, target: TargetView, labels: torch.Tensor, ctx: AttackContext,
-                  offset: int) -> torch.Tensor:
+    def _optimise(self, target: TargetView, chunk: Chunk, ctx: AttackContext) -> torch.Tensor:
+        """Adam on z from z⁰: identity loss + β·(−log C(z)) + γ·(−log D(G(z)))."""
         cfg = self.config
         generator, identity = self.prior["generator"], IDENTITY_LOSSES[cfg.loss]
-        z = self._start(len(labels), ctx.generator(offset)).requires_grad_(True)
-        optimiser = torch.optim.Adam([z], lr=cfg.lr)
-        for _ in ctx.progress(range(cfg.iterations), desc="FMI", unit="it", leave=False):
+        z = self._start(len(chunk.labels), chunk.generator).requires_grad_(True)
+
+        def loss() -> torch.Tensor:
             images = generator(z)
-            loss = identity(target.logits(images), labels)
+            value = identity(target.logits(images), chunk.labels)
             if cfg.code_weight:
-                loss = loss + cfg.code_weight * real(self.prior["code_discriminator"](z))
+                value = value + cfg.code_weight * real(self.prior["code_discriminator"](z))
             if cfg.realism_weight:
-                loss = loss + cfg.realism_weight * real(self.prior["discriminator"](images))
-            optimiser.zero_grad(set_to_none=True)
-            loss.mean().backward()
-            optimiser.step()
+                value = value + cfg.realism_weight * real(self.prior["discriminator"](images))
+            return value.mean()
+
+        descend(torch.optim.Adam([z], lr=cfg.lr), loss, cfg.iterations, ctx, "FMI")
         return z.detach()

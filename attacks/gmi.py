@@ -17,9 +17,11 @@ from torch import nn
 
 from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attacks.latent import Chunk, descend, invert_in_chunks
 from mibench.attacks.losses import cross_entropy
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.dcgan import Critic, Generator
+from mibench.attacks.priors.gan_prior import GANPriorConfig
 from mibench.attacks.priors.wgan import train_wgan_gp
 from mibench.config import Config, param
 from mibench.registry import ATTACKS
@@ -27,18 +29,19 @@ from mibench.selection import best_per_identity, label_logit
 
 
 @dataclass
-class GMIConfig(Config):
-    """GMI hyper-parameters; defaults from the public code (Celeba/celeba.json, attack.py)."""
+class GMIPriorConfig(GANPriorConfig):
+    """GMI's WGAN-GP prior (its fields are the prior's cache key)."""
 
     z_dim: int = param(100, "latent dimension", ge=1)
-    resolution: int = param(64, "generator output side (power of two)", ge=16)
-    width: float = param(1.0, "channel multiplier of generator and critic (1 = 512..64)", gt=0)
     gan_epochs: float = param(280.0, "critic passes over the aux split", gt=0)
-    gan_batch_size: int = param(64, "WGAN-GP batch size", ge=2)
-    gan_lr: float = param(2e-4, "Adam learning rate of the prior", gt=0)
-    gan_betas: tuple[float, ...] = param((0.5, 0.999), "Adam betas of the prior")
     n_critic: int = param(5, "critic steps per generator step", ge=1)
     gp_weight: float = param(10.0, "gradient-penalty weight", ge=0)
+
+
+@dataclass
+class GMIConfig(GMIPriorConfig):
+    """GMI hyper-parameters; defaults from the public code (Celeba/celeba.json, attack.py)."""
+
     iterations: int = param(1500, "latent optimisation steps per sample", ge=1)
     lr: float = param(0.02, "attack learning rate", gt=0)
     momentum: float = param(0.9, "Nesterov momentum μ", ge=0, lt=1)
@@ -53,6 +56,25 @@ class GMIConfig(Config):
     }
 
 
+class BoxedNesterov(torch.optim.Optimizer):
+    """GMI's update (attack.py): v ← μ·v − lr·∇z, z ← z − μ·v_prev + (1 + μ)·v, then z is
+    clamped to [−clamp, clamp]."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float,
+                 clamp: float) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "clamp": clamp})
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:
+        for group in self.param_groups:
+            lr, momentum, clamp = group["lr"], group["momentum"], group["clamp"]
+            for z in group["params"]:
+                previous = self.state[z].get("velocity", torch.zeros_like(z))
+                velocity = momentum * previous - lr * z.grad
+                z.copy_((z - momentum * previous + (1 + momentum) * velocity).clamp(-clamp, clamp))
+                self.state[z]["velocity"] = velocity
+
+
 @ATTACKS.register("gmi")
 class GMI(Attack):
     """Generative model inversion with a WGAN-GP prior and latent optimisation."""
@@ -63,8 +85,6 @@ class GMI(Attack):
 
     def prepare(self, ctx: AttackContext) -> None:
         cfg = self.config
-        prior_config = {k: v for k, v in cfg.to_dict().items() if k.startswith(("gan_", "z_"))
-                        or k in ("resolution", "width", "n_critic", "gp_weight")}
 
         def make() -> nn.ModuleDict:
             return nn.ModuleDict({"generator": Generator(cfg.z_dim, cfg.resolution, cfg.width),
@@ -76,43 +96,35 @@ class GMI(Attack):
                           betas=tuple(cfg.gan_betas), n_critic=cfg.n_critic,
                           gp_weight=cfg.gp_weight)
 
-        prior = cached_module(ctx, "prior-gmi", prior_config, make, train)
+        prior = cached_module(ctx, "prior-gmi", GMIPriorConfig.prior_settings(cfg), make, train)
         self.generator = prior["generator"].requires_grad_(False)
         self.critic = prior["critic"].requires_grad_(False)
 
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
-        out = []
-        for start in range(0, len(labels), self.config.batch_size):
-            chunk = labels[start:start + self.config.batch_size]
-            with ctx.ledger.scope(chunk):
-                z = self._optimise(target, chunk.to(ctx.device), ctx, offset=start)
-            out.append(self.generator(z).detach().cpu())
-        return torch.cat(out)
+        return invert_in_chunks(ctx, labels, self.config.batch_size,
+                                lambda chunk: self._optimise(target, chunk, ctx),
+                                lambda z, _: self.generator(z))
 
-    def _optimise(self, target: TargetView, labels: torch.Tensor, ctx: AttackContext,
-                  offset: int) -> torch.Tensor:
+    def _optimise(self, target: TargetView, chunk: Chunk, ctx: AttackContext) -> torch.Tensor:
         """Nesterov-momentum descent on z (GMI attack.py), z clamped to the prior's box.
 
         The loss is averaged over the batch as in GMI's code, so ``batch_size`` is part of the
         effective step size: keep the default of 64 unless the learning rate is retuned.
         """
         cfg = self.config
-        z = torch.randn(len(labels), cfg.z_dim, device=ctx.device,
-                        generator=ctx.generator(offset)).clamp_(-cfg.clamp, cfg.clamp)
-        velocity = torch.zeros_like(z)
-        for _ in ctx.progress(range(cfg.iterations), desc="GMI", unit="it", leave=False):
-            z.requires_grad_(True)
+        z = torch.randn(len(chunk.labels), cfg.z_dim, device=ctx.device,
+                        generator=chunk.generator).clamp_(-cfg.clamp, cfg.clamp)
+        z.requires_grad_(True)
+
+        def loss() -> torch.Tensor:
             images = self.generator(z)
             logits = target.logits(images)
-            loss = (-self.critic(images) + cfg.identity_weight
-                    * cross_entropy(logits, labels)).mean()
-            grad, = torch.autograd.grad(loss, z)
-            with torch.no_grad():
-                previous = velocity
-                velocity = cfg.momentum * velocity - cfg.lr * grad
-                z = (z - cfg.momentum * previous + (1 + cfg.momentum) * velocity)
-                z = z.clamp(-cfg.clamp, cfg.clamp)
+            return (-self.critic(images) + cfg.identity_weight
+                    * cross_entropy(logits, chunk.labels)).mean()
+
+        optimiser = BoxedNesterov([z], lr=cfg.lr, momentum=cfg.momentum, clamp=cfg.clamp)
+        descend(optimiser, loss, cfg.iterations, ctx, "GMI")
         return z.detach()
 
     def select(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,

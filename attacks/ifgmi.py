@@ -1,8 +1,9 @@
 """IF-GMI — Intermediate-Feature GMI (Qiu et al., ECCV 2024), attacks.md §6.
 
 Prior: the StyleGAN prior shared with PPA (``priors/stylegan.py``), whose synthesis can start
-at block s from a supplied state. Candidates come from PPA's initial selection (the run's
-``samples`` per identity play IF-GMI's 50 candidates).
+at block s from a supplied state, or a pretrained StyleGAN2 (``stylegan_checkpoint``, as in
+PPA). Candidates come from PPA's initial selection (the run's ``samples`` per identity play
+IF-GMI's 50 candidates).
 
 Layer-wise optimisation over stages s = 0 … len(stage_steps) − 1 (§6.3.2):
 - stage 0 optimises the single w (broadcast to every style input) through the whole synthesis;
@@ -34,10 +35,13 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from mibench.access import TargetView
-from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attack import AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
+from mibench.attacks.latent import Chunk, descend
 from mibench.attacks.losses import poincare
-from mibench.attacks.priors.stylegan import CandidateSearchConfig, candidate_search, load_stylegan
+from mibench.attacks.priors.stylegan import CandidateSearchConfig
+from mibench.attacks.priors.stylegan_import import load_prior
+from mibench.attacks.w_space import WSpaceAttack
 from mibench.config import Config, param
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS
@@ -92,7 +96,7 @@ class IFGMIConfig(CandidateSearchConfig):
 
 
 @ATTACKS.register("ifgmi")
-class IFGMI(Attack):
+class IFGMI(WSpaceAttack):
     """Intermediate-feature GMI: PPA's candidates, then w and block inputs, layer by layer."""
 
     spec = AttackSpec(name="ifgmi", title="Intermediate-Feature GMI (IF-GMI)",
@@ -101,33 +105,25 @@ class IFGMI(Attack):
     Config: ClassVar[type[Config]] = IFGMIConfig
 
     def prepare(self, ctx: AttackContext) -> None:
-        self.prior = load_stylegan(ctx, self.config)
+        self.prior = load_prior(ctx, self.config)
+        stages, blocks = len(self.config.stage_steps), len(self.prior.blocks)
+        if stages > blocks:
+            raise ConfigError(f"IFGMIConfig.stage_steps: {stages} stages, but the prior has "
+                              f"{blocks} synthesis blocks; use at most {blocks} stages")
 
-    def invert(self, target: TargetView, labels: torch.Tensor,
+    def refine(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
                ctx: AttackContext) -> torch.Tensor:
-        cfg = self.config
-        ws = candidate_search(self.prior, target, labels, cfg, ctx)
-        out = []
-        for start in range(0, len(labels), cfg.batch_size):
-            chunk = labels[start:start + cfg.batch_size]
-            with ctx.ledger.scope(chunk):
-                out.append(self._stages(target, ws[start:start + cfg.batch_size], chunk, ctx,
-                                        start).cpu())
-        return torch.cat(out)
-
-    def _stages(self, target: TargetView, w: torch.Tensor, labels: torch.Tensor,
-                ctx: AttackContext, offset: int) -> torch.Tensor:
         """All stages for one batch; each sample keeps its most confident stage's image."""
-        cfg, prior = self.config, self.prior
+        cfg, prior, labels = self.config, self.prior, chunk.labels
         augment = Augment(crop=cfg.crop, scale=tuple(cfg.opt_scale))
-        gen = ctx.generator(offset)
         state = None
         best = best_score = None
         for stage, steps in enumerate(cfg.stage_steps):
             if stage > 0:
                 with torch.no_grad():
                     state = prior.synthesise(prior.broadcast(w), stage - 1, state, stage)
-            w, state = self._stage(target, w, state, labels, stage, steps, augment, gen, ctx)
+            w, state = self._stage(target, w, state, labels, stage, steps, augment,
+                                   chunk.generator, ctx)
             with torch.no_grad():
                 images = center_crop(prior.image(prior.synthesise(prior.broadcast(w), stage,
                                                                   state)), cfg.crop)
@@ -154,16 +150,17 @@ class IFGMI(Attack):
             h = h0.clone().requires_grad_(True)
             params.append(h)
         optimiser = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas))
-        for _ in ctx.progress(range(steps), desc=f"IF-GMI stage {stage}", unit="it",
-                              leave=False):
+
+        def loss() -> torch.Tensor:
             current = None if state is None else (h, skip)
             images = prior.image(prior.synthesise(prior.broadcast(w), stage, current))
-            loss = poincare(target.logits(augment(images, gen)), labels).mean()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            return poincare(target.logits(augment(images, gen)), labels).mean()
+
+        def project() -> None:
             with torch.no_grad():
                 w.copy_(w0 + project_l1_ball(w - w0, cfg.radius_w[stage]))
                 if state is not None:
                     h.copy_(h0 + project_l1_ball(h - h0, cfg.radius_features[stage]))
+
+        descend(optimiser, loss, steps, ctx, f"IF-GMI stage {stage}", after_step=project)
         return w.detach(), None if state is None else (h.detach(), skip)

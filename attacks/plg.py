@@ -37,38 +37,37 @@ from torch import nn
 from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
 from mibench.attacks.augment import Augment
+from mibench.attacks.latent import Chunk, descend, invert_in_chunks
 from mibench.attacks.losses import IDENTITY_LOSSES
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.cgan import ConditionalGenerator, ProjectionDiscriminator
+from mibench.attacks.priors.gan_prior import GANPriorConfig
 from mibench.attacks.priors.pseudo_labels import top_n_pseudo_labels
-from mibench.attacks.priors.wgan import aux_images
 from mibench.config import Config, param
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS
 
-PRIOR_FIELDS = ("top_n", "z_dim", "resolution", "width", "gan_steps", "gan_batch_size",
-                "gan_lr", "gan_betas", "n_dis", "inv_weight", "inv_loss", "aug_scale",
-                "aug_flip")
-
-
 @dataclass
-class PLGConfig(Config):
-    """PLG-MI hyper-parameters; defaults from PLG-MI-Attack (train_cgan.py, reconstruct.py)."""
+class PLGPriorConfig(GANPriorConfig):
+    """PLG-MI's cGAN prior, defaults from train_cgan.py (its fields are the cache key)."""
 
-    top_n: int = param(30, "aux images kept per class by the target's softmax", ge=1)
-    z_dim: int = param(128, "latent dimension", ge=1)
     resolution: int = param(64, "generator output side (power of two)", ge=8)
     width: int = param(64, "base channels c of G (16c…c) and D (c…16c)", ge=1)
-    gan_steps: int = param(30_000, "generator iterations", ge=1)
-    gan_batch_size: int = param(64, "cGAN batch size", ge=2)
-    gan_lr: float = param(2e-4, "Adam learning rate of G and D", gt=0)
     gan_betas: tuple[float, ...] = param((0.0, 0.9), "Adam betas of G and D")
+    top_n: int = param(30, "aux images kept per class by the target's softmax", ge=1)
+    gan_steps: int = param(30_000, "generator iterations", ge=1)
     n_dis: int = param(5, "discriminator steps per generator step", ge=1)
     inv_weight: float = param(0.2, "α, weight of the inversion loss in L_G", ge=0)
     inv_loss: str = param("max_margin", "identity loss in training and attack",
                           choices=("max_margin", "ce", "poincare"))
     aug_scale: tuple[float, ...] = param((0.8, 1.0), "RandomResizedCrop area range (aug64)")
     aug_flip: float = param(0.5, "horizontal-flip probability (aug64)", ge=0, le=1)
+
+
+@dataclass
+class PLGConfig(PLGPriorConfig):
+    """PLG-MI hyper-parameters; defaults from PLG-MI-Attack (train_cgan.py, reconstruct.py)."""
+
     iterations: int = param(600, "Adam steps on z per sample", ge=1)
     lr: float = param(0.1, "attack learning rate", gt=0)
     augmentations: int = param(2, "independently augmented copies per step", ge=1)
@@ -115,8 +114,8 @@ class PLG(Attack):
                             ProjectionDiscriminator(target.num_classes, cfg.resolution,
                                                     cfg.width))
 
-        prior = cached_module(ctx, "prior-plg", {k: getattr(cfg, k) for k in PRIOR_FIELDS},
-                              make, lambda module: self._train(module, target, ctx))
+        prior = cached_module(ctx, "prior-plg", PLGPriorConfig.prior_settings(cfg), make,
+                              lambda module: self._train(module, target, ctx))
         self.generator = prior.generator.requires_grad_(False)
 
     def _augment(self) -> Augment:
@@ -125,7 +124,7 @@ class PLG(Attack):
     def _train(self, prior: PLGPrior, target: TargetView, ctx: AttackContext) -> None:
         """Hinge cGAN on the top-n pseudo-labelled aux images plus α · L_inv (train_cgan.py)."""
         cfg = self.config
-        images = aux_images(ctx, cfg.resolution)
+        images = ctx.aux_images(cfg.resolution)
         index, labels = top_n_pseudo_labels(target, images, cfg.top_n)
         index, labels = index.to(ctx.device), labels.to(ctx.device)
         generator, discriminator = prior.generator.train(), prior.discriminator.train()
@@ -167,31 +166,24 @@ class PLG(Attack):
 
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
-        out = []
-        for start in range(0, len(labels), self.config.batch_size):
-            chunk = labels[start:start + self.config.batch_size]
-            with ctx.ledger.scope(chunk):
-                z = self._optimise(target, chunk.to(ctx.device), ctx, offset=start)
-            with torch.no_grad():
-                out.append(((self.generator(z, chunk.to(ctx.device)) + 1) / 2).cpu())
-        return torch.cat(out)
+        return invert_in_chunks(ctx, labels, self.config.batch_size,
+                                lambda chunk: self._optimise(target, chunk, ctx),
+                                lambda z, chunk_labels: (self.generator(z, chunk_labels) + 1) / 2)
 
-    def _optimise(self, target: TargetView, labels: torch.Tensor, ctx: AttackContext,
-                  offset: int) -> torch.Tensor:
+    def _optimise(self, target: TargetView, chunk: Chunk, ctx: AttackContext) -> torch.Tensor:
         """Adam on z, label fixed, summed identity loss over augmented copies (reconstruct.py)."""
         cfg = self.config
-        gen = ctx.generator(offset)
+        labels, gen = chunk.labels, chunk.generator
         z = torch.randn(len(labels), cfg.z_dim, device=ctx.device,
                         generator=gen).requires_grad_(True)
-        optimiser = torch.optim.Adam([z], lr=cfg.lr)
         loss_fn, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment()
-        for _ in ctx.progress(range(cfg.iterations), desc="PLG-MI", unit="it", leave=False):
+
+        def loss() -> torch.Tensor:
             images = (self.generator(z, labels) + 1) / 2
             copies = torch.cat([augment(images, gen) for _ in range(cfg.augmentations)])
             logits = target.logits(copies)
-            loss = loss_fn(logits, labels.repeat(cfg.augmentations)).view(
+            return loss_fn(logits, labels.repeat(cfg.augmentations)).view(
                 cfg.augmentations, -1).sum(0).mean()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+
+        descend(torch.optim.Adam([z], lr=cfg.lr), loss, cfg.iterations, ctx, "PLG-MI")
         return z.detach()

@@ -21,6 +21,13 @@ ledger records them as unattributed); each candidate then costs ``iterations`` g
 and ``final_draws`` forward queries.
 ``crop`` is PPA's CenterCrop 800 of FFHQ's 1024 px, which frames the face like CelebA; our
 prior trains on aux images framed like the private ones, so ``mini`` and ``smoke`` do not crop.
+
+Pretrained generator: ``stylegan_checkpoint`` set to NVLabs' stylegan2-ada-pytorch pickle
+(PPA's own ``ffhq.pkl``) or a rosinality ``.pt`` replaces the trained prior by that generator
+(``priors/stylegan_import.py``): the pickle is read without running any of its code, the
+weights drive StyleGAN2's exact synthesis (FIR resampling, constant noise, ``conv_clamp``,
+images (x + 1)/2), and resolution, z/w sizes and ``num_ws`` come from the file, so the prior's
+size fields are ignored. Use it with ``crop`` 0.78125 (the paper preset) on FFHQ's 1024 px.
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from mibench.access import TargetView
-from mibench.attack import Attack, AttackContext, AttackSpec
+from mibench.attack import AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
+from mibench.attacks.latent import Chunk, descend
 from mibench.attacks.losses import poincare
-from mibench.attacks.priors.stylegan import (SEARCH_SEED, CandidateSearchConfig,
-                                             candidate_search, load_stylegan)
+from mibench.attacks.priors.stylegan import SEARCH_SEED, CandidateSearchConfig
+from mibench.attacks.priors.stylegan_import import load_prior
+from mibench.attacks.w_space import WSpaceAttack
 from mibench.config import Config, param
 from mibench.registry import ATTACKS
 from mibench.selection import augmented_confidence, best_per_identity
@@ -65,7 +74,7 @@ class PPAConfig(CandidateSearchConfig):
 
 
 @ATTACKS.register("ppa")
-class PPA(Attack):
+class PPA(WSpaceAttack):
     """Plug & Play Attacks: candidate search, augmented Poincaré optimisation of w, selection."""
 
     spec = AttackSpec(name="ppa", title="Plug & Play Attacks (PPA)",
@@ -74,23 +83,10 @@ class PPA(Attack):
     Config: ClassVar[type[Config]] = PPAConfig
 
     def prepare(self, ctx: AttackContext) -> None:
-        self.prior = load_stylegan(ctx, self.config)
+        self.prior = load_prior(ctx, self.config)
 
-    def invert(self, target: TargetView, labels: torch.Tensor,
+    def refine(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
                ctx: AttackContext) -> torch.Tensor:
-        cfg = self.config
-        ws = candidate_search(self.prior, target, labels, cfg, ctx)
-        out = []
-        for start in range(0, len(labels), cfg.batch_size):
-            chunk = labels[start:start + cfg.batch_size]
-            with ctx.ledger.scope(chunk):
-                w = self._optimise(target, ws[start:start + cfg.batch_size], chunk, ctx, start)
-            with torch.no_grad():
-                out.append(center_crop(self.prior.render(w), cfg.crop).cpu())
-        return torch.cat(out)
-
-    def _optimise(self, target: TargetView, w: torch.Tensor, labels: torch.Tensor,
-                  ctx: AttackContext, offset: int) -> torch.Tensor:
         """Adam on w under random crops, Poincaré loss (PPA attacks/optimize.py)."""
         cfg = self.config
         w = w.clone().requires_grad_(True)
@@ -98,15 +94,17 @@ class PPA(Attack):
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, list(cfg.lr_milestones),
                                                         cfg.lr_gamma)
         augment = Augment(crop=cfg.crop, scale=tuple(cfg.opt_scale))
-        gen = ctx.generator(offset)
-        for _ in ctx.progress(range(cfg.iterations), desc="PPA", unit="it", leave=False):
-            images = augment(self.prior.render(w), gen)
-            loss = poincare(target.logits(images), labels).mean()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
+
+        def loss() -> torch.Tensor:
+            images = augment(self.prior.render(w), chunk.generator)
+            return poincare(target.logits(images), chunk.labels).mean()
+
+        descend(optimiser, loss, cfg.iterations, ctx, "PPA", after_step=schedule.step)
         return w.detach()
+
+    def render(self, refined: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Centre-cropped like the target saw them."""
+        return center_crop(self.prior.render(refined), self.config.crop)
 
     def select(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:

@@ -30,7 +30,6 @@ from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
 from mibench.attacks.priors.class_diffusion import ClassDiffusionConfig, class_diffusion_prior
 from mibench.attacks.priors.pseudo_labels import top1_pseudo_labels
-from mibench.attacks.priors.wgan import aux_images
 from mibench.config import Config, param
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS
@@ -66,7 +65,7 @@ class UAMI(Attack):
         if target is None:
             raise ConfigError("UAMI labels the aux split with the target: it needs the target "
                               "view in the attack context")
-        images = aux_images(ctx, self.config.resolution)
+        images = ctx.aux_images(self.config.resolution)
         labels = top1_pseudo_labels(target, images)
         self.prior = class_diffusion_prior(ctx, self.config, "prior-uami", images, labels,
                                            target.num_classes, labelling={"labels": "top-1"})

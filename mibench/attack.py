@@ -4,7 +4,9 @@ An attack declares an :class:`AttackSpec` (who published it, what access it need
 trains) and a typed ``Config`` whose defaults are the paper's values. ``prepare`` trains or loads
 its priors (cached; target-dependent priors may query ``ctx.target``); ``invert`` returns one
 image in [0, 1] per entry of ``labels``. Attacks see the target only through the access view
-their spec allows, and the auxiliary split only — never private data.
+their spec allows, and the auxiliary split only — never private data. Registration checks the
+contract (:func:`check_attack_contract`), so an incomplete attack fails at ``mibench list``,
+not mid-run.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mibench.access import ACCESS_LEVELS, QueryLedger, TargetView
 from mibench.cache import Cache
 from mibench.config import Config
-from mibench.errors import ConfigError
+from mibench.errors import ConfigError, MibenchError
 from mibench.selection import best_per_identity, label_confidence, label_hits
 from mibench.world import Split
+
+FORWARD_BATCH = 256
+"""Images per gradient-free pass when an attack runs a network over many images (e.g. labelling,
+encoding or featurising the aux split)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,9 @@ class AttackSpec:
     access: str
     prior: str
     target_dependent_prior: bool = False
+    same_as_on_open_set: str | None = None
+    """The attack this one computes exactly on open-set targets (an ablation whose change only
+    applies to a closed-set head); reports mark such rows instead of presenting them as new."""
 
     def __post_init__(self) -> None:
         if self.access not in ACCESS_LEVELS:
@@ -67,6 +77,15 @@ class AttackContext:
         gen = torch.Generator(device=self.device)
         gen.manual_seed(self.seed + offset)
         return gen
+
+    def aux_images(self, resolution: int) -> torch.Tensor:
+        """The aux split as uint8 on the device, resized (antialiased) to ``resolution``."""
+        images = self.aux.images
+        if images.shape[-1] != resolution:
+            resized = F.interpolate(images.float(), size=(resolution, resolution),
+                                    mode="bilinear", antialias=True, align_corners=False)
+            images = resized.round().clamp(0, 255).to(torch.uint8)
+        return images.to(self.device)
 
     def progress(self, iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
         """A progress bar (hidden when progress display is off)."""
@@ -107,3 +126,31 @@ class Attack:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
         return f"{type(self).__name__}({params})"
+
+
+class AttackContractError(MibenchError, TypeError):
+    """A registered attack lacks part of the contract (``spec``, ``Config``, ``invert``)."""
+
+
+def check_attack_contract(name: str, obj: Any) -> None:
+    """Raise :class:`AttackContractError` unless ``obj`` is an :class:`Attack` subclass whose
+    ``spec`` is an :class:`AttackSpec`, whose ``Config`` is a :class:`Config` subclass and
+    which overrides :meth:`Attack.invert`."""
+    spec, config = getattr(obj, "spec", None), getattr(obj, "Config", None)
+    if not (isinstance(obj, type) and issubclass(obj, Attack)):
+        problem = "is not a subclass of mibench.attack.Attack; derive the class from Attack"
+    elif not isinstance(spec, AttackSpec):
+        found = "has no `spec`" if spec is None else \
+            f"has a `spec` of type {type(spec).__name__}, not AttackSpec"
+        problem = (f"{found}; set `spec = AttackSpec(name=..., title=..., paper=..., year=..., "
+                   f"access=..., prior=...)` on the class")
+    elif not (isinstance(config, type) and issubclass(config, Config)):
+        problem = ("has a `Config` that is not a mibench.config.Config subclass; declare "
+                   "`@dataclass class MyConfig(Config)` and set `Config = MyConfig`")
+    elif obj.invert is Attack.invert:
+        problem = ("does not implement `invert`; define `invert(self, target, labels, ctx)` "
+                   "returning one image in [0, 1] per label")
+    else:
+        return
+    where = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+    raise AttackContractError(f"attack {name!r} ({where}) {problem}")

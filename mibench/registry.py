@@ -4,7 +4,8 @@ Our own components register with a decorator (``@ATTACKS.register("gmi")``) in m
 registry imports on first use. Third-party plugins register through entry-point groups
 (``mibench.attacks``, ``mibench.targets``, ``mibench.datasets``, ``mibench.metrics``) in their own
 package, or by loading a file with ``--plugin path/to/file.py``. Unknown names fail with the
-closest registered names.
+closest registered names. A registry may check what registers (attacks: the attack contract,
+:func:`mibench.attack.check_attack_contract`), so a broken plugin fails when it is loaded.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ T = TypeVar("T")
 class Registry:
     """Name → component mapping for one kind of component."""
 
-    def __init__(self, kind: str, group: str, builtin_modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, group: str, builtin_modules: tuple[str, ...] = (),
+                 check: Callable[[str, Any], None] | None = None) -> None:
         self.kind = kind
         self.group = group
         self._builtin_modules = builtin_modules
+        self._check = check
         self._items: dict[str, Any] = {}
         self._aliases: dict[str, str] = {}
         self._loaded = False
@@ -44,6 +47,9 @@ class Registry:
         return add
 
     def add(self, name: str, obj: Any, *, aliases: tuple[str, ...] = ()) -> None:
+        """Register ``obj`` under ``name`` after the registry's check (a ``MibenchError``)."""
+        if self._check is not None:
+            self._check(name, obj)
         existing = self._items.get(name)
         if existing is not None and existing is not obj:
             raise MibenchError(f"{self.kind} {name!r} is registered twice "
@@ -141,7 +147,13 @@ def load_plugin_file(path: str) -> None:
         raise MibenchError(f"plugin file {path} raised {type(err).__name__}: {err}") from err
 
 
-ATTACKS = Registry("attack", "mibench.attacks", ("mibench.attacks",))
+def _check_attack(name: str, obj: Any) -> None:
+    from mibench.attack import check_attack_contract  # torch-heavy: import on first registration
+
+    check_attack_contract(name, obj)
+
+
+ATTACKS = Registry("attack", "mibench.attacks", ("mibench.attacks",), check=_check_attack)
 TARGETS = Registry("target", "mibench.targets", ("mibench.targets",))
 DATASETS = Registry("dataset", "mibench.datasets", ("mibench.datasets",))
 METRICS = Registry("metric", "mibench.metrics", ("mibench.metrics",))

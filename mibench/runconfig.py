@@ -19,7 +19,7 @@ from mibench.cache import Cache
 from mibench.errors import ConfigError
 from mibench.experiments import check_plan_names, get_experiment
 from mibench.registry import ATTACKS, DATASETS, TARGETS
-from mibench.world import World
+from mibench.world import World, WorldSummary
 
 SECTIONS = ("preset", "run", "world", "attacks")
 
@@ -68,9 +68,12 @@ class RunConfig(Config):
 def resolve(preset: str | None = None, config_file: str | None = None,
             assignments: list[str] | None = None,
             flags: Mapping[str, Any] | None = None,
-            world_flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+            world_flags: Mapping[str, Any] | None = None,
+            with_attacks: bool = True) -> dict[str, Any]:
     """Return the fully resolved, validated configuration tree of a run (``flags`` set ``run``
-    fields, ``world_flags`` world fields such as ``root``)."""
+    fields, ``world_flags`` world fields such as ``root``). ``with_attacks=False`` leaves the
+    ``attacks`` section empty, for commands that only need the world and the targets: the
+    attack plugins are then not even imported."""
     tree: dict[str, Any] = load_yaml(config_file) if config_file else {}
     unknown = sorted(set(tree) - set(SECTIONS))
     if unknown:
@@ -101,6 +104,8 @@ def resolve(preset: str | None = None, config_file: str | None = None,
                           "add --world celeba (or folders)")
     world = world_cls.Config.resolve(chosen, _section(tree, "world"))
     TARGETS.expand(run.targets)
+    if not with_attacks:
+        return {"preset": chosen, "run": run.to_dict(), "world": world.to_dict(), "attacks": {}}
     attack_overrides = _section(tree, "attacks")
     names = ATTACKS.expand(run.attacks) if ATTACKS.names() else []
     stray = sorted(set(attack_overrides) - set(names))
@@ -127,6 +132,17 @@ def build_world(tree: Mapping[str, Any], cache: Cache, progress: bool = True) ->
     """The world of a resolved configuration tree (built into, or loaded from, ``cache``)."""
     dataset = DATASETS.get(tree["run"]["world"])
     return dataset.build(dataset.Config(**tree["world"]), cache, progress=progress)
+
+
+def world_summary(tree: Mapping[str, Any], cache: Cache, progress: bool = True) -> WorldSummary:
+    """The identity of the world of ``tree`` (name, fingerprint, private classes) from its
+    config, without rendering it; a dataset plugin without ``summary`` is built instead."""
+    dataset = DATASETS.get(tree["run"]["world"])
+    config = dataset.Config(**tree["world"])
+    if hasattr(dataset, "summary"):
+        summary: WorldSummary = dataset.summary(config, cache)
+        return summary
+    return dataset.build(config, cache, progress=progress).summary()
 
 
 def _section(tree: Mapping[str, Any], name: str) -> dict[str, Any]:

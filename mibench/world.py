@@ -121,3 +121,19 @@ class World:
     @property
     def resolution(self) -> int:
         return self.split("private-train").resolution
+
+    def summary(self) -> WorldSummary:
+        """This world's :class:`WorldSummary`."""
+        return WorldSummary(self.name, self.fingerprint, self.num_private)
+
+
+@dataclass(frozen=True)
+class WorldSummary:
+    """A world's identity without its images: name, fingerprint (the very string the built
+    world carries, so every cache key derived from it is the same) and number of private
+    identities (the target classes). A dataset's ``summary(config, cache)`` derives it from the
+    config (and, for real data, the file listing) without rendering or decoding anything."""
+
+    name: str
+    fingerprint: str
+    num_private: int

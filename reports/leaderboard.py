@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mibench.reports.runs import CellRecord, Measurement, RunRecord
 from mibench.reports.experiment import experiment_markdown, experiment_view
-from mibench.reports.tables import (ARROWS, Column, cell_label, format_seconds, format_value,
-                                    markdown_escape, metric_columns)
+from mibench.reports.tables import (ARROWS, Column, cell_label, equivalence_note, format_seconds,
+                                    format_value, markdown_escape, metric_columns)
 from mibench.store import Subset
 
 RANK_BY = "eval_acc1"   # attack accuracy under the evaluation model, the field's headline number
@@ -77,7 +77,9 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
         for rank, c in enumerate(ordered, 1):
             run = by_id[c.run_id]
             values = [shown(c.measurement(Subset.ALL, col.name)) for col in columns]
-            lines.append("| " + " | ".join([str(rank), cell_label(c, cells), *values,
+            note = equivalence_note(c.attack, c.target)
+            label = cell_label(c, cells) + (f" ({note})" if note else "")
+            lines.append("| " + " | ".join([str(rank), label, *values,
                                             f"`{c.run_id}`",
                                             run.preset, run.date]) + " |")
         lines.append("")

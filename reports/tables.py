@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mibench.errors import MibenchError
-from mibench.registry import METRICS
+from mibench.registry import ATTACKS, METRICS, TARGETS
 from mibench.reports.runs import CellRecord, Measurement
 from mibench.store import Subset
 
@@ -61,6 +61,7 @@ class Row:
     status: str
     error: str | None
     values: list[ValueCell]
+    note: str | None = None
 
 
 @dataclass
@@ -163,6 +164,26 @@ def cell_label(cell: CellRecord, cells: list[CellRecord]) -> str:
     return label
 
 
+def equivalence_note(attack: str, target: str) -> str | None:
+    """"same as X on open-set targets" for an attack that declares it
+    (:attr:`AttackSpec.same_as_on_open_set`) on a zoo target of kind ``open``; ``None`` where
+    the attack or target is not registered here (a plugin that is not loaded)."""
+    if attack not in ATTACKS or target not in TARGETS:
+        return None
+    same = getattr(ATTACKS.get(attack).spec, "same_as_on_open_set", None)
+    if same is None or _target_kind(TARGETS.get(target)) != "open":
+        return None
+    return f"same as {same} on open-set targets"
+
+
+def _target_kind(entry: object) -> str | None:
+    """``open`` or ``closed`` for a zoo entry (pretrained entries say it, trained ones in their
+    recipe); ``None`` for a plugin target that declares neither."""
+    kind = getattr(entry, "kind", None)
+    resolve = getattr(entry, "resolve", None)
+    return kind if kind is not None or resolve is None else resolve("paper").kind
+
+
 def metric_table(cells: list[CellRecord], *, show_run: bool = False) -> MetricTable:
     """Attacks × targets: one group per target, one row per (attack, aux, seed, run)."""
     columns = metric_columns(cells)
@@ -178,7 +199,7 @@ def metric_table(cells: list[CellRecord], *, show_run: bool = False) -> MetricTa
                           notes.show(cell.measurement(Subset.SELECTED, col.name)))
                 for col in columns]
             rows.append(Row(cell_label(cell, cells), cell.run_id, cell.status, cell.error,
-                            values))
+                            values, equivalence_note(cell.attack, cell.target)))
         _mark_best(rows, members, columns)
         groups.append(Group(target, rows))
     return MetricTable(columns, groups, notes.reasons, show_run)

@@ -25,6 +25,7 @@ import hashlib
 import io
 import os
 import pickle
+import tarfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ VERSION = 1
 FIELDS = ("arch", "config", "num_classes", "state_dict", "metrics", "data_fingerprint", "sha256")
 WRAPPER_PREFIXES = ("module.", "model.")  # DataParallel; PPA's Classifier wrapper
 PathLike = str | os.PathLike[str]
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTO = b"\x80"
 
 
 def tensors_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -57,11 +60,23 @@ def tensors_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def _is_torch_file(path: Path) -> bool:
+    """Whether ``path`` starts like a file ``torch.save`` writes: a zip archive (since PyTorch
+    1.6), a pickle of protocol 2 or higher (the legacy format; protocol 2+ pickles open with
+    the PROTO opcode 0x80) or a tar archive (PyTorch < 0.4)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head == ZIP_MAGIC or head[:1] == PICKLE_PROTO or tarfile.is_tarfile(path)
+
+
 def read_checkpoint(path: PathLike) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path")
+    if path.stat().st_size and not _is_torch_file(path):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a "
+                              "pickle, as torch.save writes); pass the weights file itself")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -74,7 +89,7 @@ def read_checkpoint(path: PathLike) -> Any:
                 "path)") from None
         raise CheckpointError(f"{path} is not a valid checkpoint ({err}); "
                               "download or save it again") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
         detail = str(err).split(". ")[0] or type(err).__name__
         raise CheckpointError(f"{path} is truncated or corrupt ({detail}); "
                               "download or save it again") from None

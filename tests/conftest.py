@@ -1,4 +1,4 @@
-"""Shared fixtures: deterministic seeds and a private cache per test."""
+"""Shared fixtures: deterministic seeds, a private cache per test, the toy attack context."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import random
 import pytest
 import torch
 
+from mibench.attack import AttackContext
 from mibench.cache import Cache
+from mibench.testing import toy_context
 
 # Tiny convolutions run far slower with 2 OpenMP threads when the 2 cores are shared (measured
 # ~100x on a busy machine); tests use small models, so one thread is both faster and steadier.
@@ -24,6 +26,12 @@ def _seed(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture
 def cache(tmp_path) -> Cache:
     return Cache(tmp_path / "cache")
+
+
+@pytest.fixture
+def ctx(cache) -> AttackContext:
+    """The toy context of :mod:`mibench.testing`: white-box colour target, noise aux images."""
+    return toy_context(cache=cache)
 
 
 @pytest.fixture(scope="session")

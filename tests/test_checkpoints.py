@@ -164,6 +164,20 @@ def test_truncated_file_is_reported(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "nowhere.pt")
 
 
+def test_a_file_that_is_no_torch_save_output_is_one_line(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello, these are notes\n")  # torch.load: KeyError: 101
+    with pytest.raises(CheckpointError, match=r"notes.txt is not a PyTorch checkpoint \(neither "
+                       "a zip archive nor a pickle") as err:
+        import_checkpoint(notes, ARCFACE_18)
+    one_line(err)
+    legacy = tmp_path / "legacy.pt"
+    torch.save(build_backbone(ARCFACE_18).state_dict(), legacy,
+               _use_new_zipfile_serialization=False)
+    assert set(import_checkpoint(legacy, ARCFACE_18)) == set(
+        build_backbone(ARCFACE_18).state_dict())
+
+
 class Payload:
     """Unpickling this would create a file."""
 

@@ -6,7 +6,11 @@ import pytest
 import yaml
 
 from mibench import __version__
+from mibench.cache import Cache
 from mibench.cli import main
+from mibench.datasets.synth import world as synth_world
+from mibench.datasets.synth.config import WorldConfig
+from mibench.targets.zoo import get_entry
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -83,3 +87,44 @@ def test_list_shows_registered_components(capsys):
     for expected in ("gmi", "Zhang et al., CVPR (2020)", "whitebox", "synth", "arcface-18",
                      "eval_acc1"):
         assert expected in out
+
+
+def no_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the world was rendered")
+
+    monkeypatch.setattr(synth_world, "build_world", fail)
+    monkeypatch.setattr(synth_world, "write_world", fail)
+
+
+def test_zoo_list_at_paper_does_not_render_the_world(capsys, tmp_path, monkeypatch):
+    no_rendering(monkeypatch)
+    cache = tmp_path / "cache"
+    code, out, _ = run(capsys, "zoo", "list", "--preset", "paper", "--cache-dir", str(cache))
+    assert code == 0
+    fingerprint = synth_world.world_key(WorldConfig.resolve("paper"), Cache(cache))
+    assert out.startswith(f"preset paper, world synth {fingerprint};")
+    rows = {line.split()[0]: line for line in out.splitlines()[3:]}
+    assert "71.25M" in rows["ir152"] and rows["ir152"].endswith("softmax 20ep lr 0.01 bs 64 w 1")
+    assert rows["arcface-18@ft2"].endswith("arcface 5ep lr 0.01 bs 128 w 1")
+    assert "not trained" in rows["arcface-50"] and not (cache / "world").exists()
+
+
+def test_dry_run_at_paper_prints_the_target_recipes(capsys, monkeypatch):
+    no_rendering(monkeypatch)
+    code, out, _ = run(capsys, "run", "--preset", "paper", "--targets", "ir152,arcface-18@ft1",
+                       "--dry-run")
+    assert code == 0
+    assert set(yaml.safe_load(out)) == {"preset", "run", "world", "attacks"}
+    comments = [line[2:] for line in out.splitlines() if line.startswith("# ")]
+    assert comments[0].startswith("training recipes at preset paper")
+    recipes = yaml.safe_load("\n".join(comments[1:]))
+    targets = recipes["target_recipes"]
+    assert list(targets) == ["ir152", "arcface-18@ft1"]
+    assert targets["ir152"] == {"train": "private-train",
+                                **get_entry("ir152").resolve("paper").to_dict()}
+    assert targets["arcface-18@ft1"]["fine_tunes"] == "arcface-18"
+    assert (targets["arcface-18@ft1"]["epochs"], targets["arcface-18@ft1"]["lr"]) == (5, 0.01)
+    evaluator = recipes["eval_model_recipe"]["densenet-121"]
+    assert (evaluator["arch"], evaluator["kind"], evaluator["train"]) == (
+        "densenet", "closed", "private-train")

@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_gmi import ColourTarget
 
-from mibench.access import QueryLedger, WhiteBox
 from mibench.attack import AttackContext
 from mibench.attacks.diffmi import DiffMI, DiffMIConfig
 from mibench.attacks.priors.pseudo_labels import top_n_pseudo_labels
-from mibench.world import Split
-
-
+from mibench.testing import ColourTarget, colour_aux, toy_context
 
 
 @pytest.fixture
 def ctx(cache) -> AttackContext:
-    n = 48
-    colours = torch.rand(n, 3, generator=torch.Generator().manual_seed(0))
-    images = (colours[:, :, None, None].expand(n, 3, 16, 16) * 255).to(torch.uint8)
-    aux = Split("aux", images.contiguous(), torch.arange(n), torch.arange(n) + 100)
-    ledger = QueryLedger()
-    return AttackContext(aux=aux, cache=cache, device=torch.device("cpu"), seed=0,
-                         ledger=ledger, target=WhiteBox(ColourTarget(), ledger),
-                         data_fingerprint="colours", aux_fingerprint="colours",
-                         show_progress=False)
+    return toy_context(cache=cache, aux=colour_aux(48), fingerprint="colours",
+                       aux_fingerprint="colours")
 
 
 def config(**overrides) -> DiffMIConfig:

@@ -1,4 +1,5 @@
-"""The README's plugin example, as a package and as a file, through `run` and `report`."""
+"""The README's plugin example, as a package and as a file, through `run` and `report`; its own
+tests, written with `mibench.testing`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from mibench.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mibench-auxpick"
+EXAMPLE_TEST = EXAMPLE / "tests" / "test_auxpick.py"
 
 
 def mibench(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -21,8 +23,19 @@ def mibench(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 def test_readme_shows_the_example_verbatim():
     readme = (ROOT / "README.md").read_text()
-    for name in ("mibench_auxpick.py", "pyproject.toml"):
-        assert (EXAMPLE / name).read_text().strip() in readme, f"README lacks {name}"
+    for file in (EXAMPLE / "mibench_auxpick.py", EXAMPLE / "pyproject.toml", EXAMPLE_TEST):
+        assert file.read_text().strip() in readme, f"README lacks {file.name}"
+    assert "[`mibench.testing`](mibench/testing.py)" in readme
+
+
+def test_example_tests_use_mibench_testing_and_pass(tmp_path):
+    assert "from mibench.testing import" in EXAMPLE_TEST.read_text()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--basetemp", str(tmp_path / "pytest"), str(EXAMPLE_TEST)],
+                          capture_output=True, text=True, timeout=300, cwd=EXAMPLE,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(EXAMPLE)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
 
 
 def test_installed_package_runs_and_reports(tmp_path, smoke_cache):

@@ -9,15 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mibench.access import QueryLedger, WhiteBox
 from mibench.attack import AttackContext
-from mibench.attacks import fgmia as fgmia_module
 from mibench.attacks.fgmia import FGMIA, FGMIAConfig, scaleft, transf
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.diffusion import ConditionalDenoiser
 from mibench.errors import CacheError
 from mibench.registry import ATTACKS
 from mibench.target import OpenSetTarget, Target
+from mibench.testing import assert_loaded_from_cache, colour_aux, toy_context
 from mibench.world import Split
 
 
@@ -57,15 +56,8 @@ class ColourGallery(OpenSetTarget):
 
 def context(target, cache, n: int = 96) -> AttackContext:
     """Aux images of one random saturated colour each (16 px)."""
-    gen = torch.Generator().manual_seed(0)
-    colours = torch.rand(n, 3, generator=gen).pow(3)
-    images = (colours[:, :, None, None].expand(n, 3, 16, 16) * 255).to(torch.uint8)
-    aux = Split("aux", images.contiguous(), torch.arange(n), torch.arange(n) + 100)
-    ledger = QueryLedger()
-    return AttackContext(aux=aux, cache=cache, device=torch.device("cpu"), seed=0,
-                         ledger=ledger, target=WhiteBox(target, ledger),
-                         data_fingerprint=f"colours:{type(target).__name__}",
-                         aux_fingerprint="colours", show_progress=False)
+    return toy_context(cache=cache, target=target, aux=colour_aux(n, power=3),
+                       fingerprint=f"colours:{type(target).__name__}", aux_fingerprint="colours")
 
 
 def cached(cache, component: str) -> list[str]:
@@ -162,21 +154,19 @@ def test_conditions_follow_each_switch(cache):
     assert no_fg.identity_conditions(ctx.target, labels).shape == (3, 3)
 
 
-def test_prior_is_cached_per_target_and_shared_by_the_feature_ablations(cache, monkeypatch):
+def test_prior_is_cached_per_target_and_shared_by_the_feature_ablations(cache):
     ctx = context(ColourHead(), cache)
     FGMIA(config()).prepare(ctx)
     assert ctx.ledger.total("forward") == 96          # one feature query per aux image
     assert len(cached(cache, "prior-fgmia")) == len(cached(cache, "prior-autoencoder")) == 1
 
-    def no_training(*args, **kwargs):
-        raise AssertionError("the cached prior should have been loaded")
-
-    monkeypatch.setattr(fgmia_module, "train_denoiser", no_training)
     for name in ("fgmia-no-transf", "fgmia-no-scaleft"):
         cls = ATTACKS.get(name)
-        cls(cls.Config.resolve("smoke", {"resolution": 16})).prepare(ctx)
-    with pytest.raises(AssertionError, match="cached prior"):
-        FGMIA(config()).prepare(context(ColourGallery(), cache))   # another target: retrains
+        with assert_loaded_from_cache(cache, "prior-fgmia"):
+            cls(cls.Config.resolve("smoke", {"resolution": 16})).prepare(ctx)
+    with pytest.raises(AssertionError, match="trained, not loaded"):
+        with assert_loaded_from_cache(cache, "prior-fgmia"):
+            FGMIA(config()).prepare(context(ColourGallery(), cache))   # another target: retrains
 
 
 def test_sampling_makes_no_queries_and_selection_one_per_sample(cache):

@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_gmi import ColourTarget, ctx  # noqa: F401  (the toy attack context fixture)
 
-from mibench.attacks import fmi as fmi_module
 from mibench.attacks.fmi import FMI, FMIConfig
+from mibench.testing import ColourTarget, assert_loaded_from_cache
 
 LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
 
 
-def test_prior_is_cached_and_has_the_four_networks(ctx, monkeypatch):  # noqa: F811
+def test_prior_is_cached_and_has_the_four_networks(ctx):
     FMI(FMIConfig.resolve("smoke")).prepare(ctx)
 
-    def no_training(*args, **kwargs):
-        raise AssertionError("the cached prior should have been loaded")
-
-    monkeypatch.setattr(fmi_module, "train_alpha_gan", no_training)
     attack = FMI(FMIConfig.resolve("smoke"))
-    attack.prepare(ctx)
+    with assert_loaded_from_cache(ctx.cache, "prior-fmi"):
+        attack.prepare(ctx)
     prior = attack.prior
     x = torch.rand(2, 3, 16, 16)
     assert prior["encoder"](x).shape == (2, 16)
@@ -31,7 +27,7 @@ def test_prior_is_cached_and_has_the_four_networks(ctx, monkeypatch):  # noqa: F
 
 
 @pytest.mark.parametrize("init", ["aux", "mean", "random"])
-def test_inversion_counts_queries_and_raises_the_target_score(ctx, init):  # noqa: F811
+def test_inversion_counts_queries_and_raises_the_target_score(ctx, init):
     attack = FMI(FMIConfig.resolve("smoke", {"iterations": 25, "lr": 0.1, "init": init,
                                              "code_weight": 0.1, "realism_weight": 0.1}))
     attack.prepare(ctx)

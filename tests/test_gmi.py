@@ -2,58 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from mibench.access import QueryLedger, WhiteBox
-from mibench.attack import AttackContext
-from mibench.attacks import gmi as gmi_module
 from mibench.attacks.gmi import GMI, GMIConfig
-from mibench.target import Target
-from mibench.world import Split
-
-
-class ColourTarget(Target):
-    """Class c is the colour prototype c: logits = −10·‖mean colour − prototype‖²."""
-
-    def __init__(self) -> None:
-        super().__init__(num_classes=3, resolution=16, feature_dim=3, mean=(0, 0, 0),
-                         std=(1, 1, 1))
-        self.register_buffer("prototypes", torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1],
-                                                         [0.1, 0.1, 0.9]]))
-
-    def embed(self, x):
-        return x.mean(dim=(2, 3))
-
-    def classify(self, features):
-        return -10 * torch.cdist(features, self.prototypes).pow(2)
-
-
-@pytest.fixture
-def ctx(cache) -> AttackContext:
-    gen = torch.Generator().manual_seed(0)
-    images = (torch.rand(48, 3, 32, 32, generator=gen) * 255).to(torch.uint8)
-    aux = Split("aux", images, torch.arange(48) % 6, torch.arange(48) % 6 + 100)
-    ledger = QueryLedger()
-    return AttackContext(aux=aux, cache=cache, device=torch.device("cpu"), seed=0,
-                         ledger=ledger, target=WhiteBox(ColourTarget(), ledger),
-                         data_fingerprint="toy", show_progress=False)
+from mibench.testing import ColourTarget, assert_loaded_from_cache
 
 
 def smoke_config(**overrides) -> GMIConfig:
     return GMIConfig.resolve("smoke", overrides)
 
 
-def test_prior_is_trained_once_and_cached(ctx, monkeypatch):
+def test_prior_is_trained_once_and_cached(ctx):
     GMI(smoke_config()).prepare(ctx)
     assert len(list((ctx.cache.root / "prior-gmi").iterdir())) >= 1
 
-    def no_training(*args, **kwargs):
-        raise AssertionError("the cached prior should have been loaded")
-
-    monkeypatch.setattr(gmi_module, "train_wgan_gp", no_training)
     attack = GMI(smoke_config())
-    attack.prepare(ctx)
+    with assert_loaded_from_cache(ctx.cache, "prior-gmi"):
+        attack.prepare(ctx)
     assert attack.generator(torch.zeros(2, attack.config.z_dim)).shape == (2, 3, 32, 32)
 
 

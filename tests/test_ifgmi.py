@@ -4,10 +4,10 @@ exact; the layer-wise optimisation raises the target score."""
 from __future__ import annotations
 
 import torch
-from test_gmi import ColourTarget, ctx  # noqa: F401  (the toy attack context fixture)
 
 from mibench.attacks.ifgmi import IFGMI, IFGMIConfig, project_l1_ball
 from mibench.attacks.priors.stylegan import candidate_search
+from mibench.testing import ColourTarget
 
 
 def test_projection_onto_the_l1_ball():
@@ -32,14 +32,14 @@ def run(ctx, **overrides):
     return attack, labels, images
 
 
-def test_zero_radii_keep_every_stage_at_the_selected_candidate(ctx):  # noqa: F811
+def test_zero_radii_keep_every_stage_at_the_selected_candidate(ctx):
     attack, labels, images = run(ctx, radius_w=(0, 0, 0), radius_features=(0, 0, 0), lr=0.1)
     w = candidate_search(attack.prior, ctx.target, labels, attack.config, ctx)
     with torch.no_grad():
         assert torch.allclose(images, attack.prior.render(w), atol=1e-5)
 
 
-def test_layerwise_optimisation_counts_queries_and_raises_the_score(ctx):  # noqa: F811
+def test_layerwise_optimisation_counts_queries_and_raises_the_score(ctx):
     attack, labels, images = run(ctx, stage_steps=(10, 5, 5), lr=0.05)
     assert images.shape == (6, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
     assert ctx.ledger.per_identity("gradient") == {0: 40, 1: 40, 2: 40}

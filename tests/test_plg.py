@@ -5,31 +5,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_gmi import ColourTarget
 
-from mibench.access import Labels, QueryLedger, Scores, WhiteBox
+from mibench.access import Labels, QueryLedger, Scores
 from mibench.attack import AttackContext
-from mibench.attacks import plg as plg_module
 from mibench.attacks.plg import PLG, PLGConfig
 from mibench.attacks.priors.cgan import ConditionalGenerator, ProjectionDiscriminator
 from mibench.attacks.priors.pseudo_labels import top1_pseudo_labels, top_n_pseudo_labels
 from mibench.errors import AccessError
-from mibench.world import Split
-
-
-
-
-def colour_images(n: int, seed: int = 0) -> torch.Tensor:
-    colours = torch.rand(n, 3, generator=torch.Generator().manual_seed(seed))
-    return (colours[:, :, None, None].expand(n, 3, 16, 16) * 255).to(torch.uint8).contiguous()
+from mibench.testing import (ColourTarget, assert_loaded_from_cache, colour_aux, colour_images,
+                             toy_context)
 
 
 def context(cache, fingerprint: str = "colours", n: int = 48) -> AttackContext:
-    aux = Split("aux", colour_images(n), torch.arange(n), torch.arange(n) + 100)
-    ledger = QueryLedger()
-    return AttackContext(aux=aux, cache=cache, device=torch.device("cpu"), seed=0,
-                         ledger=ledger, target=WhiteBox(ColourTarget(), ledger),
-                         data_fingerprint=fingerprint, show_progress=False)
+    return toy_context(cache=cache, aux=colour_aux(n), fingerprint=fingerprint)
 
 
 def config(**overrides) -> PLGConfig:
@@ -67,20 +55,18 @@ def test_cgan_shapes_and_class_conditioning():
     assert critic(images, torch.tensor([0, 2])).shape == (2,)
 
 
-def test_prior_is_cached_per_target_and_counts_training_queries(cache, monkeypatch):
+def test_prior_is_cached_per_target_and_counts_training_queries(cache):
     ctx = context(cache)
     cfg = config()
     PLG(cfg).prepare(ctx)
     assert ctx.ledger.counts["forward"] == {"prepare": 48 + cfg.gan_steps * cfg.gan_batch_size}
     assert ctx.ledger.counts["gradient"] == {"prepare": cfg.gan_steps * cfg.gan_batch_size}
 
-    def no_training(*args, **kwargs):
-        raise AssertionError("the cached prior should have been loaded")
-
-    monkeypatch.setattr(plg_module, "top_n_pseudo_labels", no_training)
-    PLG(cfg).prepare(ctx)
-    with pytest.raises(AssertionError, match="cached prior"):
-        PLG(cfg).prepare(context(cache, "colours:another-target"))
+    with assert_loaded_from_cache(cache, "prior-plg"):
+        PLG(cfg).prepare(ctx)
+    with pytest.raises(AssertionError, match="trained, not loaded"):
+        with assert_loaded_from_cache(cache, "prior-plg"):
+            PLG(cfg).prepare(context(cache, "colours:another-target"))
 
 
 def test_inversion_counts_queries_and_raises_the_target_score(cache):

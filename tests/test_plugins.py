@@ -102,3 +102,42 @@ def test_a_broken_entry_point_names_the_package(tmp_path, bad):
     result = run_cli("list", "attacks", env={"PYTHONPATH": str(tmp_path / "site")})
     assert result.returncode == 2
     assert "plugin entry point 'broken' in group mibench.attacks failed to load" in result.stderr
+
+
+INCOMPLETE_PLUGIN = '''
+from mibench.attack import Attack, AttackSpec
+{register_import}
+
+
+{decorator}
+class NoInvert(Attack):
+    spec = AttackSpec(name="no-invert", title="No invert", paper="Nobody et al.", year=2026,
+                      access="labels", prior="none")
+'''
+NO_INVERT = "attack 'no-invert' ({module}.NoInvert) does not implement `invert`; define " \
+            "`invert(self, target, labels, ctx)` returning one image in [0, 1] per label"
+
+
+def test_an_incomplete_plugin_file_fails_at_list_with_one_line(tmp_path):
+    plugin = tmp_path / "bad.py"
+    plugin.write_text(INCOMPLETE_PLUGIN.format(
+        register_import="from mibench.registry import ATTACKS",
+        decorator='@ATTACKS.register("no-invert")'))
+    result = run_cli("--plugin", str(plugin), "list", "attacks")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"mibench: error: plugin file {plugin} raised AttackContractError: " \
+                            f"{NO_INVERT.format(module='mibench_plugin_bad')}\n"
+
+
+def test_an_incomplete_entry_point_fails_at_list_with_one_line(tmp_path):
+    site = tmp_path / "site"
+    dist = site / "no_invert-0.0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: no-invert\nVersion: 0.0.1\n")
+    (dist / "entry_points.txt").write_text("[mibench.attacks]\n"
+                                           "no-invert = mibench_noinv:NoInvert\n")
+    (site / "mibench_noinv.py").write_text(INCOMPLETE_PLUGIN.format(register_import="",
+                                                                    decorator=""))
+    result = run_cli("list", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"mibench: error: {NO_INVERT.format(module='mibench_noinv')}\n"

@@ -4,11 +4,11 @@ confident sample, and the search keeps each identity's best candidates."""
 from __future__ import annotations
 
 import torch
-from test_gmi import ColourTarget, ctx  # noqa: F401  (the toy attack context fixture)
 
 from mibench.attacks.ppa import PPA, PPAConfig
 from mibench.attacks.priors.stylegan import SEARCH_SEED
 from mibench.selection import top_k_per_identity
+from mibench.testing import ColourTarget
 
 
 def test_initial_selection_gives_each_identity_its_best_distinct_candidates():
@@ -18,7 +18,7 @@ def test_initial_selection_gives_each_identity_its_best_distinct_candidates():
     assert picks.tolist() == [1, 0, 3, 3, 2]
 
 
-def test_ppa_runs_counts_queries_and_raises_the_target_score(ctx):  # noqa: F811
+def test_ppa_runs_counts_queries_and_raises_the_target_score(ctx):
     attack = PPA(PPAConfig.resolve("smoke", {"iterations": 20, "lr": 0.05,
                                              "lr_milestones": (15,)}))
     attack.prepare(ctx)
@@ -40,7 +40,7 @@ def test_ppa_runs_counts_queries_and_raises_the_target_score(ctx):  # noqa: F811
     assert after.mean() > start_best.mean()
 
 
-def test_final_selection_keeps_the_most_confident_sample(ctx):  # noqa: F811
+def test_final_selection_keeps_the_most_confident_sample(ctx):
     attack = PPA(PPAConfig.resolve("smoke", {"final_draws": 4}))
     images = torch.stack([torch.full((3, 16, 16), v) for v in (0.2, 0.9, 0.5, 0.5)])
     images[1, 1:] = 0.1                              # sample 1 is red: class 0's best

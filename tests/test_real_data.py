@@ -228,3 +228,13 @@ def test_run_fails_at_once_with_one_line(trees: dict[str, Path], tmp_path: Path,
                      "--quiet", *flags])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and err.count("\n") == 0
+
+
+def test_paper_preset_takes_the_papers_aux_sizes_not_whole_datasets() -> None:
+    """At ``paper`` the shifted aux splits are the paper's sizes (VGGFace2-Mini: 1,000
+    identities; FFHQ: 30,000 images, our count) — not all of VGGFace2's 3.1 M images."""
+    paper = RealWorldConfig.resolve("paper", {"root": "/data/celeba"})
+    assert paper.aux_wild_identities == 1000
+    assert paper.aux_hq_images == 30000
+    assert RealWorldConfig.resolve("paper", {"root": "/d", "aux_wild_identities": 0}
+                                   ).aux_wild_identities == 0  # 0 still means "all"

@@ -161,3 +161,28 @@ def test_unknown_runs_and_missing_results_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "empty").exists()
     assert main(["report", "--list", "--results-dir", str(tmp_path / "runs")]) == 0
     assert "r1" in capsys.readouterr().out
+
+
+def test_fgmia_ablations_that_equal_fgmia_on_open_set_targets_are_marked(tmp_path, monkeypatch):
+    """TransF and ScaleFT act on a closed-set head: on ArcFace (open set) those two ablations
+    compute FGMIA itself, and the report and leaderboard say so instead of showing new rows."""
+    same = {"eval_acc1": 0.5}
+    store = Store(tmp_path / "runs")
+    fake_run(store, "r1", {(attack, target): same
+                           for attack in ("fgmia", "fgmia-no-transf", "fgmia-no-scaleft",
+                                          "fgmia-no-fg")
+                           for target in ("arcface-18", "ir152")})
+    table = metric_table(load_run(store, "r1").cells)
+    notes = {(g.target, r.attack): r.note for g in table.groups for r in g.rows}
+    assert notes[("arcface-18", "fgmia-no-transf")] == "same as fgmia on open-set targets"
+    assert notes[("arcface-18", "fgmia-no-scaleft")] == "same as fgmia on open-set targets"
+    assert notes[("arcface-18", "fgmia-no-fg")] is None  # the condition changes: a real ablation
+    assert notes[("arcface-18", "fgmia")] is None
+    assert all(notes[("ir152", a)] is None for a in ("fgmia-no-transf", "fgmia-no-scaleft"))
+    assert "fgmia-no-transf <span class=\"same\">(same as fgmia on open-set targets)" in report(
+        tmp_path)
+    monkeypatch.chdir(tmp_path)
+    report(tmp_path, "--leaderboard")
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert "| fgmia-no-scaleft (same as fgmia on open-set targets) |" in board
+    assert "| fgmia-no-scaleft |" in board  # ir152 (closed set): a real ablation row

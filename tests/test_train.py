@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,20 +11,8 @@ from mibench.targets.models import embed_split
 from mibench.errors import ConfigError
 from mibench.targets.config import ADDED_KNOBS
 from mibench.targets.train import accuracy, augment, identity_batches, identity_labelled
-from mibench.world import UNLABELLED, Split
-
-
-def toy_split(num_classes: int, per_class: int, *, seed: int = 0, identity_offset: int = 0,
-              noise: float = 0.5, size: int = 32, name: str = "toy") -> Split:
-    """Each identity is a fixed smooth colour pattern; images add heavy pixel noise."""
-    patterns = torch.rand(num_classes, 3, 4, 4,
-                          generator=torch.Generator().manual_seed(1000 + identity_offset))
-    patterns = F.interpolate(patterns, size=(size, size), mode="bilinear", align_corners=False)
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    noisy = patterns[labels] + noise * torch.randn(len(labels), 3, size, size,
-                                                   generator=torch.Generator().manual_seed(seed))
-    images = (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
-    return Split(name=name, images=images, labels=labels, identities=labels + identity_offset)
+from mibench.testing import toy_split
+from mibench.world import UNLABELLED
 
 
 def smoke(**overrides: object) -> TargetConfig:

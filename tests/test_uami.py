@@ -9,18 +9,13 @@ import sys
 
 import pytest
 import torch
-from test_gmi import ColourTarget
 
-from mibench.access import Labels, QueryLedger, view_for
+from mibench.access import Labels
 from mibench.attack import AttackContext
-from mibench.attacks.priors import class_diffusion
 from mibench.attacks.uami import UAMI, UAMIConfig
 from mibench.errors import AccessError
 from mibench.store import Store
-from mibench.world import Split
-
-
-
+from mibench.testing import ColourTarget, assert_loaded_from_cache, colour_aux, toy_context
 
 PROTOTYPES = ColourTarget().prototypes
 
@@ -31,16 +26,8 @@ def solid(colours: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture
 def ctx(cache) -> AttackContext:
-    n = 48
-    colours = torch.rand(n, 3, generator=torch.Generator().manual_seed(0))
-    aux = Split("aux", (solid(colours) * 255).to(torch.uint8), torch.arange(n),
-                torch.arange(n) + 100)
-    ledger = QueryLedger()
-    view = view_for(UAMI.spec.access, ColourTarget(), ledger)     # what the harness does
-    return AttackContext(aux=aux, cache=cache, device=torch.device("cpu"), seed=0,
-                         ledger=ledger, target=view,
-                         data_fingerprint="colours", aux_fingerprint="colours",
-                         show_progress=False)
+    return toy_context(UAMI.spec.access, cache=cache, aux=colour_aux(48),   # as the harness
+                       fingerprint="colours", aux_fingerprint="colours")
 
 
 def config(**overrides) -> UAMIConfig:
@@ -55,17 +42,14 @@ def test_uami_gets_a_label_only_view_that_refuses_scores(ctx):
             query(x)
 
 
-def test_prior_trains_on_top1_labels_once_with_label_queries_only(ctx, monkeypatch):
+def test_prior_trains_on_top1_labels_once_with_label_queries_only(ctx):
     UAMI(config()).prepare(ctx)
     assert ctx.ledger.counts["forward"] == {"prepare": 48}      # one label per aux image
     assert ctx.ledger.total("gradient") == 0
     assert len(list((ctx.cache.root / "prior-uami").iterdir())) >= 1
 
-    def no_training(*args, **kwargs):
-        raise AssertionError("the cached prior should have been loaded")
-
-    monkeypatch.setattr(class_diffusion, "train_denoiser", no_training)
-    UAMI(config()).prepare(ctx)
+    with assert_loaded_from_cache(ctx.cache, "prior-uami"):
+        UAMI(config()).prepare(ctx)
 
 
 def test_filter_returns_candidates_labelled_as_the_identity_first(ctx):

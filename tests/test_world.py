@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from fake_faces import fake_identity_tree
 
 from mibench.cache import Cache
 from mibench.datasets.preview import save_preview
+from mibench.datasets.real.config import RealWorldConfig
+from mibench.datasets.real.world import FolderTreeDataset
 from mibench.datasets.synth import WorldConfig, build_world
 from mibench.datasets.synth import renderer as renderer_module
 from mibench.datasets.synth import world as world_module
@@ -17,7 +20,8 @@ from mibench.datasets.synth.identity import ATTRIBUTE_NAMES, sample_identities
 from mibench.datasets.synth.nuisance import sample_nuisances
 from mibench.datasets.synth.renderer import render
 from mibench.registry import DATASETS
-from mibench.world import SPLITS, UNLABELLED, World
+from mibench.runconfig import world_summary
+from mibench.world import SPLITS, UNLABELLED, World, WorldSummary
 
 SMOKE = WorldConfig.resolve("smoke")
 
@@ -188,3 +192,38 @@ def test_presets_scale_sizes() -> None:
     mini, paper = WorldConfig.resolve("mini"), WorldConfig.resolve("paper")
     assert SMOKE.num_images() < mini.num_images() < paper.num_images()
     assert (mini.resolution, paper.resolution, paper.private_identities) == (64, 112, 1000)
+
+
+def test_summary_from_the_config_is_the_built_worlds_identity(tmp_path: Path,
+                                                             smoke_world: World) -> None:
+    assert world_module.SynthDataset.summary(SMOKE, Cache(tmp_path)) == smoke_world.summary()
+    assert smoke_world.summary().num_private == SMOKE.private_identities
+    other = WorldConfig.resolve("smoke", {"seed": 1})
+    other_summary = world_module.SynthDataset.summary(other, Cache(tmp_path))
+    assert other_summary.fingerprint != smoke_world.fingerprint
+
+
+def test_real_world_summary_needs_no_decoding(tmp_path: Path) -> None:
+    root = fake_identity_tree(tmp_path / "tree", ["a", "b", "c", "d", "e"], 3)
+    config = RealWorldConfig.resolve("smoke", {"root": str(root), "private_identities": 2,
+                                               "aux_identities": 1})
+    cache = Cache(tmp_path / "cache")
+    before = FolderTreeDataset.summary(config, cache)
+    assert not (tmp_path / "cache").exists()
+    world = FolderTreeDataset.build(config, cache, progress=False)
+    assert before == world.summary() == FolderTreeDataset.summary(config, cache)
+    assert before == WorldSummary("folders", world.fingerprint, 2)
+
+
+def test_world_summary_builds_a_plugin_world_that_cannot_summarise_itself(
+        tmp_path: Path, smoke_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Plugin:
+        Config = WorldConfig
+
+        @staticmethod
+        def build(config: WorldConfig, cache: Cache, progress: bool = True) -> World:
+            return smoke_world
+
+    tree = {"run": {"world": "plugin"}, "world": SMOKE.to_dict()}
+    monkeypatch.setattr(DATASETS, "get", lambda name: Plugin)
+    assert world_summary(tree, Cache(tmp_path)) == smoke_world.summary()

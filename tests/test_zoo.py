@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from mibench import cli
+from mibench import cli, cli_commands
 from mibench.cache import Cache
 from mibench.registry import TARGETS
 from mibench.targets import (EVALUATORS, OpenSetModel, TargetError, build_target, load_evaluator,
@@ -17,28 +16,17 @@ from mibench.targets import (EVALUATORS, OpenSetModel, TargetError, build_target
 from mibench.targets.config import ADDED_KNOBS, CLOSED_SET_RECIPE, TargetConfig
 from mibench.targets.zoo import (PretrainedEntry, expand_names, get_entry, import_weights,
                                  load_entry, resolve_device, user_weights_path)
-from mibench.world import Split, World
+from mibench.testing import toy_split
+from mibench.world import World
 
 DEPTHS = (18, 34, 50, 100)
 
 
-def toy_split(name: str, num_classes: int, per_class: int, *, seed: int,
-              offset: int = 0) -> Split:
-    """Each identity is a smooth colour pattern; images add pixel noise."""
-    patterns = torch.rand(num_classes, 3, 4, 4,
-                          generator=torch.Generator().manual_seed(1000 + offset))
-    patterns = F.interpolate(patterns, size=(32, 32), mode="bilinear", align_corners=False)
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    noise = 0.3 * torch.randn(len(labels), 3, 32, 32,
-                              generator=torch.Generator().manual_seed(seed))
-    images = ((patterns[labels] + noise).clamp(0, 1) * 255).round().to(torch.uint8)
-    return Split(name=name, images=images, labels=labels, identities=labels + offset)
-
-
 @pytest.fixture(scope="module")
 def world() -> World:
-    splits = [toy_split("private-train", 4, 8, seed=0), toy_split("private-test", 4, 3, seed=1),
-              toy_split("public", 8, 6, seed=2, offset=100)]
+    splits = [toy_split(4, 8, seed=0, noise=0.3, name="private-train"),
+              toy_split(4, 3, seed=1, noise=0.3, name="private-test"),
+              toy_split(8, 6, seed=2, identity_offset=100, noise=0.3, name="public")]
     return World(name="toy", fingerprint="toy-0001", splits={s.name: s for s in splits})
 
 
@@ -187,7 +175,9 @@ def test_evaluation_model_trains_and_loads(world: World, cache: Cache) -> None:
 def test_cli_zoo_train_list_and_errors(world: World, cache: Cache,
                                        capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_world_context", lambda args: (world, cache, "smoke"))
+    monkeypatch.setattr(cli_commands, "_world_context", lambda args: (world, cache, "smoke"))
+    monkeypatch.setattr(cli_commands, "_world_identity",
+                        lambda args: (world.summary(), cache, "smoke"))
     assert cli.main(["zoo", "train", "evolve", "--quiet", "--device", "cpu"]) == 0
     assert "evolve" in capsys.readouterr().out
     assert cli.main(["zoo", "list"]) == 0
@@ -196,6 +186,18 @@ def test_cli_zoo_train_list_and_errors(world: World, cache: Cache,
     assert "evaluation" in lines["densenet-121"]
     assert cli.main(["zoo", "train", "arcfase"]) == 2
     assert "did you mean arcface" in capsys.readouterr().err
+
+
+def test_cli_zoo_import_of_a_text_file_is_one_line(world: World, cache: Cache, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_commands, "_world_context", lambda args: (world, cache, "smoke"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello, weights come later\n")
+    assert cli.main(["zoo", "import", str(notes), "--as", "arcface-18"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mibench: error: ") and err.count("\n") == 1
+    assert "notes.txt is not a PyTorch checkpoint (neither a zip archive nor a pickle" in err
 
 
 def test_device_resolution() -> None:

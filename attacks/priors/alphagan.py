@@ -21,7 +21,6 @@ from torch import nn
 
 from mibench.attack import AttackContext
 from mibench.attacks.priors.dcgan import Critic
-from mibench.attacks.priors.wgan import aux_images
 
 
 class Encoder(Critic):
@@ -65,7 +64,7 @@ def train_alpha_gan(prior: nn.ModuleDict, ctx: AttackContext, *, epochs: float, 
     one D/C step per real batch, preceded by ``eg_steps`` E/G steps on the same batch."""
     encoder, generator = prior["encoder"], prior["generator"]
     disc, code_disc = prior["discriminator"], prior["code_discriminator"]
-    data = aux_images(ctx, generator.resolution)
+    data = ctx.aux_images(generator.resolution)
     gen = ctx.generator(0)
     prior.train()
     opt_eg = torch.optim.Adam([*encoder.parameters(), *generator.parameters()], lr=lr,

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mibench.attack import AttackContext
+from mibench.attack import FORWARD_BATCH, AttackContext
 from mibench.attacks.priors.cached import cached_module
-from mibench.attacks.priors.wgan import aux_images
+from mibench.batching import in_batches
 from mibench.config import Config, param
 
 
@@ -78,7 +78,7 @@ def train_autoencoder(model: ConvAutoencoder, ctx: AttackContext, *, steps: int,
                       batch_size: int, lr: float) -> None:
     """Adam on L1 + MSE reconstruction of aux images (random horizontal flips), cosine-decayed
     learning rate; then set ``scale`` to 1 / std of the aux latents."""
-    data = aux_images(ctx, model.resolution)
+    data = ctx.aux_images(model.resolution)
     gen = ctx.generator(7919)
     model.train()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
@@ -97,8 +97,8 @@ def train_autoencoder(model: ConvAutoencoder, ctx: AttackContext, *, steps: int,
         bar.set_postfix(loss=f"{loss.item():.4f}")
     model.eval()
     with torch.no_grad():
-        latents = torch.cat([model.encoder(data[i:i + 256].float().div(255) * 2 - 1)
-                             for i in range(0, len(data), 256)])
+        latents = in_batches(lambda batch: model.encoder(batch.float().div(255) * 2 - 1), data,
+                             data.device, FORWARD_BATCH)
     model.scale.fill_(1.0 / latents.std().clamp_min(1e-6).item())
 
 

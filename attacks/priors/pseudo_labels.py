@@ -14,17 +14,19 @@ from typing import Callable
 import torch
 
 from mibench.access import TargetView
+from mibench.attack import FORWARD_BATCH
+from mibench.batching import in_batches
 
 
 def _batched(query: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
              batch_size: int) -> torch.Tensor:
     """``query`` on [0, 1] batches of the uint8 ``images``, concatenated on the CPU."""
-    return torch.cat([query(images[i:i + batch_size].float().div(255)).cpu()
-                      for i in range(0, len(images), batch_size)])
+    return in_batches(lambda batch: query(batch.float().div(255)).cpu(), images, images.device,
+                      batch_size)
 
 
 def top_n_pseudo_labels(view: TargetView, images: torch.Tensor, n: int,
-                        batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+                        batch_size: int = FORWARD_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
     """PLG-MI's top-n selection (``top_n_selection.py``): for each class c, the ``n`` uint8 aux
     ``images`` with the highest softmax probability of c. An image may serve several classes.
     Needs score access. Returns (indices into ``images``, their pseudo-labels), class-major."""
@@ -36,6 +38,6 @@ def top_n_pseudo_labels(view: TargetView, images: torch.Tensor, n: int,
 
 
 def top1_pseudo_labels(view: TargetView, images: torch.Tensor,
-                       batch_size: int = 256) -> torch.Tensor:
+                       batch_size: int = FORWARD_BATCH) -> torch.Tensor:
     """UAMI's labelling: the target's top-1 answer for every uint8 aux image (label-only)."""
     return _batched(view.labels, images, batch_size)

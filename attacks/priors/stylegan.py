@@ -9,16 +9,23 @@ convolution has its own style input, so ``num_ws = 2 · blocks`` (18 at 1024 px,
 StyleGAN2). The synthesis can start at any block from a supplied state and stop after any
 block, which is what IF-GMI optimises (``synthesise(ws, start, state, stop)``).
 
-Simplifications, none of which the attacks depend on: bilinear upsampling instead of the FIR
-filters, no per-pixel noise inputs (PPA and IF-GMI fix the noise anyway, ``noise_mode="const"``),
-no style mixing or path-length regularisation, and images are ``sigmoid(rgb)`` so they lie in
+Simplifications of the prior we train (the default), none of which the attacks depend on:
+bilinear upsampling instead of the FIR filters, no per-pixel noise inputs (PPA and IF-GMI fix
+the noise anyway, ``noise_mode="const"``), an extra 4×4 convolution in the first block, no
+style mixing or path-length regularisation, and images are ``sigmoid(rgb)`` so they lie in
 [0, 1] like every image in mibench. The discriminator is the DCGAN critic (``priors/dcgan.py``),
 not StyleGAN2's residual one.
 
+``faithful=True`` runs the synthesis exactly as StyleGAN2 does, so that imported pretrained
+weights (``priors/stylegan_import.py``) mean what they meant: FIR [1, 3, 3, 1] up-sampling
+(``priors/fir.py``) of the up-sampling convolutions and of the skip image, constant noise maps
+``noise_const`` scaled by the learned ``noise_strength`` (``noise_mode="const"``), a first
+block with the constant and one convolution (styles indexed as NVLabs' ``SynthesisBlock``: a
+ToRGB shares its style with the next block's first convolution), activations clamped to
+±``conv_clamp`` (stylegan2-ada), and images (rgb + 1)/2 clamped to [0, 1].
+
 The default sizes (z, w 512; 8 mapping layers; channels min(512, 32768/res); 1024 px) are
-StyleGAN2 config F; presets scale them. **External StyleGAN2 checkpoints are not accepted**: NVLabs
-pickles carry code (we only load ``weights_only`` state dicts) and their layers (FIR resampling,
-noise, [−1, 1] output) differ from ours, so their weights would not mean the same thing here.
+StyleGAN2 config F; presets scale them.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from mibench.attack import AttackContext
 from mibench.attacks.augment import center_crop
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.dcgan import Critic
-from mibench.attacks.priors.wgan import aux_images
+from mibench.attacks.priors.fir import fir_upsample, upsample_conv
 from mibench.config import Config, param
 from mibench.selection import top_k_per_identity
 
@@ -65,50 +72,79 @@ class ModulatedConv(nn.Module):
     """Conv whose input channels are scaled by a style from w, then (optionally) demodulated.
 
     Computed by scaling the activations rather than the weights (StyleGAN2's non-fused path):
-    the same result with one ordinary convolution for the whole batch.
+    the same result with one ordinary convolution for the whole batch. ``noise_side`` > 0
+    adds StyleGAN2's constant noise map (side × side) times a learned strength before the
+    bias; ``fir`` up-samples as StyleGAN2 does; ``clamp`` bounds the output to ±clamp.
     """
 
     def __init__(self, c_in: int, c_out: int, w_dim: int, kernel: int, *,
-                 demodulate: bool = True, upsample: bool = False, activate: bool = True) -> None:
+                 demodulate: bool = True, upsample: bool = False, activate: bool = True,
+                 noise_side: int = 0, fir: bool = False, clamp: float | None = None) -> None:
         super().__init__()
         self.affine = EqualLinear(w_dim, c_in, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(c_out))
         self.scale = 1 / math.sqrt(c_in * kernel * kernel)
         self.demodulate, self.upsample, self.activate = demodulate, upsample, activate
+        self.fir, self.clamp = fir, clamp
+        self.noise_strength: nn.Parameter | None = None
+        if noise_side:
+            self.register_buffer("noise_const", torch.zeros(noise_side, noise_side))
+            self.noise_strength = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         style = self.affine(w)
         weight = self.weight * self.scale
-        if self.upsample:
+        if self.upsample and not self.fir:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = F.conv2d(x * style[:, :, None, None], weight, padding=weight.shape[-1] // 2)
+        x = x * style[:, :, None, None]
+        if self.upsample and self.fir:
+            x = upsample_conv(x, weight)
+        else:
+            x = F.conv2d(x, weight, padding=weight.shape[-1] // 2)
         if self.demodulate:
             energy = style.pow(2) @ weight.pow(2).sum(dim=(2, 3)).t()
             x = x * torch.rsqrt(energy + 1e-8)[:, :, None, None]
+        if self.noise_strength is not None:
+            x = x + self.noise_strength * self.noise_const
         x = x + self.bias[None, :, None, None]
-        return F.leaky_relu(x, 0.2) * math.sqrt(2) if self.activate else x
+        if self.activate:
+            x = F.leaky_relu(x, 0.2) * math.sqrt(2)
+        return x if self.clamp is None else x.clamp(-self.clamp, self.clamp)
 
 
 class SynthesisBlock(nn.Module):
-    """conv0 (upsampling unless first) → conv1 → ToRGB added to the upsampled skip image."""
+    """conv0 (upsampling unless first) → conv1 → ToRGB added to the upsampled skip image.
 
-    def __init__(self, c_in: int, c_out: int, w_dim: int, first: bool) -> None:
+    Faithful (StyleGAN2's layout): the first block has no conv0, convolutions carry noise maps
+    of the block's ``side``, resampling uses the FIR filter. The block consumes the styles it is
+    given in order (conv0, conv1) and gives ToRGB the last one."""
+
+    def __init__(self, c_in: int, c_out: int, w_dim: int, first: bool, *, side: int = 4,
+                 faithful: bool = False, clamp: float | None = None) -> None:
         super().__init__()
+        layer = {"noise_side": side if faithful else 0, "fir": faithful, "clamp": clamp}
         self.const = nn.Parameter(torch.randn(c_in, 4, 4)) if first else None
-        self.conv0 = ModulatedConv(c_in, c_out, w_dim, 3, upsample=not first)
-        self.conv1 = ModulatedConv(c_out, c_out, w_dim, 3)
-        self.to_rgb = ModulatedConv(c_out, 3, w_dim, 1, demodulate=False, activate=False)
+        self.conv0 = (None if faithful and first else
+                      ModulatedConv(c_in, c_out, w_dim, 3, upsample=not first, **layer))
+        self.conv1 = ModulatedConv(c_out, c_out, w_dim, 3, **layer)
+        self.to_rgb = ModulatedConv(c_out, 3, w_dim, 1, demodulate=False, activate=False,
+                                    clamp=clamp)
+        self.faithful = faithful
 
     def forward(self, state: State | None, ws: torch.Tensor) -> State:
         if self.const is not None:
             x, skip = self.const.expand(len(ws), -1, -1, -1), None
         else:
             x, skip = state
-        x = self.conv1(self.conv0(x, ws[:, 0]), ws[:, 1])
-        rgb = self.to_rgb(x, ws[:, 1])
+        if self.conv0 is not None:
+            x, ws = self.conv0(x, ws[:, 0]), ws[:, 1:]
+        x = self.conv1(x, ws[:, 0])
+        rgb = self.to_rgb(x, ws[:, -1])
         if skip is not None:
-            rgb = rgb + F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False)
+            rgb = rgb + (fir_upsample(skip) if self.faithful else
+                         F.interpolate(skip, scale_factor=2, mode="bilinear",
+                                       align_corners=False))
         return x, rgb
 
 
@@ -118,24 +154,30 @@ def channels(resolution: int, channel_base: int, channel_max: int) -> int:
 
 
 class StyleGAN(nn.Module):
-    """Mapping + synthesis; ``forward(z)`` samples images in [0, 1] (what the GAN loss trains)."""
+    """Mapping + synthesis; ``forward(z)`` samples images in [0, 1] (what the GAN loss trains).
+
+    ``faithful`` and ``conv_clamp`` select StyleGAN2's exact synthesis (module docstring); the
+    importer sets them, training uses the defaults."""
 
     def __init__(self, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
                  resolution: int = 1024, channel_base: int = 32768,
-                 channel_max: int = 512, w_avg_beta: float = 0.995) -> None:
+                 channel_max: int = 512, w_avg_beta: float = 0.995, *,
+                 faithful: bool = False, conv_clamp: float | None = None) -> None:
         super().__init__()
         levels = math.log2(resolution)
         if resolution < 8 or not levels.is_integer():
             raise ValueError(f"StyleGAN resolution must be a power of two ≥ 8, got {resolution}")
         self.z_dim, self.w_dim, self.resolution, self.w_avg_beta = (z_dim, w_dim, resolution,
                                                                      w_avg_beta)
+        self.faithful = faithful
         dims = [z_dim] + [w_dim] * mapping_layers
         self.mapping = nn.Sequential(*[EqualLinear(a, b, lr_multiplier=0.01, activate=True)
                                        for a, b in zip(dims[:-1], dims[1:])])
         sides = [2 ** i for i in range(2, int(levels) + 1)]
         sizes = [channels(s, channel_base, channel_max) for s in sides]
         self.blocks = nn.ModuleList(
-            SynthesisBlock(sizes[max(i - 1, 0)], sizes[i], w_dim, first=i == 0)
+            SynthesisBlock(sizes[max(i - 1, 0)], sizes[i], w_dim, first=i == 0, side=sides[i],
+                           faithful=faithful, clamp=conv_clamp)
             for i in range(len(sides)))
         self.num_ws = 2 * len(self.blocks)
         self.register_buffer("w_avg", torch.zeros(w_dim))
@@ -158,12 +200,15 @@ class StyleGAN(nn.Module):
         """Run blocks ``start`` … ``stop − 1`` (default: to the end) on ``state``, the output of
         block ``start − 1`` (None when starting at block 0)."""
         for i in range(start, len(self.blocks) if stop is None else stop):
-            state = self.blocks[i](state, ws[:, 2 * i:2 * i + 2])
+            first = 2 * i - (1 if self.faithful and i > 0 else 0)   # conv0 shares ToRGB's w
+            state = self.blocks[i](state, ws[:, first:2 * i + 2])
         return state
 
-    @staticmethod
-    def image(state: State) -> torch.Tensor:
-        """The final state's RGB as an image in [0, 1]."""
+    def image(self, state: State) -> torch.Tensor:
+        """The final state's RGB as an image in [0, 1]: sigmoid, or (rgb + 1)/2 clamped when
+        faithful (StyleGAN2 images lie in [−1, 1])."""
+        if self.faithful:
+            return state[1].add(1).div(2).clamp(0, 1)
         return torch.sigmoid(state[1])
 
     def broadcast(self, w: torch.Tensor) -> torch.Tensor:
@@ -202,9 +247,9 @@ def candidate_search(prior: StyleGAN, target: TargetView, labels: torch.Tensor,
 class StyleGANPriorConfig(Config):
     """The prior's fields. PPA and IF-GMI inherit them, so both load one cached prior.
 
-    PPA and IF-GMI use NVLabs' pre-trained FFHQ StyleGAN2; we train ours on the aux split with
-    StyleGAN2's objective and config-F optimiser values (25,000 kimg over FFHQ's 70,000
-    images is about 350 epochs)."""
+    PPA and IF-GMI use NVLabs' pre-trained FFHQ StyleGAN2 (importable: ``stylegan_checkpoint``);
+    by default we train ours on the aux split with StyleGAN2's objective and config-F optimiser
+    values (25,000 kimg over FFHQ's 70,000 images is about 350 epochs)."""
 
     z_dim: int = param(512, "prior latent dimension", ge=1)
     w_dim: int = param(512, "W-space dimension", ge=1)
@@ -232,7 +277,9 @@ class StyleGANPriorConfig(Config):
 
 @dataclass
 class CandidateSearchConfig(StyleGANPriorConfig):
-    """Fields of PPA's initial selection, shared by PPA and IF-GMI (not part of the prior)."""
+    """Fields of PPA's initial selection, shared by PPA and IF-GMI (not part of the prior's
+    cache key), and the pretrained generator that replaces the trained prior when given
+    (``priors/stylegan_import.py``: its sizes then come from the file)."""
 
     search_space: int = param(2000, "z's scored in the initial selection", ge=1)
     truncation_psi: float = param(0.5, "truncation ψ of the search", ge=0, le=1)
@@ -240,6 +287,8 @@ class CandidateSearchConfig(StyleGANPriorConfig):
     crop: float = param(0.78125, "centre-crop fraction before the target (800/1024)",
                         gt=0, le=1)
     batch_size: int = param(64, "candidates scored or optimised together", ge=1)
+    stylegan_checkpoint: str = param("", "pretrained StyleGAN2 generator to import (NVLabs "
+                                     ".pkl or rosinality .pt); empty: train our own prior")
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {**StyleGANPriorConfig.presets["smoke"], "search_space": 16,
@@ -254,7 +303,7 @@ def train_stylegan(generator: StyleGAN, critic: Critic, ctx: AttackContext, *, e
                    r1_gamma: float) -> None:
     """StyleGAN2's objective: the non-saturating logistic loss with an R1 penalty
     (γ/2)·E‖∇D(x)‖² on real images; one critic and one generator step per real batch."""
-    data = aux_images(ctx, generator.resolution)
+    data = ctx.aux_images(generator.resolution)
     gen = ctx.generator(0)
     critic = critic.to(ctx.device).train()
     generator.train()

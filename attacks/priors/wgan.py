@@ -5,20 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from mibench.attacks.priors.dcgan import Critic, Generator, gradient_penalty
 from mibench.attack import AttackContext
-
-
-def aux_images(ctx: AttackContext, resolution: int) -> torch.Tensor:
-    """The aux split as uint8 on the device, resized (antialiased) to ``resolution``."""
-    images = ctx.aux.images
-    if images.shape[-1] != resolution:
-        resized = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear",
-                                antialias=True, align_corners=False)
-        images = resized.round().clamp(0, 255).to(torch.uint8)
-    return images.to(ctx.device)
 
 
 def train_wgan_gp(generator: Generator, critic: Critic, ctx: AttackContext, *, epochs: float,
@@ -26,7 +15,7 @@ def train_wgan_gp(generator: Generator, critic: Critic, ctx: AttackContext, *, e
                   gp_weight: float, seed_offset: int = 0) -> None:
     """Train ``generator`` against ``critic`` with WGAN-GP; one critic step per real batch and
     one generator step every ``n_critic`` critic steps (GMI's train_gan.py schedule)."""
-    data = aux_images(ctx, generator.resolution)
+    data = ctx.aux_images(generator.resolution)
     gen = ctx.generator(seed_offset)
     critic = critic.to(ctx.device).train()
     generator.train()

@@ -35,10 +35,13 @@ class RealWorldConfig(Config):
     aux_identities: int = param(1000, "identities in aux (at most what the split has)", ge=1)
     public_identities: int = param(0, "identities in public (0 = all the rest)", ge=0)
     aux_hq_root: str = param("", "FFHQ folder for the aux-hq split ('' = no aux-hq)")
-    aux_hq_images: int = param(0, "images taken from aux_hq_root (0 = all)", ge=0)
+    aux_hq_images: int = param(30000, "images taken from aux_hq_root (0 = all); 30,000 is ours "
+                               "(the paper names FFHQ-128 but no count; about the size of the "
+                               "similar aux split, CelebA-Mini1)", ge=0)
     aux_wild_root: str = param("", "VGGFace2 (identity-per-folder) folder for the aux-wild "
                                "split ('' = no aux-wild)")
-    aux_wild_identities: int = param(0, "identities taken from aux_wild_root (0 = all)", ge=0)
+    aux_wild_identities: int = param(1000, "identities taken from aux_wild_root (0 = all); "
+                                     "the paper's VGGFace2-Mini has 1,000", ge=0)
     align: bool = param(False, "align faces by 5 landmarks to the ArcFace 112×112 template "
                         "instead of the crop conventions (needs `pip install 'mibench[align]'`)")
 

@@ -34,7 +34,7 @@ from mibench.datasets.real.plan import (FFHQ_ID_OFFSET, WILD_ID_OFFSET, SplitPla
                                         capped, flat, hold_out)
 from mibench.errors import CacheError
 from mibench.registry import DATASETS
-from mibench.world import SPLITS, UNLABELLED, Split, World
+from mibench.world import SPLITS, UNLABELLED, Split, World, WorldSummary
 
 COMPONENT = "real-world"
 BUILDER_VERSION = "1"
@@ -251,15 +251,36 @@ def load_real_world(path: Path, missing: dict[str, str]) -> RealWorld:
                      meta={**meta, "path": str(path)}, missing=absent)
 
 
-def build_real_world(name: str, planner: Planner, config: RealWorldConfig, cache: Cache,
-                     progress: bool = True) -> RealWorld:
-    """Plan, decode into the cache (unless already there) and load the world ``name``."""
+def plan_world(name: str, planner: Planner, config: RealWorldConfig,
+               cache: Cache) -> tuple[list[SplitPlan], str]:
+    """The split plans of the world ``name`` and its key (= fingerprint): config and listing."""
     plans = planner(config) + plan_aux_sources(config)
     key = cache.key(COMPONENT, {"dataset": name, "config": config.to_dict()},
                     data=listing_fingerprint(plans), version=BUILDER_VERSION)
+    return plans, key
+
+
+def build_real_world(name: str, planner: Planner, config: RealWorldConfig, cache: Cache,
+                     progress: bool = True) -> RealWorld:
+    """Plan, decode into the cache (unless already there) and load the world ``name``."""
+    plans, key = plan_world(name, planner, config, cache)
     path = cache.build(COMPONENT, key,
                        lambda tmp: write_world(name, plans, config, key, tmp, progress))
     return load_real_world(path, _missing(name, plans))
+
+
+def summarise_real_world(name: str, planner: Planner, config: RealWorldConfig,
+                         cache: Cache) -> WorldSummary:
+    """The world's identity without decoding an image: the fingerprint from the plan (the key
+    :func:`build_real_world` builds under). The private classes are counted in the built world
+    when it is cached, else in the plan (an identity all of whose images turn out unreadable
+    would drop out when it is built)."""
+    plans, key = plan_world(name, planner, config, cache)
+    built = cache.lookup(COMPONENT, key)
+    if built is not None:
+        return load_real_world(built, _missing(name, plans)).summary()
+    private = next(plan for plan in plans if plan.name == "private-train")
+    return WorldSummary(name, key, len(set(private.identities)))
 
 
 @DATASETS.register("celeba")
@@ -274,6 +295,10 @@ class CelebADataset:
     def build(config: RealWorldConfig, cache: Cache, progress: bool = True) -> World:
         return build_real_world("celeba", plan_celeba, config, cache, progress)
 
+    @staticmethod
+    def summary(config: RealWorldConfig, cache: Cache) -> WorldSummary:
+        return summarise_real_world("celeba", plan_celeba, config, cache)
+
 
 @DATASETS.register("folders", aliases=("vggface2",))
 class FolderTreeDataset:
@@ -286,3 +311,7 @@ class FolderTreeDataset:
     @staticmethod
     def build(config: RealWorldConfig, cache: Cache, progress: bool = True) -> World:
         return build_real_world("folders", plan_folders, config, cache, progress)
+
+    @staticmethod
+    def summary(config: RealWorldConfig, cache: Cache) -> WorldSummary:
+        return summarise_real_world("folders", plan_folders, config, cache)

@@ -34,7 +34,7 @@ from mibench.datasets.synth.nuisance import NUISANCE_NAMES, sample_nuisances
 from mibench.datasets.synth.renderer import RENDERER_VERSION, render_chunks
 from mibench.errors import CacheError
 from mibench.registry import DATASETS
-from mibench.world import SPLITS, UNLABELLED, Split, World
+from mibench.world import SPLITS, UNLABELLED, Split, World, WorldSummary
 
 COMPONENT = "world"
 
@@ -175,3 +175,9 @@ class SynthDataset:
     @staticmethod
     def build(config: WorldConfig, cache: Cache, progress: bool = True) -> World:
         return build_world(config, cache, progress=progress)
+
+    @staticmethod
+    def summary(config: WorldConfig, cache: Cache) -> WorldSummary:
+        """The world's identity from its config alone: :func:`world_key` is the fingerprint
+        :func:`write_world` records, and the private classes are the private identities."""
+        return WorldSummary("synth", world_key(config, cache), config.private_identities)

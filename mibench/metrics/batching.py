@@ -8,7 +8,7 @@ model lives on, one batch at a time; results stay there.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -31,13 +31,6 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
             yield model
     finally:
         model.train(was_training)
-
-
-def in_batches(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-               device: torch.device, batch_size: int) -> torch.Tensor:
-    """``fn`` over ``images`` in batches moved to ``device``, concatenated (on ``device``)."""
-    return torch.cat([fn(images[i:i + batch_size].to(device))
-                      for i in range(0, images.shape[0], batch_size)])
 
 
 def logits_and_features(model: nn.Module, images: torch.Tensor,

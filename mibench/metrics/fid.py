@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mibench.batching import in_batches
 from mibench.metrics.base import MetricUnavailable, metric
-from mibench.metrics.batching import evaluating, in_batches, module_device
+from mibench.metrics.batching import evaluating, module_device
 from mibench.metrics.context import EvalContext, check_images
 from mibench.metrics.inception import load_fid_inception
 

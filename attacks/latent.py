@@ -1,0 +1,68 @@
+"""The scaffold of an optimisation attack (issue 16): labels in chunks, each chunk's queries
+booked to its identities, a search seeded by the chunk's offset, then rendering on the CPU.
+
+An attack file keeps its paper's algorithm — the start point, the loss, the update rule — and
+hands the bookkeeping to two helpers:
+
+- :func:`invert_in_chunks` splits the requested labels into chunks of ``batch_size``, runs the
+  attack's search on each chunk inside ``ctx.ledger.scope(chunk)`` with a generator seeded at
+  the run seed plus the chunk's offset, renders the result without gradients and gathers the
+  images on the CPU;
+- :func:`descend` runs ``steps`` optimiser steps on a loss (zero grad, backward, step) with a
+  progress bar and an optional per-step callback (a learning-rate schedule, a projection).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+
+from mibench.attack import AttackContext
+
+
+class Chunk(NamedTuple):
+    """One chunk of the requested labels, as a search sees it."""
+
+    labels: torch.Tensor
+    """The chunk's labels, on the attack's device."""
+    rows: slice
+    """Where the chunk stands in the requested labels (to slice per-sample inputs)."""
+    generator: torch.Generator
+    """Seeded with the run seed plus ``rows.start``: a chunk's draws do not depend on the
+    chunks before it."""
+
+
+def invert_in_chunks(ctx: AttackContext, labels: torch.Tensor, batch_size: int,
+                     search: Callable[[Chunk], torch.Tensor],
+                     render: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                     ) -> torch.Tensor:
+    """One image per entry of ``labels``: ``render(search(chunk), chunk.labels)`` per chunk.
+
+    ``search`` runs inside the ledger scope of its chunk, so every query it makes is booked to
+    the chunk's identities; ``render`` (default: the search's result is the image) runs without
+    gradients and must not query the target. Images come back on the CPU, in label order."""
+    out = []
+    for start in range(0, len(labels), batch_size):
+        rows = slice(start, start + batch_size)
+        chunk = Chunk(labels[rows].to(ctx.device), rows, ctx.generator(start))
+        with ctx.ledger.scope(chunk.labels):
+            found = search(chunk)
+        with torch.no_grad():
+            images = found if render is None else render(found, chunk.labels)
+        out.append(images.detach().cpu())
+    return torch.cat(out)
+
+
+def descend(optimiser: torch.optim.Optimizer, loss: Callable[[], torch.Tensor], steps: int,
+            ctx: AttackContext, desc: str,
+            after_step: Callable[[], object] | None = None) -> None:
+    """``steps`` times: ``loss()``, zero the gradients, back-propagate, ``optimiser.step()``,
+    then ``after_step()`` if given. The optimiser holds the latents being optimised."""
+    for _ in ctx.progress(range(steps), desc=desc, unit="it", leave=False):
+        value = loss()
+        optimiser.zero_grad(set_to_none=True)
+        value.backward()
+        optimiser.step()
+        if after_step is not None:
+            after_step()
