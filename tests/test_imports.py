@@ -110,6 +110,17 @@ def test_the_package_has_no_import_cycle():
     assert not found, "import cycles:\n" + "\n".join(found)
 
 
+def test_cells_and_executors_import_downwards_only():
+    """cli → harness → executors → cell: an executor never reaches back into the harness."""
+    modules = package_modules()
+    graph = {name: imports_of(name, path, modules) for name, path in modules.items()}
+    upper = {"mibench.cli", "mibench.cli_commands", "mibench.harness"}
+    executors = {name for name in modules if name.startswith("mibench.executors")}
+    for name in executors:
+        assert not graph[name] & upper, f"{name} imports {graph[name] & upper}"
+    assert not graph["mibench.cell"] & (upper | executors)
+
+
 def test_the_cycle_finder_names_a_lazy_cycle(tmp_path):
     lazy = tmp_path / "b.py"
     lazy.write_text("def f():\n    from pkg import a\n")
