@@ -24,7 +24,7 @@ import torch
 
 from mibench.attack import Attack
 from mibench.cache import Cache
-from mibench.harness import attack_setting
+from mibench.cell import attack_setting
 from mibench.registry import ATTACKS
 from mibench.runconfig import build_world, resolve
 from mibench.targets.zoo import expand_names

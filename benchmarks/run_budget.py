@@ -28,12 +28,13 @@ from pathlib import Path
 import torch
 
 from mibench.cache import Cache
-from mibench.harness import Harness, choose_executor
+from mibench.executors import choose_executor
+from mibench.harness import Harness
 from mibench.registry import TARGETS
 from mibench.reports.render import write_report
 from mibench.reports.runs import load_run
 from mibench.runconfig import build_world, resolve
-from mibench.store import Store
+from mibench.store import Store, Subset
 from mibench.targets.zoo import get_entry, load_entry, load_evaluator
 
 BUDGET_S = {"cold": 30 * 60.0, "warm": 5 * 60.0}
@@ -86,7 +87,7 @@ def one_pass(preset: str, attacks: str, targets: str, cache_dir: Path, results_d
                progress=False)
     watch.stages["total"] = time.perf_counter() - clock
     accuracy = {(m["attack"], m["target"]): m["value"] for m in Store(results_dir).metrics(run_id)
-                if m["subset"] == "all" and m["name"] == "eval_acc1"}
+                if m["subset"] == Subset.ALL and m["name"] == "eval_acc1"}
     for cell in cells:
         cell["eval_acc1"] = accuracy.get((cell["attack"], cell["target"]))
     return watch, cells

@@ -113,8 +113,9 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mibench.harness import Harness, choose_executor, summary_table
-    from mibench.store import Store
+    from mibench.executors import choose_executor
+    from mibench.harness import Harness, summary_table
+    from mibench.store import CellStatus, Store
 
     flags = {k: getattr(args, k) for k in ("experiment", "attacks", "targets", "aux",
                                            "identities", "samples", "seed", "seeds", "device",
@@ -146,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{tree['preset']}, device {harness.device}")
     results = harness.execute(run_id, executor)
     print(summary_table(results))
-    failed = [r for r in results if r.status != "done"]
+    failed = [r for r in results if r.status != CellStatus.DONE]
     print(f"run {run_id}: {len(results) - len(failed)} cell(s) done, {len(failed)} failed; "
           f"results in {harness.store.root} (`mibench report {run_id}`)")
     return 1 if failed else 0

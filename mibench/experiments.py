@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from mibench.errors import UnknownNameError
 from mibench.registry import ATTACKS, TARGETS
+from mibench.store import Subset
 
 MAIN_ATTACKS = ("gmi", "ppa", "fmi", "plg", "diffmi", "ifgmi", "uami", "fgmia")
 AUX_SETS = ("similar", "hq", "wild")
@@ -53,7 +54,7 @@ def cell_value(cell: Any, column: str) -> float | None:
     if column.endswith("_per_identity") and column != "attack_s_per_identity":
         value = cell.queries.get("per_identity", {}).get(column.removesuffix("_per_identity"))
         return None if value is None else float(value)
-    measured = cell.measurement("all", column)
+    measured = cell.measurement(Subset.ALL, column)
     return None if measured is None else measured.value
 
 

@@ -15,6 +15,7 @@ import sqlite3
 import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,7 +40,23 @@ CREATE TABLE IF NOT EXISTS metrics (
     CHECK ((value IS NULL) != (reason IS NULL))
 );
 """
-STATUSES = ("pending", "running", "done", "failed")
+
+
+class CellStatus(StrEnum):
+    """Where a cell is in its life: registered, handed to a worker, finished, or failed."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Subset(StrEnum):
+    """The image sets a cell's metrics are computed on: every sample, or each identity's
+    selected one."""
+
+    ALL = "all"
+    SELECTED = "selected"
 
 
 @dataclass(frozen=True)
@@ -105,22 +122,22 @@ class Store:
         """Register cells as pending (cells already present keep their state)."""
         with self._connect() as db:
             db.executemany("INSERT OR IGNORE INTO cells (run_id, attack, target, aux, seed, "
-                           "status) VALUES (?, ?, ?, ?, ?, 'pending')",
-                           [k.as_tuple() for k in keys])
+                           "status) VALUES (?, ?, ?, ?, ?, ?)",
+                           [(*k.as_tuple(), CellStatus.PENDING) for k in keys])
 
-    def status(self, key: CellKey) -> str | None:
+    def status(self, key: CellKey) -> CellStatus | None:
         with self._connect() as db:
             row = db.execute("SELECT status FROM cells WHERE run_id=? AND attack=? AND "
                              "target=? AND aux=? AND seed=?", key.as_tuple()).fetchone()
-        return None if row is None else row[0]
+        return None if row is None else CellStatus(row[0])
 
     def start_cell(self, key: CellKey) -> None:
         with self._connect() as db:
             db.execute("DELETE FROM metrics WHERE run_id=? AND attack=? AND target=? AND aux=? "
                        "AND seed=?", key.as_tuple())
-            db.execute("UPDATE cells SET status='running', started=?, finished=NULL, "
+            db.execute("UPDATE cells SET status=?, started=?, finished=NULL, "
                        "error=NULL WHERE run_id=? AND attack=? AND target=? AND aux=? AND "
-                       "seed=?", (time.time(), *key.as_tuple()))
+                       "seed=?", (CellStatus.RUNNING, time.time(), *key.as_tuple()))
 
     def finish_cell(self, key: CellKey, metrics: list[tuple[str, str, float | None, str | None]],
                     timings: dict[str, float], queries: dict[str, Any], images: str) -> None:
@@ -129,16 +146,16 @@ class Store:
             db.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [(*key.as_tuple(), subset, name, value, reason)
                             for subset, name, value, reason in metrics])
-            db.execute("UPDATE cells SET status='done', finished=?, timings=?, queries=?, "
+            db.execute("UPDATE cells SET status=?, finished=?, timings=?, queries=?, "
                        "images=? WHERE run_id=? AND attack=? AND target=? AND aux=? AND seed=?",
-                       (time.time(), json.dumps(timings), json.dumps(queries), images,
-                        *key.as_tuple()))
+                       (CellStatus.DONE, time.time(), json.dumps(timings), json.dumps(queries),
+                        images, *key.as_tuple()))
 
     def fail_cell(self, key: CellKey, error: str) -> None:
         with self._connect() as db:
-            db.execute("UPDATE cells SET status='failed', finished=?, error=? WHERE run_id=? "
+            db.execute("UPDATE cells SET status=?, finished=?, error=? WHERE run_id=? "
                        "AND attack=? AND target=? AND aux=? AND seed=?",
-                       (time.time(), error, *key.as_tuple()))
+                       (CellStatus.FAILED, time.time(), error, *key.as_tuple()))
 
     def cells(self, run_id: str) -> list[dict[str, Any]]:
         with self._connect() as db:
@@ -158,8 +175,8 @@ class Store:
         cost (priors excluded: they are trained once)."""
         with self._connect() as db:
             rows = db.execute("SELECT c.attack, c.target, c.timings, r.config FROM cells c "
-                              "JOIN runs r USING (run_id) WHERE c.status='done' "
-                              "ORDER BY c.finished").fetchall()
+                              "JOIN runs r USING (run_id) WHERE c.status=? "
+                              "ORDER BY c.finished", (CellStatus.DONE,)).fetchall()
         costs = {}
         for attack, target, timings, config in rows:
             if json.loads(config).get("preset") == preset:

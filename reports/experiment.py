@@ -11,6 +11,7 @@ from mibench.registry import METRICS
 from mibench.reports.runs import RunRecord
 from mibench.reports.tables import (ARROWS, MISSING, format_count, format_seconds, format_value,
                                     markdown_escape)
+from mibench.store import Subset
 
 LABELS = {
     "attack_s_per_identity": ("attack time / identity", "↓"),
@@ -89,7 +90,7 @@ def experiment_view(run: RunRecord) -> ExperimentView | None:
 
 def _reason(run: RunRecord, column: str) -> str:
     for cell in run.cells:
-        measured = cell.measurement("all", column)
+        measured = cell.measurement(Subset.ALL, column)
         if measured is not None and measured.reason:
             return measured.reason
     return "no finished cell stored it"

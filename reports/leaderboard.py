@@ -6,6 +6,7 @@ from mibench.reports.runs import CellRecord, Measurement, RunRecord
 from mibench.reports.experiment import experiment_markdown, experiment_view
 from mibench.reports.tables import (ARROWS, Column, cell_label, equivalence_note, format_seconds,
                                     format_value, markdown_escape, metric_columns)
+from mibench.store import Subset
 
 RANK_BY = "eval_acc1"   # attack accuracy under the evaluation model, the field's headline number
 
@@ -17,7 +18,7 @@ def rank_column(columns: list[Column]) -> Column | None:
 
 
 def _sort_key(cell: CellRecord, column: Column | None) -> tuple[int, float, str]:
-    m = cell.measurement("all", column.name) if column else None
+    m = cell.measurement(Subset.ALL, column.name) if column else None
     if m is None or m.value is None:
         return (1, 0.0, cell.attack)
     return (0, -m.value if column and column.direction == "higher" else m.value, cell.attack)
@@ -75,7 +76,7 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
                                  for i in range(len(header))) + "|"]
         for rank, c in enumerate(ordered, 1):
             run = by_id[c.run_id]
-            values = [shown(c.measurement("all", col.name)) for col in columns]
+            values = [shown(c.measurement(Subset.ALL, col.name)) for col in columns]
             note = equivalence_note(c.attack, c.target)
             label = cell_label(c, cells) + (f" ({note})" if note else "")
             lines.append("| " + " | ".join([str(rank), label, *values,

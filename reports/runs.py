@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mibench.errors import MibenchError
-from mibench.store import DB_NAME, Store
-
-SUBSETS = ("all", "selected")
+from mibench.store import DB_NAME, CellStatus, Store
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class CellRecord:
 
     @property
     def done(self) -> bool:
-        return self.status == "done"
+        return self.status == CellStatus.DONE
 
     def measurement(self, subset: str, name: str) -> Measurement | None:
         return self.metrics.get(subset, {}).get(name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from mibench.errors import MibenchError
 from mibench.registry import ATTACKS, METRICS, TARGETS
 from mibench.reports.runs import CellRecord, Measurement
+from mibench.store import Subset
 
 # Display order of the built-in metrics (identity accuracy first, as in the MI literature);
 # metrics not listed here (plugins) follow alphabetically.
@@ -194,8 +195,8 @@ def metric_table(cells: list[CellRecord], *, show_run: bool = False) -> MetricTa
         rows = []
         for cell in members:
             values = [] if not cell.done else [
-                ValueCell(notes.show(cell.measurement("all", col.name)),
-                          notes.show(cell.measurement("selected", col.name)))
+                ValueCell(notes.show(cell.measurement(Subset.ALL, col.name)),
+                          notes.show(cell.measurement(Subset.SELECTED, col.name)))
                 for col in columns]
             rows.append(Row(cell_label(cell, cells), cell.run_id, cell.status, cell.error,
                             values, equivalence_note(cell.attack, cell.target)))
@@ -208,7 +209,7 @@ def _mark_best(rows: list[Row], cells: list[CellRecord], columns: list[Column]) 
     for j, column in enumerate(columns):
         values = []
         for cell in cells:
-            m = cell.measurement("all", column.name) if cell.done else None
+            m = cell.measurement(Subset.ALL, column.name) if cell.done else None
             values.append(None if m is None else m.value)
         for i in best_values(values, column.direction):
             rows[i].values[j].best = True

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from mibench.errors import ConfigError
-from mibench.pool_executor import worker_layout
+from mibench.executors import LocalExecutor, PoolExecutor, choose_executor
+from mibench.executors.pool import worker_layout
 from mibench.runconfig import resolve
 from mibench.store import Store
 
@@ -40,6 +41,13 @@ def test_worker_layout_splits_the_cores():
     assert worker_layout(3, cpu, cores=2) == (3, 1)
     assert worker_layout(1, cpu, cores=16) == (1, 0)  # in this process, threads untouched
     assert worker_layout(0, torch.device("cuda"), cores=16) == (1, 0)
+
+
+def test_the_executor_is_always_a_real_one():
+    run = {"executor": "local", "device": "cpu"}
+    assert isinstance(choose_executor({**run, "workers": 1}), LocalExecutor)
+    pooled = choose_executor({**run, "workers": 3})
+    assert isinstance(pooled, PoolExecutor) and pooled.workers == 3
 
 
 def test_workers_are_for_the_local_executor_only():

@@ -158,6 +158,47 @@ def test_a_killed_worker_has_its_cell_retried_and_a_crashing_one_fails_bounded(t
     assert "sleepy" in out and "failed" in out
 
 
+# `scorer` prepares without a cache: every prepare sleeps 1 s and scores 5 aux images
+PREPARING = '''
+import time
+
+import torch
+from mibench.attack import Attack, AttackSpec
+from mibench.registry import ATTACKS
+
+
+@ATTACKS.register("scorer")
+class Scorer(Attack):
+    spec = AttackSpec(name="scorer", title="Scorer", paper="Test", year=2026, access="scores",
+                      prior="none")
+
+    def prepare(self, ctx):
+        time.sleep(1.0)
+        self.probs = ctx.target.probs(torch.rand(5, 3, 32, 32))
+
+    def invert(self, target, labels, ctx):
+        return torch.full((len(labels), 3, 32, 32), 0.5)
+'''
+
+
+def test_an_uncached_prepare_is_booked_once_per_cell(tmp_path, smoke_cache):
+    pytest.importorskip("ray")
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PREPARING)
+    done = subprocess.run(_mibench("--plugin", str(plugin), "run", "--preset", "smoke",
+                                   "--attacks", "scorer", "--targets", "arcface", "--identities",
+                                   "1", "--samples", "2", "--seeds", "2", "--executor", "ray",
+                                   results=tmp_path / "runs", cache=smoke_cache),
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    store = Store(tmp_path / "runs")
+    cells = store.cells(store.run_ids()[0])
+    assert [c["status"] for c in cells] == ["done", "done"]
+    for cell in cells:  # the prior job's prepare and the cell's are one prepare, booked once
+        assert cell["queries"]["prepare"] == {"forward": 5, "gradient": 0}
+        assert 1.0 <= cell["timings"]["prepare_s"] < 2.0
+
+
 def test_ray_missing_is_a_one_line_error_before_anything_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     code = main(["run", *GRID, "--executor", "ray", "--results-dir", str(tmp_path / "runs"),
@@ -214,7 +255,7 @@ def test_resume_after_the_driver_is_killed_redoes_the_unfinished_cells(tmp_path,
 
 def test_jobs_take_a_gpu_only_where_the_cluster_has_them():
     from mibench.errors import MibenchError
-    from mibench.ray_executor import _gpus
+    from mibench.executors.ray import _gpus
 
     def cluster(gpus: int) -> SimpleNamespace:
         return SimpleNamespace(cluster_resources=lambda: {"CPU": 8.0, "GPU": float(gpus)})

@@ -10,20 +10,22 @@ needs exists:
    the attack's ``prepare`` once, so cells that share a prior wait for it instead of training
    it twice (after the target it queries);
 3. one job per cell (after its target, the evaluation model and its prior), which finds every
-   model in the cache and computes the cell with :func:`mibench.harness.run_cell`.
+   model in the cache and computes the cell with :func:`mibench.cell.run_cell`.
 
 Every job trains into the shared cache (:class:`mibench.cache.Cache`: atomic rename, marker,
 per-entry lock), so two jobs that still meet on one entry (a prior shared by two attacks)
 build it once. Only the driver writes the results store and images. A worker that dies is
-retried ``max_retries`` times by Ray; then its cell is recorded as failed. The prior job's time
-and queries are booked on the first cell of its group, where the local executor books them.
+retried ``max_retries`` times by Ray; then its cell is recorded as failed.
+
+Every cell books one prepare, as under the local executor. The first cell of a group books the
+prior job's time and queries *instead of* its own prepare, which only repeated that job: a
+cache load, or the same uncached work with the same seed. The other cells book their own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -34,9 +36,10 @@ from tqdm.auto import tqdm
 
 from mibench.attack import Attack
 from mibench.cache import Cache
+from mibench.cell import (CellFailure, CellOutcome, CellSetting, PrepareCost,
+                          attack_setting, build_attack, run_cell, seeded_prepare)
 from mibench.errors import MibenchError
-from mibench.harness import (CellFailure, CellOutcome, CellSetting, Harness, attack_setting,
-                             run_cell)
+from mibench.executors.base import Batch, Finished
 from mibench.registry import ATTACKS, load_plugin_file
 from mibench.runconfig import build_world
 from mibench.store import CellKey
@@ -74,14 +77,6 @@ class WorkerSpec:
     threads: int
 
 
-@dataclass(frozen=True)
-class PriorCost:
-    """Time and queries of a prior job's ``prepare``."""
-
-    prepare_s: float
-    queries: dict[str, int]
-
-
 def require_ray() -> ModuleType:
     """The ``ray`` module, or a one-line error saying how to install it."""
     try:
@@ -92,7 +87,7 @@ def require_ray() -> ModuleType:
 
 
 class RayExecutor:
-    """Runs a harness's cells as Ray tasks on the cluster at ``address`` ('' = start a private
+    """Runs a batch's cells as Ray tasks on the cluster at ``address`` ('' = start a private
     local one for this run, 'auto' = the one started with ``ray start`` on this machine)."""
 
     def __init__(self, address: str = "", *, plugins: Sequence[str] = (),
@@ -104,25 +99,23 @@ class RayExecutor:
         self.plugins = tuple(str(Path(p).resolve()) for p in plugins)
         self.max_retries = max_retries
 
-    def run(self, harness: Harness, keys: list[CellKey]
-            ) -> Iterator[tuple[CellKey, CellOutcome | CellFailure]]:
-        if not keys:
+    def run(self, batch: Batch) -> Iterator[Finished]:
+        if not batch.keys:
             return
         ray = require_ray()
         started_here = not ray.is_initialized()
         if started_here:
             _connect(ray, self.address)
         try:
-            yield from self._run(ray, harness, keys)
+            yield from self._run(ray, batch)
         finally:
             if started_here:
                 ray.shutdown()
 
-    def _run(self, ray: ModuleType, harness: Harness, keys: list[CellKey]
-             ) -> Iterator[tuple[CellKey, CellOutcome | CellFailure]]:
-        resources = PRESET_RESOURCES[harness.preset]
-        tree = json.loads(json.dumps(harness.tree))
-        tree["run"]["cache_dir"] = str(harness.cache.root.resolve())
+    def _run(self, ray: ModuleType, batch: Batch) -> Iterator[Finished]:
+        resources = PRESET_RESOURCES[batch.preset]
+        tree = json.loads(json.dumps(batch.tree))
+        tree["run"]["cache_dir"] = str(Cache(tree["run"]["cache_dir"] or None).root.resolve())
         spec = WorkerSpec(tree, self.plugins, resources.cpus)
         options = {"num_cpus": resources.cpus, "num_gpus": _gpus(ray, tree["run"]["device"]),
                    "memory": int(resources.memory_gib * GIB), "max_retries": self.max_retries,
@@ -137,29 +130,29 @@ class RayExecutor:
         world = task(_world_job)
         evaluator = task(_model_job, None, world)
         models = {name: task(_model_job, name, world)
-                  for name in dict.fromkeys(k.target for k in keys)}
+                  for name in dict.fromkeys(k.target for k in batch.keys)}
         priors: dict[tuple[str, str, str], Any] = {}
         first_of_group: dict[CellKey, Any] = {}
         cells = {}
-        for key in keys:
+        for key in batch.keys:
             group = _prior_group(key)
             if group is not None and group not in priors:
                 priors[group] = task(_prior_job, key, models[key.target])
                 first_of_group[key] = priors[group]
             deps = [models[key.target], evaluator, *([priors[group]] if group else [])]
-            harness.store.start_cell(key)
+            batch.on_start(key)
             cells[task(_cell_job, key, *deps)] = key
         _raise_setup_failure(ray, [world, evaluator])
 
         pending = list(cells)
         with tqdm(total=len(pending), desc="cells (ray)", unit="cell",
-                  disable=not harness.show_progress) as progress:
+                  disable=not batch.show_progress) as progress:
             while pending:
                 (done,), pending = ray.wait(pending, num_returns=1)
                 key = cells[done]
                 outcome = self._outcome(ray, done)
                 if isinstance(outcome, CellOutcome) and key in first_of_group:
-                    outcome = _book_prior(outcome, ray.get(first_of_group[key]))
+                    outcome = _book_prepare(outcome, ray.get(first_of_group[key]))
                 progress.update()
                 yield key, outcome
 
@@ -218,11 +211,10 @@ def _prior_group(key: CellKey) -> tuple[str, str, str] | None:
     return (key.attack, key.aux, key.target if attack.spec.target_dependent_prior else "")
 
 
-def _book_prior(outcome: CellOutcome, cost: PriorCost) -> CellOutcome:
-    timings = {**outcome.timings, "prepare_s": outcome.timings["prepare_s"] + cost.prepare_s}
-    prepare = {kind: outcome.queries["prepare"].get(kind, 0) + n
-               for kind, n in cost.queries.items()}
-    return replace(outcome, timings=timings, queries={**outcome.queries, "prepare": prepare})
+def _book_prepare(outcome: CellOutcome, cost: PrepareCost) -> CellOutcome:
+    """``outcome`` with ``cost`` (its prior job's) booked as its prepare, in place of its own."""
+    timings = {**outcome.timings, "prepare_s": cost.prepare_s}
+    return replace(outcome, timings=timings, queries={**outcome.queries, "prepare": cost.queries})
 
 
 # --- run in the workers ------------------------------------------------------------------------
@@ -282,20 +274,15 @@ def _model_job(spec: WorkerSpec, name: str | None, _world_done: str) -> str:
     return name
 
 
-def _prior_job(spec: WorkerSpec, key: CellKey, _target_done: str) -> PriorCost:
+def _prior_job(spec: WorkerSpec, key: CellKey, _target_done: str) -> PrepareCost:
     """Run ``prepare`` of the cell's attack once, seeded as the cell will be."""
     _enter(spec)
     tree = spec.tree
-    attack_cls = ATTACKS.get(key.attack)
-    attack = attack_cls(attack_cls.Config(**tree["attacks"][key.attack]))
+    attack = build_attack(key.attack, tree)
     _, ctx = attack_setting(attack, key.target, _world(spec), Cache(tree["run"]["cache_dir"]),
                             tree["preset"], resolve_device(tree["run"]["device"]), aux=key.aux,
                             seed=key.seed, show_progress=False)
-    start = time.perf_counter()
-    torch.manual_seed(key.seed)
-    attack.prepare(ctx)
-    return PriorCost(time.perf_counter() - start,
-                     {kind: ctx.ledger.total(kind) for kind in ctx.ledger.KINDS})
+    return seeded_prepare(attack, ctx)
 
 
 def _cell_job(spec: WorkerSpec, key: CellKey, *_deps: Any) -> CellOutcome | CellFailure:

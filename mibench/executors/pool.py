@@ -1,12 +1,13 @@
 """Cells in parallel local processes (``--workers``), for runs on a multi-core CPU.
 
 The driver first builds the world, the evaluation model and the run's targets into the cache
-with all its threads. Each worker process then loads its :class:`~mibench.harness.CellSetting`
-once and computes whole cells with :func:`~mibench.harness.compute_cell` on its share of the
-cores (priors train there, in parallel); the driver records each outcome as it arrives
-(:meth:`Harness.record`), so only the driver writes images and the store. Two workers that
-need the same prior wait on the cache's lock instead of training it twice. Cells seed torch from their key, so numbers do not depend on which
-worker ran them. Cells start longest first, as earlier runs in the same store timed them.
+with all its threads. Each worker process then loads its :class:`~mibench.cell.CellSetting`
+once and computes whole cells with :func:`~mibench.cell.run_cell` on its share of the cores
+(priors train there, in parallel); outcomes are yielded as they arrive, so only the driver's
+harness writes images and the store. Two workers that need the same prior wait on the cache's
+lock instead of training it twice. Cells seed torch from their key, so numbers do not depend on
+which worker ran them. Cells start longest first, as earlier runs in the same store timed them
+(the batch's expected costs).
 
 Why processes: the models at ``mini`` are small, so torch's intra-op threads scale poorly — GMI
 at ``mini`` on 2 cores takes 8.1 s per identity on one thread and 4.9 s on two (1.65×, not 2×),
@@ -28,9 +29,10 @@ from typing import Any, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from mibench.cell import CellFailure, CellOutcome, CellSetting, run_cell
 from mibench.errors import MibenchError
-from mibench.harness import (CellFailure, CellOutcome, CellSetting, Harness, LocalExecutor,
-                             run_cell)
+from mibench.executors.base import Batch, Finished
+from mibench.executors.local import LocalExecutor
 from mibench.registry import load_plugin_file
 from mibench.store import CellKey
 from mibench.targets.zoo import get_entry, load_entry
@@ -62,40 +64,39 @@ def worker_layout(workers: int, device: torch.device,
 
 class PoolExecutor:
     """Cells in ``workers`` spawned processes with ``threads`` torch threads each; a run with
-    fewer than two cells left runs them here, as :class:`~mibench.harness.LocalExecutor`."""
+    fewer than two cells left runs them here, as :class:`~mibench.executors.LocalExecutor`."""
 
     def __init__(self, workers: int, threads: int, *, plugins: Sequence[str] = ()) -> None:
         self.workers = workers
         self.threads = threads
         self.plugins = tuple(str(Path(p).resolve()) for p in plugins)
 
-    def run(self, harness: Harness, keys: list[CellKey]
-            ) -> Iterator[tuple[CellKey, CellOutcome | CellFailure]]:
-        if len(keys) < 2 or self.workers < 2:
-            yield from LocalExecutor().run(harness, keys)
+    def run(self, batch: Batch) -> Iterator[Finished]:
+        if len(batch.keys) < 2 or self.workers < 2:
+            yield from LocalExecutor().run(batch)
             return
         # the driver builds world, evaluation model and targets into the cache with all its
         # threads, so workers load them instead of waiting for one worker to train them
-        setting = CellSetting.build(harness.tree, show_progress=harness.show_progress)
-        for target in dict.fromkeys(key.target for key in keys):
-            load_entry(get_entry(target), setting.world, setting.cache, harness.preset,
-                       setting.device, harness.show_progress)
-        workers = min(self.workers, len(keys))
+        setting = CellSetting.build(batch.tree, show_progress=batch.show_progress)
+        for target in dict.fromkeys(key.target for key in batch.keys):
+            load_entry(get_entry(target), setting.world, setting.cache, batch.preset,
+                       setting.device, batch.show_progress)
+        workers = min(self.workers, len(batch.keys))
         # longest first (as the store's earlier runs at this preset timed them; unknown cells
         # first of all, in plan order), so no long cell starts last while other workers idle
-        costs = harness.store.cell_costs(harness.preset)
-        keys = sorted(keys, key=lambda k: -costs.get((k.attack, k.target), math.inf))
+        costs = batch.expected_costs
+        keys = sorted(batch.keys, key=lambda k: -costs.get((k.attack, k.target), math.inf))
         context = multiprocessing.get_context("spawn")  # fork and torch's threads do not mix
         with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                         initargs=(harness.tree, self.threads, self.plugins,
+                                         initargs=(batch.tree, self.threads, self.plugins,
                                                    os.getpid())
                                          ) as pool:
             pending = {}
             for key in keys:
-                harness.store.start_cell(key)
+                batch.on_start(key)
                 pending[pool.submit(_run_cell, key)] = key
             with tqdm(total=len(keys), desc=f"cells ({workers} workers)", unit="cell",
-                      disable=not harness.show_progress) as progress:
+                      disable=not batch.show_progress) as progress:
                 for done in futures.as_completed(pending):
                     try:
                         outcome = done.result()
