@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mibench import precision
 from mibench.access import QueryLedger, view_for
 from mibench.attack import Attack, AttackContext
 from mibench.cache import Cache
@@ -56,6 +57,7 @@ class CellSetting:
         """Build (or load from the cache) the world, unless given, and the reference."""
         cache = Cache(tree["run"]["cache_dir"] or None)
         device = resolve_device(tree["run"]["device"])
+        precision.configure(tree["run"].get("precision", "auto"), device)
         world = world or build_world(tree, cache, progress=show_progress)
         for aux in dict.fromkeys(c.aux for c in plan_cells(tree["run"])):
             world.aux(aux)  # a world without a planned aux split fails here, once

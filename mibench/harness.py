@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from mibench import precision
 from mibench.cache import Cache
 from mibench.cell import CellFailure, CellOutcome
 from mibench.executors import Batch, Executor
@@ -91,6 +92,7 @@ class Harness:
         self.preset = tree["preset"]
         self.show_progress = show_progress
         self.device = resolve_device(self.run_cfg["device"])
+        precision.configure(self.run_cfg.get("precision", "auto"), self.device)
         self.cache = Cache(self.run_cfg["cache_dir"] or None)
         self.store = Store(self.run_cfg["results_dir"])
         self.plan = plan_cells(self.run_cfg)

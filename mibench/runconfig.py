@@ -40,6 +40,10 @@ class RunConfig(Config):
     seeds: int = param(1, "run every cell with seeds seed, seed+1, …; the report shows mean ± "
                        "std (priors and targets are trained once, with `seed`)", ge=1)
     device: Literal["auto", "cpu", "cuda"] = param("auto", "auto picks CUDA when present")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = param(
+        "auto", "mixed precision of training, sampling and metric loops: auto = bf16 autocast "
+        "on CUDA (fp16 + loss scaling where bf16 is unsupported), fp32 on the CPU "
+        "(mibench/precision.py)")
     eval_model: str = param("", "evaluation model ('' = the zoo's default, densenet-121; or a "
                             "pretrained model such as dlib-resnet)")
     results_dir: str = param("runs", "directory of the results store")

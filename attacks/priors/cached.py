@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from mibench import precision
 from mibench.attack import AttackContext
 from mibench.cache import atomic_write_bytes
 from mibench.errors import CacheError
@@ -22,10 +23,14 @@ def cached_module(ctx: AttackContext, component: str, config: Mapping[str, Any],
 
     The cache key covers ``component``, ``config``, ``data`` (default: the context's data
     fingerprint, which names the target too for target-dependent priors; pass
-    ``ctx.aux_fingerprint`` for a module that depends on the aux split alone) and ``version``.
+    ``ctx.aux_fingerprint`` for a module that depends on the aux split alone), ``version`` and
+    the precision it was trained under when that is not fp32 (:func:`mibench.precision.key_tag`).
     """
     data = ctx.data_fingerprint if data is None else data
-    key = ctx.cache.key(component, dict(config), data=data, version=version)
+    config = dict(config)
+    if precision.key_tag():  # trained under mixed precision: another artefact than fp32's
+        config["precision"] = precision.key_tag()
+    key = ctx.cache.key(component, config, data=data, version=version)
 
     def build(path: Any) -> None:
         module = make().to(ctx.device)

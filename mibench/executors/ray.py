@@ -34,6 +34,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from mibench import precision
 from mibench.attack import Attack
 from mibench.cache import Cache
 from mibench.cell import (CellFailure, CellOutcome, CellSetting, PrepareCost,
@@ -223,8 +224,10 @@ _WORKER: dict[str, Any] = {"plugins": set(), "world": None, "setting": None}
 
 
 def _enter(spec: WorkerSpec) -> None:
-    """Make this worker process match the driver: threads, plugins."""
+    """Make this worker process match the driver: threads, plugins, precision."""
     torch.set_num_threads(spec.threads)
+    run = spec.tree["run"]
+    precision.configure(run.get("precision", "auto"), resolve_device(run["device"]))
     for path in spec.plugins:
         if path not in _WORKER["plugins"]:
             load_plugin_file(path)
