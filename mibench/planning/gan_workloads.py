@@ -195,10 +195,8 @@ def _stylegan_step(key: tuple, data: int) -> StepCost:
     n, res = cfg.gan_batch_size, cfg.resolution
 
     def critic_step() -> torch.Tensor:
-        real = torch.rand(n, 3, res, res)
-        with torch.no_grad():
-            fake = g(torch.randn(n, cfg.z_dim))
-        return c(fake).mean() + c(real).mean()
+        fake = g(torch.randn(n, cfg.z_dim)).detach()       # as train_stylegan does
+        return c(fake).mean() + c(torch.rand(n, 3, res, res)).mean()
 
     return step_cost([Pass(critic_step), _penalty(c, n, res),
                       Pass(lambda: c(g(torch.randn(n, cfg.z_dim))).mean())],

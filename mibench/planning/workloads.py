@@ -115,14 +115,27 @@ def target_network(name: str, preset: str, num_classes: int) -> torch.nn.Module:
     return on_meta(lambda: build_target(cfg, num_classes)).requires_grad_(False)
 
 
-@lru_cache(maxsize=None)
+# FLOPs and activation bytes of a network are linear in the batch: a target is measured once
+# per input shape at this batch and scaled (tests/test_planning.py checks the linearity).
+REFERENCE_BATCH = 4
+
+
 def target_pass(setting: Setting, batch: int, side: int, grad: bool) -> StepCost:
     """The target on ``batch`` images of ``side`` px (already in [0, 1]); with ``grad`` the
     backward to the images (white-box attacks), else a forward query."""
-    net = target_network(setting.target, setting.preset, setting.num_classes)
+    unit = _target_reference(setting.target, setting.preset, setting.num_classes, side, grad)
+    factor = batch / REFERENCE_BATCH
+    return StepCost(unit.flops * factor, unit.state_bytes, int(unit.activation_bytes * factor),
+                    unit.data_bytes)
+
+
+@lru_cache(maxsize=None)
+def _target_reference(name: str, preset: str, num_classes: int, side: int,
+                      grad: bool) -> StepCost:
+    net = target_network(name, preset, num_classes)
 
     def run() -> torch.Tensor | None:
-        images = torch.rand(batch, 3, side, side, requires_grad=grad)
+        images = torch.rand(REFERENCE_BATCH, 3, side, side, requires_grad=grad)
         if not grad:
             with torch.no_grad():
                 net(images)
