@@ -13,7 +13,7 @@ from torch import nn
 from mibench.planning.command import OVER_BUDGET_STATUS, main
 from mibench.planning.count import CALIBRATION, Pass, measure_pass, on_meta, step_cost
 from mibench.planning.gpus import get_gpu
-from mibench.planning.workloads import REFERENCE_BATCH, Setting, _target_reference, target_pass
+from mibench.planning.workloads import REFERENCE_BATCH, Setting, target_network, target_pass
 from mibench.errors import UnknownNameError
 
 
@@ -48,10 +48,17 @@ def test_state_counts_parameters_gradients_and_adam_slots() -> None:
 
 def test_target_costs_are_linear_in_the_batch() -> None:
     setting = Setting("smoke", "arcface-18", 2, 2, 32, 8, 32)
-    scaled = target_pass(setting, 3 * REFERENCE_BATCH, 32, True)
-    unit = _target_reference("arcface-18", "smoke", 8, 32, True)
-    assert scaled.flops == pytest.approx(3 * unit.flops)
-    assert scaled.activation_bytes == pytest.approx(3 * unit.activation_bytes, rel=0.01)
+    net = target_network("arcface-18", "smoke", 8)
+    side, batch = net.resolution, 3 * REFERENCE_BATCH
+    scaled = target_pass(setting, batch, side, True)
+
+    def run() -> torch.Tensor:
+        logits, features = net(torch.rand(batch, 3, side, side, requires_grad=True))
+        return logits.sum() + features.sum()
+
+    direct = step_cost([Pass(run)], frozen=[net])
+    assert scaled.flops == pytest.approx(direct.flops)
+    assert scaled.activation_bytes == pytest.approx(direct.activation_bytes, rel=0.01)
 
 
 def test_unknown_gpu_names_the_choices() -> None:

@@ -35,14 +35,16 @@ def _penalty(critic: nn.Module, batch: int, resolution: int) -> Pass:
                                           requires_grad=True)).sum(), PENALTY_PASSES)
 
 
-def _generator_part(generator: nn.Module,
-                    inputs: Callable[[], tuple[torch.Tensor, ...]]) -> StepCost:
-    """A frozen generator with the gradient flowing back to its first input (the latent);
-    ``inputs`` makes the inputs (on the meta device, inside the counted pass)."""
+def _generator_part(generator: Callable[..., torch.Tensor],
+                    inputs: Callable[[], tuple[torch.Tensor, ...]],
+                    frozen: nn.Module | None = None) -> StepCost:
+    """A frozen generator (``frozen``: its module, when ``generator`` is a method) with the
+    gradient flowing back to its first input (the latent); ``inputs`` makes the inputs (on the
+    meta device, inside the counted pass)."""
     def run() -> torch.Tensor:
         first, *rest = inputs()
         return generator(first.requires_grad_(True), *rest).sum()
-    return step_cost([Pass(run)], frozen=[generator])
+    return step_cost([Pass(run)], frozen=[frozen if frozen is not None else generator])
 
 
 # --- GMI --------------------------------------------------------------------------------------
@@ -120,14 +122,19 @@ def _alpha_gan_step(z_dim: int, resolution: int, width: float, hidden: int, batc
                               (c, ADAM_SLOTS)], data_bytes=data)
 
 
+@lru_cache(maxsize=None)
+def _dcgan_generator(z_dim: int, resolution: int, width: float, batch: int) -> StepCost:
+    g = on_meta(lambda: Generator(z_dim, resolution, width))
+    return _generator_part(g, lambda: (torch.randn(batch, z_dim),))
+
+
 @workload("fmi")
 def fmi(cfg: Config, s: Setting) -> list[Phase]:
     from mibench.attacks.fmi import PRIOR_FIELDS
     steps = max(1, math.ceil(cfg.gan_epochs * s.aux_images / cfg.gan_batch_size))
-    g = on_meta(lambda: Generator(cfg.z_dim, cfg.resolution, cfg.width))
 
     def invert() -> StepCost:
-        parts = [_generator_part(g, lambda: (torch.randn(cfg.batch_size, cfg.z_dim),)),
+        parts = [_dcgan_generator(cfg.z_dim, cfg.resolution, cfg.width, cfg.batch_size),
                  target_pass(s, cfg.batch_size, cfg.resolution, True)]
         return with_data(combine(*parts), s.aux_bytes(cfg.resolution))
 
@@ -144,37 +151,59 @@ def fmi(cfg: Config, s: Setting) -> list[Phase]:
 
 # --- PLG-MI -----------------------------------------------------------------------------------
 
+@lru_cache(maxsize=None)
+def _cgan(z_dim: int, resolution: int, width: int, classes: int) -> tuple[nn.Module, nn.Module]:
+    return (on_meta(lambda: ConditionalGenerator(classes, z_dim, resolution, width)),
+            on_meta(lambda: ProjectionDiscriminator(classes, resolution, width)))
+
+
+@lru_cache(maxsize=None)
+def _cgan_step(z_dim: int, resolution: int, width: int, classes: int, batch: int, n_dis: int,
+               data: int) -> StepCost:
+    """PLG-MI's hinge cGAN step; its L_inv term through the target is added by the caller."""
+    g, d = _cgan(z_dim, resolution, width, classes)
+
+    def labels() -> torch.Tensor:
+        return torch.randint(classes, (batch,))
+
+    def discriminator_step() -> torch.Tensor:
+        with torch.no_grad():
+            fake = g(torch.randn(batch, z_dim), labels())
+        return (d(torch.rand(batch, 3, resolution, resolution), labels()).mean()
+                + d(fake, labels()).mean())
+
+    def generator_step() -> torch.Tensor:
+        return -d(g(torch.randn(batch, z_dim), labels()), labels()).mean()
+
+    return step_cost([Pass(discriminator_step, n_dis), Pass(generator_step)],
+                     trained=[(g, ADAM_SLOTS), (d, ADAM_SLOTS)], data_bytes=data)
+
+
+@lru_cache(maxsize=None)
+def _cgan_generator(z_dim: int, resolution: int, width: int, classes: int,
+                    batch: int) -> StepCost:
+    g, _ = _cgan(z_dim, resolution, width, classes)
+    return _generator_part(g, lambda: (torch.randn(batch, z_dim),
+                                       torch.randint(classes, (batch,))))
+
+
 @workload("plg")
 def plg(cfg: Config, s: Setting) -> list[Phase]:
     from mibench.attacks.plg import PRIOR_FIELDS
-    n, res, classes = cfg.gan_batch_size, cfg.resolution, s.num_classes
-    g = on_meta(lambda: ConditionalGenerator(classes, cfg.z_dim, res, cfg.width))
-    d = on_meta(lambda: ProjectionDiscriminator(classes, res, cfg.width))
-
-    def labels(k: int) -> torch.Tensor:
-        return torch.randint(classes, (k,))
+    net = (cfg.z_dim, cfg.resolution, cfg.width, s.num_classes)
 
     def prior() -> StepCost:
-        def discriminator_step() -> torch.Tensor:
-            with torch.no_grad():
-                fake = g(torch.randn(n, cfg.z_dim), labels(n))
-            return d(torch.rand(n, 3, res, res), labels(n)).mean() + d(fake, labels(n)).mean()
-
-        def generator_step() -> torch.Tensor:
-            return -d(g(torch.randn(n, cfg.z_dim), labels(n)), labels(n)).mean()
-
-        gan = step_cost([Pass(discriminator_step, cfg.n_dis), Pass(generator_step)],
-                        trained=[(g, ADAM_SLOTS), (d, ADAM_SLOTS)], data_bytes=s.aux_bytes(res))
-        return combine(gan, target_pass(s, n, res, True))     # L_inv through the target
+        gan = _cgan_step(*net, cfg.gan_batch_size, cfg.n_dis, s.aux_bytes(cfg.resolution))
+        return combine(gan, target_pass(s, cfg.gan_batch_size, cfg.resolution, True))
 
     def invert() -> StepCost:
-        b = cfg.batch_size
-        return combine(_generator_part(g, lambda: (torch.randn(b, cfg.z_dim), labels(b))),
-                       target_pass(s, b * cfg.augmentations, res, True))
+        return combine(_cgan_generator(*net, cfg.batch_size),
+                       target_pass(s, cfg.batch_size * cfg.augmentations, cfg.resolution,
+                                   True))
 
     share = ("prior-plg", frozen_key(cfg, PRIOR_FIELDS), s.target)
     return [
-        target_queries(s, s.aux_images, res, label="pseudo-labels", role="prior",
+        target_queries(s, s.aux_images, cfg.resolution, label="pseudo-labels", role="prior",
                        share=(*share, "labels")),
         Phase("cGAN prior", "prior", cfg.gan_steps, prior, share=share),
         Phase("invert", "attack", batches(s.generated, cfg.batch_size) * cfg.iterations, invert),
@@ -183,7 +212,9 @@ def plg(cfg: Config, s: Setting) -> list[Phase]:
 
 # --- PPA and IF-GMI ---------------------------------------------------------------------------
 
-def _stylegan(cfg: Config) -> nn.Module:
+@lru_cache(maxsize=None)
+def _stylegan(key: tuple) -> nn.Module:
+    cfg = StyleGANPriorConfig(**dict(key))
     return on_meta(lambda: StyleGAN(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.resolution,
                                     cfg.channel_base, cfg.channel_max))
 
@@ -191,7 +222,7 @@ def _stylegan(cfg: Config) -> nn.Module:
 @lru_cache(maxsize=None)
 def _stylegan_step(key: tuple, data: int) -> StepCost:
     cfg = StyleGANPriorConfig(**dict(key))
-    g, c = _stylegan(cfg), on_meta(lambda: Critic(cfg.resolution, cfg.critic_width))
+    g, c = _stylegan(key), on_meta(lambda: Critic(cfg.resolution, cfg.critic_width))
     n, res = cfg.gan_batch_size, cfg.resolution
 
     def critic_step() -> torch.Tensor:
@@ -203,24 +234,34 @@ def _stylegan_step(key: tuple, data: int) -> StepCost:
                      trained=[(g, ADAM_SLOTS), (c, ADAM_SLOTS)], data_bytes=data)
 
 
+@lru_cache(maxsize=None)
+def _stylegan_search(key: tuple, batch: int) -> StepCost:
+    g = _stylegan(key)
+
+    def run() -> None:
+        with torch.no_grad():
+            g.image(g.synthesise(g.map(torch.randn(batch, g.z_dim))))
+    return step_cost([Pass(run)], frozen=[g])
+
+
+@lru_cache(maxsize=None)
+def _stylegan_render(key: tuple, batch: int) -> StepCost:
+    g = _stylegan(key)
+    return _generator_part(g.render, lambda: (torch.randn(batch, g.w_dim),), frozen=g)
+
+
 def _stylegan_phases(cfg: Config, s: Setting, optimisation_steps: int) -> list[Phase]:
     """The shared prior, PPA's candidate search and the optimisation of w (``steps`` per
     batch), the common part of PPA and IF-GMI."""
     key = frozen_key(cfg, tuple(StyleGANPriorConfig.field_names()))
-    g = _stylegan(cfg)
     side = max(1, round(cfg.resolution * cfg.crop))
     b = cfg.batch_size
 
     def search() -> StepCost:
-        def run() -> None:
-            with torch.no_grad():
-                g.image(g.synthesise(g.map(torch.randn(b, cfg.z_dim))))
-        return combine(step_cost([Pass(run)], frozen=[g]), target_pass(s, 2 * b, side, False))
+        return combine(_stylegan_search(key, b), target_pass(s, 2 * b, side, False))
 
     def optimise() -> StepCost:
-        return combine(step_cost([Pass(lambda: g.render(torch.randn(
-            b, cfg.w_dim, requires_grad=True)).sum())], frozen=[g]),
-            target_pass(s, b, side, True))
+        return combine(_stylegan_render(key, b), target_pass(s, b, side, True))
 
     steps = max(1, math.ceil(cfg.gan_epochs * s.aux_images / cfg.gan_batch_size))
     return [

@@ -115,24 +115,28 @@ def target_network(name: str, preset: str, num_classes: int) -> torch.nn.Module:
     return on_meta(lambda: build_target(cfg, num_classes)).requires_grad_(False)
 
 
-# FLOPs and activation bytes of a network are linear in the batch: a target is measured once
-# per input shape at this batch and scaled (tests/test_planning.py checks the linearity).
+# FLOPs and activation bytes of a network are linear in the batch, and a target resizes its
+# input to its own resolution first (no FLOPs counted): each target is measured once per mode
+# at this batch and its resolution, then scaled to the batch, with the input's bytes at the
+# given side (tests/test_planning.py checks the scaling).
 REFERENCE_BATCH = 4
 
 
 def target_pass(setting: Setting, batch: int, side: int, grad: bool) -> StepCost:
     """The target on ``batch`` images of ``side`` px (already in [0, 1]); with ``grad`` the
     backward to the images (white-box attacks), else a forward query."""
-    unit = _target_reference(setting.target, setting.preset, setting.num_classes, side, grad)
+    net = target_network(setting.target, setting.preset, setting.num_classes)
+    unit = _target_reference(setting.target, setting.preset, setting.num_classes, grad)
     factor = batch / REFERENCE_BATCH
-    return StepCost(unit.flops * factor, unit.state_bytes, int(unit.activation_bytes * factor),
-                    unit.data_bytes)
+    resized = batch * 3 * 4 * (side * side - net.resolution * net.resolution)
+    return StepCost(unit.flops * factor, unit.state_bytes,
+                    max(0, int(unit.activation_bytes * factor + resized)), unit.data_bytes)
 
 
 @lru_cache(maxsize=None)
-def _target_reference(name: str, preset: str, num_classes: int, side: int,
-                      grad: bool) -> StepCost:
+def _target_reference(name: str, preset: str, num_classes: int, grad: bool) -> StepCost:
     net = target_network(name, preset, num_classes)
+    side = net.resolution
 
     def run() -> torch.Tensor | None:
         images = torch.rand(REFERENCE_BATCH, 3, side, side, requires_grad=grad)
