@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from mibench.config import PRESETS
+from mibench.planning.count import CALIBRATION
 from mibench.planning.gpus import (DEFAULT_GPU, DEFAULT_UTILISATION, GPUS, PRECISIONS,
                                    get_gpu)
 from mibench.planning.plan import Plan, Row, build_plan
@@ -64,7 +65,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"Plan: {tree['run'].get('experiment') or 'run'} at preset {plan.preset}, "
           f"{tree['run']['identities']} identities × {tree['run']['samples']} samples, on "
           f"{gpu.title} at {gpu.tflops(args.precision):g} {args.precision} TFLOP/s × "
-          f"{args.utilisation:g}; budget {budget:g} GiB")
+          f"{args.utilisation:g}; budget {budget:g} GiB; activations × {CALIBRATION:g} "
+          "(CPU calibration)")
     for section, title in SECTIONS:
         print(f"\n{title}\n{_table(plan.section(section), rate, budget)}")
     print(f"\n{_recipes(plan)}")
