@@ -19,7 +19,8 @@ from mibench.config import Config
 from mibench.planning.count import Pass, StepCost, on_meta, step_cost
 from mibench.planning.workloads import (ADAM_SLOTS, Phase, Setting, batches, combine,
                                         frozen_key, scaled, sequential, target_network,
-                                        target_pass, target_queries, workload)
+                                        target_pass, target_queries, whole_config,
+                                        workload)
 
 UNET_FIELDS = ("block_channels", "attention", "layers_per_block", "token_dim", "head_dim")
 FINETUNED = ("attn2.to_k", "attn2.to_v", ".mid_block.")   # Diff-MI's trained parameters
@@ -95,10 +96,11 @@ def _autoencoder_phase(cfg: Config, s: Setting) -> list[Phase]:
     return [Phase("autoencoder", "prior", cfg.ae_steps, cost, share=key)]
 
 
-def _prior_phases(cfg: Config, s: Setting, component: str, fields: tuple[str, ...],
+def _prior_phases(cfg: Config, s: Setting, component: str, key: tuple,
                   condition_dim: int, label: str) -> list[Phase]:
-    """Labelling the aux split with the target, then ``train_denoiser`` (per target)."""
-    share = (component, frozen_key(cfg, fields), s.target)
+    """Labelling the aux split with the target, then ``train_denoiser`` (per target; ``key``
+    identifies the prior's settings)."""
+    share = (component, key, s.target)
     return [
         *_autoencoder_phase(cfg, s),
         target_queries(s, s.aux_images, cfg.resolution, label=f"{label} labels", role="prior",
@@ -125,9 +127,8 @@ def _condition_dim(cfg: Config, s: Setting) -> int:
 
 @workload("uami")
 def uami(cfg: Config, s: Setting) -> list[Phase]:
-    from mibench.attacks.priors.class_diffusion import PRIOR_FIELDS
     draws = cfg.candidates if cfg.filter else 1
-    phases = [*_prior_phases(cfg, s, "prior-uami", PRIOR_FIELDS, s.num_classes, "UAMI"),
+    phases = [*_prior_phases(cfg, s, "prior-uami", whole_config(cfg), s.num_classes, "UAMI"),
               _sampling(cfg, s, s.generated * draws, "sample candidates")]
     if draws > 1:
         phases.append(target_queries(s, s.generated * draws, cfg.resolution,
@@ -145,8 +146,6 @@ def _refinement_steps(cfg: Config) -> int:
 
 @workload("diffmi")
 def diffmi(cfg: Config, s: Setting) -> list[Phase]:
-    from mibench.attacks.diffmi import FINETUNE_FIELDS
-    from mibench.attacks.priors.class_diffusion import PRIOR_FIELDS
     unet, res, b = _unet(cfg, s.num_classes), cfg.resolution, cfg.attack_batch
     kept = cfg.ft_keep
 
@@ -161,10 +160,11 @@ def diffmi(cfg: Config, s: Setting) -> list[Phase]:
                           target_pass(s, b * cfg.augmentations, res, True))
 
     finetune_steps = cfg.ft_epochs * batches(s.num_classes, cfg.ft_classes)
-    share = ("prior-diffmi", frozen_key(cfg, PRIOR_FIELDS + FINETUNE_FIELDS), s.target)
+    share = ("prior-diffmi", whole_config(cfg), s.target)
     n_batches = batches(s.generated, b)
     return [
-        *_prior_phases(cfg, s, "prior-diffmi-pretrain", PRIOR_FIELDS, s.num_classes, "Diff-MI"),
+        *_prior_phases(cfg, s, "prior-diffmi-pretrain", whole_config(cfg), s.num_classes,
+                       "Diff-MI"),
         Phase("Diff-MI fine-tune", "prior", finetune_steps, finetune, share=share,
               note="at most: stops early at ft_threshold"),
         Phase("reconstruct", "attack", n_batches * cfg.steps, reconstruct),
@@ -179,8 +179,8 @@ def diffmi(cfg: Config, s: Setting) -> list[Phase]:
 
 def fgmia(cfg: Config, s: Setting) -> list[Phase]:
     from mibench.attacks.fgmia import PRIOR_FIELDS
-    return [*_prior_phases(cfg, s, "prior-fgmia", PRIOR_FIELDS, _condition_dim(cfg, s),
-                           "FGMIA"),
+    return [*_prior_phases(cfg, s, "prior-fgmia", frozen_key(cfg, PRIOR_FIELDS),
+                           _condition_dim(cfg, s), "FGMIA"),
             _sampling(cfg, s, s.generated, "sample"),
             target_queries(s, s.generated, cfg.resolution, label="select")]
 

@@ -20,8 +20,8 @@ from mibench.attacks.priors.stylegan import StyleGAN, StyleGANPriorConfig
 from mibench.config import Config
 from mibench.planning.count import Pass, StepCost, on_meta, step_cost
 from mibench.planning.workloads import (ADAM_SLOTS, Phase, Setting, batches, combine,
-                                        frozen_key, target_pass, target_queries, with_data,
-                                        workload)
+                                        frozen_key, target_pass, target_queries, whole_config,
+                                        with_data, workload)
 
 
 # WGAN-GP's penalty and StyleGAN2's R1 differentiate ‖∇ₓD(x)‖² (double backward, which the
@@ -79,13 +79,11 @@ def _dcgan_invert(z_dim: int, resolution: int, width: float, batch: int) -> Step
 
 @workload("gmi")
 def gmi(cfg: Config, s: Setting) -> list[Phase]:
-    fields = tuple(k for k in cfg.field_names() if k.startswith(("gan_", "z_"))
-                   or k in ("resolution", "width", "n_critic", "gp_weight"))
     steps = max(cfg.n_critic, math.ceil(cfg.gan_epochs * s.aux_images / cfg.gan_batch_size))
     return [
         Phase("WGAN-GP prior", "prior", steps, lambda: _wgan_step(
             cfg.z_dim, cfg.resolution, cfg.width, cfg.gan_batch_size, cfg.n_critic,
-            s.aux_bytes(cfg.resolution)), share=("prior-gmi", frozen_key(cfg, fields))),
+            s.aux_bytes(cfg.resolution)), share=("prior-gmi", whole_config(cfg))),
         Phase("invert", "attack", batches(s.generated, cfg.batch_size) * cfg.iterations,
               lambda: combine(_dcgan_invert(cfg.z_dim, cfg.resolution, cfg.width,
                                             cfg.batch_size),
@@ -130,7 +128,6 @@ def _dcgan_generator(z_dim: int, resolution: int, width: float, batch: int) -> S
 
 @workload("fmi")
 def fmi(cfg: Config, s: Setting) -> list[Phase]:
-    from mibench.attacks.fmi import PRIOR_FIELDS
     steps = max(1, math.ceil(cfg.gan_epochs * s.aux_images / cfg.gan_batch_size))
 
     def invert() -> StepCost:
@@ -142,7 +139,7 @@ def fmi(cfg: Config, s: Setting) -> list[Phase]:
         Phase("α-GAN prior", "prior", steps, lambda: _alpha_gan_step(
             cfg.z_dim, cfg.resolution, cfg.width, cfg.code_hidden, cfg.gan_batch_size,
             cfg.eg_steps, s.aux_bytes(cfg.resolution)),
-            share=("prior-fmi", frozen_key(cfg, PRIOR_FIELDS))),
+            share=("prior-fmi", whole_config(cfg))),
         Phase("invert", "attack", batches(s.generated, cfg.batch_size) * cfg.iterations, invert,
               note="code/realism terms not counted" if cfg.code_weight or cfg.realism_weight
               else ""),
@@ -189,7 +186,6 @@ def _cgan_generator(z_dim: int, resolution: int, width: int, classes: int,
 
 @workload("plg")
 def plg(cfg: Config, s: Setting) -> list[Phase]:
-    from mibench.attacks.plg import PRIOR_FIELDS
     net = (cfg.z_dim, cfg.resolution, cfg.width, s.num_classes)
 
     def prior() -> StepCost:
@@ -201,7 +197,7 @@ def plg(cfg: Config, s: Setting) -> list[Phase]:
                        target_pass(s, cfg.batch_size * cfg.augmentations, cfg.resolution,
                                    True))
 
-    share = ("prior-plg", frozen_key(cfg, PRIOR_FIELDS), s.target)
+    share = ("prior-plg", whole_config(cfg), s.target)
     return [
         target_queries(s, s.aux_images, cfg.resolution, label="pseudo-labels", role="prior",
                        share=(*share, "labels")),

@@ -76,6 +76,12 @@ def frozen_key(cfg: Config, fields: tuple[str, ...]) -> tuple[Any, ...]:
                  for f, v in ((f, getattr(cfg, f)) for f in fields))
 
 
+def whole_config(cfg: Config) -> tuple[Any, ...]:
+    """The identity of a prior that only its own attack trains: its whole config (one config
+    per attack in a plan, so this never splits a prior the cache would share)."""
+    return frozen_key(cfg, tuple(cfg.field_names()))
+
+
 def batches(items: float, batch: int) -> int:
     return max(1, math.ceil(items / batch))
 
