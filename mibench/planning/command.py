@@ -103,7 +103,7 @@ def _recipes(plan: Plan) -> str:
     lines = ["Target recipes (SGD, cosine lr): name  arch-depth  width  loss  epochs  batch  lr"]
     for name, cfg in plan.recipes.items():
         depth = "" if cfg.arch == "inception_resnet" else f"-{cfg.depth}"
-        lines.append(f"  {name:18s} {cfg.arch}{depth:5s} {cfg.width:g}  {cfg.loss:8s} "
+        lines.append(f"  {name:18s} {cfg.arch + depth:17s} {cfg.width:g}  {cfg.loss:8s} "
                      f"{cfg.epochs:3d}  {cfg.batch_size:4d}  {cfg.lr:g}  "
                      f"(momentum {cfg.momentum:g}, wd {cfg.weight_decay:g}, "
                      f"{cfg.resolution} px, {cfg.kind}-set)")

@@ -4,6 +4,10 @@ FLOPs and peak GPU memory, from the configs alone (the world is never built).
 Priors shared by cells are counted once (a target-dependent prior once per target), like the
 cache would train them. Targets are trained per zoo entry (fine-tuned entries with their
 parents), plus the evaluation model: epochs × ⌈training images / batch⌉ SGD steps.
+
+Not counted: metric evaluation (FID, LPIPS, kNN), host memory (e.g. ``aux_images`` resizing the
+whole aux split on the CPU), the harness's default selection queries, data loading and
+element-wise FLOPs. Hours assume one GPU at the given utilisation.
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ def _world(tree: Mapping[str, Any]) -> Mapping[str, Any]:
     missing = [f for f in WORLD_FIELDS if f not in world]
     if missing:
         raise PlanError(f"world {tree['run']['world']!r} gives no image counts in its config "
-                        f"({', '.join(missing[:3])}, …); plan with --world synth, whose paper "
-                        "preset has the paper's split sizes")
+                        f"({', '.join(missing[:3])}, …); plan the synth world instead "
+                        "(--set run.world=synth): its paper preset has the paper's split sizes")
     return world
 
 
