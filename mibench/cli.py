@@ -13,6 +13,7 @@ from mibench.cli_commands import (LISTINGS, cmd_data_build, cmd_data_prepare, cm
                                   cmd_zoo_train)
 from mibench.config import PRESETS
 from mibench.errors import MibenchError
+from mibench.planning.command import add_plan_parser
 from mibench.registry import load_plugin_file
 
 Subparsers = Any  # argparse's _SubParsersAction, which argparse does not export
@@ -30,6 +31,8 @@ examples:
   mibench --plugin my_attack.py list attacks  load a plugin file, then list
   mibench zoo train arcface-* --preset mini   train (or load from the cache) zoo models
   mibench zoo import ir152.tar --as ir152     install your own weights for a zoo name
+  mibench plan --experiment table1 --preset paper --gpu rtx4090
+                                              estimated GPU-hours and peak memory per cell
 """
 
 
@@ -184,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="load a plugin file that registers components (repeatable)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_list, _add_data, _add_run, _add_zoo, _add_report):
+    for add in (_add_list, _add_data, _add_run, _add_zoo, _add_report, add_plan_parser):
         add(sub)
     return parser
 
