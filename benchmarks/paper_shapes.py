@@ -16,7 +16,8 @@ peak RSS; CUDA: ``torch.cuda.max_memory_allocated``, and no address-space cap, w
 mappings would break), seconds of ``prepare`` / ``invert`` and per step. A step is one
 optimiser step of the phase's loops (those an attack reports progress on) for all 4 samples;
 an invert with no such loop (Diff-MI, UAMI) is timed whole, divided by its planned steps.
-Prints markdown tables; exits 1 if any row failed ("FAILED: <reason>").
+Prints markdown tables; exits 1 if any row failed ("FAILED (<phase>): <reason>"; the JSON row
+holds the traceback).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -76,7 +78,8 @@ def run_one(component: str, device: torch.device, attack_target: str,
         else:
             raise ValueError(f"component {component!r}: expected attack:NAME or target:NAME")
     except Exception as err:  # any crash is the row's result: reported, never hidden
-        traceback.print_exc()
+        row["traceback"] = traceback.format_exc()
+        print(row["traceback"], file=sys.stderr)
         row["status"] = "FAILED"
         row["error"] = one_line(f"{type(err).__name__}: {err}")
     row["peak_gib"] = peak_memory_gib(device)
@@ -84,7 +87,8 @@ def run_one(component: str, device: torch.device, attack_target: str,
 
 
 def one_line(text: str, limit: int = 160) -> str:
-    line = " ".join(text.split())
+    """``text`` on one line, without torch's ``[enforce fail at file:line] check.`` prefix."""
+    line = re.sub(r"\[enforce fail at [^\]]*\] [^.]*\. ", "", " ".join(text.split()))
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
@@ -137,7 +141,10 @@ def _networks(row: dict[str, Any]) -> str:
 
 
 def _status(row: dict[str, Any]) -> str:
-    return "ok" if row["status"] == "ok" else f"FAILED: {row.get('error', '?')}"
+    if row["status"] == "ok":
+        return "ok"
+    where = f" ({row['phase']})" if row.get("phase") else ""
+    return f"FAILED{where}: {row.get('error', '?')}"
 
 
 def _cells(row: dict[str, Any]) -> list[str]:

@@ -199,7 +199,7 @@ def check_attack(name: str, target_name: str, device: torch.device,
     attack: Attack = cls(cls.Config.resolve("paper", plan.overrides))
     classes = plan.classes or PAPER_WORLD.private_identities
     row.update(target=target_name, classes=classes, overrides=dict(plan.overrides),
-               planned=name in PLANS)
+               planned=name in PLANS, phase="setup")
     target = paper_target(target_name, classes, device)
     ledger = QueryLedger()
     aux_fingerprint = fingerprint = "paper-shapes:similar"
@@ -211,6 +211,7 @@ def check_attack(name: str, target_name: str, device: torch.device,
                        aux_fingerprint=aux_fingerprint, show_progress=False)
     labels = torch.arange(IDENTITIES).repeat_interleave(SAMPLES)
     torch.manual_seed(SEED)
+    row["phase"] = "prepare"
     start = _now(device)
     attack.prepare(ctx)
     row["prepare_s"] = _now(device) - start
@@ -219,11 +220,13 @@ def check_attack(name: str, target_name: str, device: torch.device,
     row["prepare_s_per_step"] = _per_step(loop_s, row["prepare_loops"], plan.prepare_steps)
     row["networks_m"] = prior_sizes(cache_root)
     torch.manual_seed(SEED)
+    row["phase"] = "invert"
     start = _now(device)
     with ledger.scope(labels):
         images = attack.invert(ctx.target, labels.to(device), ctx).detach().float().cpu()
         row["invert_s"] = _now(device) - start
         row["output"] = _check_images(images, len(labels))
+        row["phase"] = "select"
         selected = attack.select(ctx.target, images, labels, ctx)
     row["select_s"] = _now(device) - start - row["invert_s"]
     if len(selected) != IDENTITIES:
@@ -233,6 +236,7 @@ def check_attack(name: str, target_name: str, device: torch.device,
     loop_s = sum(map(sum, ctx.loops.values())) if ctx.loops else row["invert_s"]
     row["invert_s_per_step"] = _per_step(loop_s, ctx.loops, plan.invert_steps)
     row["queries"] = {kind: ledger.total(kind) for kind in ledger.KINDS}
+    del row["phase"]
 
 
 def check_target(name: str, device: torch.device, row: dict[str, Any]) -> None:
@@ -240,6 +244,7 @@ def check_target(name: str, device: torch.device, row: dict[str, Any]) -> None:
     models: none) and one forward at ``paper``."""
     entry = get_entry(name)
     private, public = PAPER_WORLD.private_identities, PAPER_WORLD.public_identities
+    row["phase"] = "build"
     target = paper_target(name, private, device)
     row["networks_m"] = {name: round(_millions(target), 1)}
     images = random_images(TARGET_BATCH, SEED + 1).float().div(255).to(device)
@@ -252,6 +257,7 @@ def check_target(name: str, device: torch.device, row: dict[str, Any]) -> None:
         optimiser = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
         target.train()
+        row["phase"] = "SGD step"
         start = _now(device)
         loss = objective(target, images, labels)
         optimiser.zero_grad(set_to_none=True)
@@ -261,6 +267,7 @@ def check_target(name: str, device: torch.device, row: dict[str, Any]) -> None:
         row["train_step_s"] = _now(device) - start
         row["loss"] = cfg.loss
     target.eval()
+    row["phase"] = "forward"
     start = _now(device)
     with torch.no_grad():
         logits, features = target(images)
@@ -268,3 +275,4 @@ def check_target(name: str, device: torch.device, row: dict[str, Any]) -> None:
     row["output"] = f"logits {tuple(logits.shape)}, features {tuple(features.shape)}"
     if not torch.isfinite(F.normalize(features, dim=1)).all():
         raise ShapeCheckError(f"{name} returned non-finite features")
+    del row["phase"]
