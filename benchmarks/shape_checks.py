@@ -185,7 +185,8 @@ def _per_step(loop_s: float, loops: Mapping[str, list[float]], steps: int | None
 
 def _check_images(images: torch.Tensor, expected: int) -> str:
     if images.ndim != 4 or tuple(images.shape[:2]) != (expected, 3):
-        raise ShapeCheckError(f"invert returned {tuple(images.shape)}; expected {expected}×3×H×W")
+        raise ShapeCheckError(f"invert returned {tuple(images.shape)}; expected "
+                              f"{expected}×3×H×W")
     if bool(images.min() < 0) or bool(images.max() > 1):
         raise ShapeCheckError("invert returned images outside [0, 1]")
     return "×".join(str(s) for s in images.shape)
