@@ -4,6 +4,8 @@ attack, its images returned at (at most) the target's resolution."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -30,13 +32,21 @@ class WSpaceAttack(Attack):
     implement :meth:`refine` (the paper's optimisation of a chunk's candidates) and may override
     :meth:`render`. ``Config`` is a ``CandidateSearchConfig``. ``invert`` returns the rendered
     images at most at the target's resolution (:func:`fit_to_target`), so a large prior's
-    outputs do not pile up at its size."""
+    outputs do not pile up at its size.
+
+    A batch of ``batch_size`` candidates is optimised in ``parts`` parts one after the other.
+    This is gradient accumulation: each candidate's loss depends on its own latents only, and
+    Adam, the L1 projections and the schedules act element by element, so a part's update of
+    its candidates is the whole batch's. The one difference is the 1/batch factor of the mean
+    loss, which Adam normalises away (up to its ε), and each part draws its augmentations from
+    its own seeded generator."""
 
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
         ws = candidate_search(self.prior, target, labels, self.config, ctx)
+        part = math.ceil(self.config.batch_size / self.config.parts)
         return invert_in_chunks(
-            ctx, labels, self.config.batch_size,
+            ctx, labels, part,
             lambda chunk: self.refine(target, ws[chunk.rows], chunk, ctx),
             lambda refined, chunk_labels: fit_to_target(self.render(refined, chunk_labels),
                                                         target.resolution))

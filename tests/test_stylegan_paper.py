@@ -75,7 +75,8 @@ def test_paper_trains_128_px_with_the_residual_critic_small_presets_keep_dcgan()
         StyleGANPriorConfig.resolve("smoke", {"critic": "stylegan3"})
 
 
-def test_the_prior_key_names_the_critic_only_when_it_is_not_dcgan(ctx, monkeypatch):
+def test_the_prior_key_names_critic_and_accumulation_only_off_their_old_values(ctx,
+                                                                              monkeypatch):
     keys = []
 
     def record(ctx, component, config, make, train):
@@ -84,8 +85,10 @@ def test_the_prior_key_names_the_critic_only_when_it_is_not_dcgan(ctx, monkeypat
 
     monkeypatch.setattr(stylegan, "cached_module", record)
     stylegan.load_stylegan(ctx, StyleGANPriorConfig.resolve("smoke"))
-    stylegan.load_stylegan(ctx, StyleGANPriorConfig.resolve("smoke", {"critic": "resnet"}))
-    assert "critic" not in keys[0] and keys[1]["critic"] == "resnet"
+    stylegan.load_stylegan(ctx, StyleGANPriorConfig.resolve("smoke", {"critic": "resnet",
+                                                                      "gan_accumulate": 2}))
+    assert "critic" not in keys[0] and "gan_accumulate" not in keys[0]
+    assert keys[1]["critic"] == "resnet" and keys[1]["gan_accumulate"] == 2
 
 
 @pytest.mark.parametrize("side", [16, 24, 32])

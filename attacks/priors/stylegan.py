@@ -59,6 +59,8 @@ from mibench.config import Config, param
 from mibench.selection import top_k_per_identity
 
 CRITICS = ("resnet", "dcgan")
+KEYLESS = {"critic": "dcgan", "gan_accumulate": 1}
+"""Prior fields left out of the cache key at these values: keys from before the fields."""
 SEARCH_SEED = 7919  # generator offset of the candidate search, apart from per-batch seeds
 State = tuple[torch.Tensor, torch.Tensor]
 """What flows between synthesis blocks: (features, accumulated RGB skip image)."""
@@ -263,6 +265,8 @@ class StyleGANPriorConfig(Config):
     critic_width: float = param(1.0, "channel multiplier of the discriminator", gt=0)
     gan_epochs: float = param(350.0, "passes over the aux split", gt=0)
     gan_batch_size: int = param(32, "training batch size", ge=2)
+    gan_accumulate: int = param(2, "micro-batches per training batch (gradient accumulation, "
+                                "for 24 GB)", ge=1)
     gan_lr: float = param(0.002, "Adam learning rate of the generator", gt=0)
     critic_lr: float = param(0.002, "Adam learning rate of the discriminator", gt=0)
     gan_betas: tuple[float, ...] = param((0.0, 0.99), "Adam betas")
@@ -271,10 +275,11 @@ class StyleGANPriorConfig(Config):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"z_dim": 16, "w_dim": 16, "mapping_layers": 2, "resolution": 16,
                   "channel_base": 128, "channel_max": 16, "critic": "dcgan",
-                  "critic_width": 0.125, "gan_epochs": 2.0},
+                  "critic_width": 0.125, "gan_epochs": 2.0, "gan_accumulate": 1},
         "mini": {"z_dim": 128, "w_dim": 128, "mapping_layers": 2, "resolution": 64,
                  "channel_base": 512, "channel_max": 32, "critic": "dcgan",
-                 "critic_width": 0.25, "gan_epochs": 30.0, "r1_gamma": 1.0},
+                 "critic_width": 0.25, "gan_epochs": 30.0, "r1_gamma": 1.0,
+                 "gan_accumulate": 1},
     }
 
 
@@ -291,22 +296,26 @@ class CandidateSearchConfig(StyleGANPriorConfig):
     crop: float = param(0.78125, "centre-crop fraction before the target (PPA's 800 of 1024, "
                         "100 of 128 px)", gt=0, le=1)
     batch_size: int = param(64, "candidates scored or optimised together", ge=1)
+    parts: int = param(2, "optimise each batch in this many parts, one after the other (for "
+                       "24 GB; candidates are independent, see w_space)", ge=1)
     stylegan_checkpoint: str = param("", "pretrained StyleGAN2 generator to import (NVLabs "
                                      ".pkl or rosinality .pt); empty: train our own prior")
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {**StyleGANPriorConfig.presets["smoke"], "search_space": 16,
-                  "truncation_cutoff": 3, "crop": 1.0},
+                  "truncation_cutoff": 3, "crop": 1.0, "parts": 1},
         "mini": {**StyleGANPriorConfig.presets["mini"], "search_space": 500,
-                 "truncation_cutoff": 4, "crop": 1.0},
+                 "truncation_cutoff": 4, "crop": 1.0, "parts": 1},
     }
 
 
 def train_stylegan(generator: StyleGAN, critic: nn.Module, ctx: AttackContext, *,
                    epochs: float, batch_size: int, lr: float, betas: tuple[float, float],
-                   critic_lr: float, r1_gamma: float) -> None:
+                   critic_lr: float, r1_gamma: float, parts: int = 1) -> None:
     """StyleGAN2's objective: the non-saturating logistic loss with an R1 penalty
-    (γ/2)·E‖∇D(x)‖² on real images; one critic and one generator step per real batch.
+    (γ/2)·E‖∇D(x)‖² on real images; one critic and one generator step per real batch, each
+    batch's gradients accumulated over ``parts`` micro-batches (minibatch-stddev groups stay
+    within a micro-batch, as within one GPU's share in StyleGAN2).
 
     Each step reads just its real batch (``ctx.aux_batch``). Generator and fake-image critic
     passes run under the run's autocast; the real images' critic pass, whose input gradient is
@@ -320,24 +329,34 @@ def train_stylegan(generator: StyleGAN, critic: nn.Module, ctx: AttackContext, *
     scaler_g, scaler_d = precision.LossScaler(ctx.device), precision.LossScaler(ctx.device)
     images = len(ctx.aux.images)
     steps = max(1, math.ceil(epochs * images / batch_size))
+    micro = math.ceil(batch_size / parts)
+    rows = [slice(start, start + micro) for start in range(0, batch_size, micro)]
+
+    def part(loss: torch.Tensor) -> torch.Tensor:
+        return loss if len(rows) == 1 else loss / len(rows)
+
     for _ in ctx.progress(range(steps), desc="StyleGAN prior", unit="step"):
         index = torch.randint(images, (batch_size,), device=ctx.device, generator=gen)
-        real = ctx.aux_batch(index, generator.resolution).float().div_(255).requires_grad_(True)
         z = torch.randn(batch_size, generator.z_dim, device=ctx.device, generator=gen)
-        real_score = critic(real)
-        grad, = torch.autograd.grad(real_score.sum(), real, create_graph=True)
-        with precision.autocast(ctx.device):
-            fake_score = critic(generator(z).detach())
-        loss_d = (F.softplus(fake_score.float()).mean() + F.softplus(-real_score).mean()
-                  + r1_gamma / 2 * grad.flatten(1).pow(2).sum(1).mean())
         opt_d.zero_grad(set_to_none=True)
-        scaler_d.step(loss_d, opt_d)
+        for r in rows:
+            real = ctx.aux_batch(index[r], generator.resolution).float().div_(255)
+            real_score = critic(real.requires_grad_(True))
+            grad, = torch.autograd.grad(real_score.sum(), real, create_graph=True)
+            with precision.autocast(ctx.device):
+                fake_score = critic(generator(z[r]).detach())
+            loss_d = (F.softplus(fake_score.float()).mean() + F.softplus(-real_score).mean()
+                      + r1_gamma / 2 * grad.flatten(1).pow(2).sum(1).mean())
+            scaler_d.backward(part(loss_d))
+        scaler_d.apply(opt_d)
         z = torch.randn(batch_size, generator.z_dim, device=ctx.device, generator=gen)
-        with precision.autocast(ctx.device):
-            fake_score = critic(generator(z))
-        loss_g = F.softplus(-fake_score.float()).mean()
         opt_g.zero_grad(set_to_none=True)
-        scaler_g.step(loss_g, opt_g)
+        for r in rows:
+            with precision.autocast(ctx.device):
+                fake_score = critic(generator(z[r]))
+            loss_g = F.softplus(-fake_score.float()).mean()
+            scaler_g.backward(part(loss_g))
+        scaler_g.apply(opt_g)
     ctx.log.debug("StyleGAN prior: last losses d %.3f, g %.3f", loss_d.item(), loss_g.item())
     generator.eval()
 
@@ -354,7 +373,7 @@ def load_stylegan(ctx: AttackContext, cfg: StyleGANPriorConfig) -> StyleGAN:
     """The StyleGAN prior of ``cfg``, trained on the aux split once and cached."""
     prior_config = {k: v for k, v in cfg.to_dict().items()
                     if k in StyleGANPriorConfig.field_names()
-                    and not (k == "critic" and v == "dcgan")}   # keys from before the field
+                    and not (k in KEYLESS and KEYLESS[k] == v)}
 
     def make() -> nn.ModuleDict:
         return nn.ModuleDict({
@@ -365,7 +384,8 @@ def load_stylegan(ctx: AttackContext, cfg: StyleGANPriorConfig) -> StyleGAN:
     def train(prior: nn.Module) -> None:
         train_stylegan(prior["generator"], prior["critic"], ctx, epochs=cfg.gan_epochs,
                        batch_size=cfg.gan_batch_size, lr=cfg.gan_lr, betas=tuple(cfg.gan_betas),
-                       critic_lr=cfg.critic_lr, r1_gamma=cfg.r1_gamma)
+                       critic_lr=cfg.critic_lr, r1_gamma=cfg.r1_gamma,
+                       parts=cfg.gan_accumulate)
 
     prior = cached_module(ctx, "prior-stylegan", prior_config, make, train)
     return prior["generator"].requires_grad_(False)
