@@ -17,6 +17,8 @@ from mibench.attacks.priors.stylegan import StyleGAN, StyleGANPriorConfig, make_
 from mibench.attacks.priors.stylegan_critic import (ResidualCritic, group_size,
                                                     minibatch_stddev)
 from mibench.errors import ConfigError
+from mibench.planning.gan_workloads import ifgmi, ppa
+from mibench.planning.workloads import Setting
 from mibench.testing import noise_aux, toy_context
 
 CPU = torch.device("cpu")
@@ -148,7 +150,6 @@ def test_ppa_select_in_batches_matches_one_pass_for_the_first_batch(ctx, monkeyp
     assert ctx.ledger.per_identity("forward") == {0: 8, 1: 8, 2: 8}
 
 
-@pytest.mark.slow
 def test_paper_shaped_ppa_prepares_and_inverts_on_the_cpu(tmp_path):
     """The ``paper`` structure (128 px, residual critic, 100 px crop, 112 px aux faces) with
     small channels: one training step, one search batch, one optimisation step."""
@@ -165,3 +166,46 @@ def test_paper_shaped_ppa_prepares_and_inverts_on_the_cpu(tmp_path):
         images = attack.invert(ctx.target, labels, ctx)
     assert images.shape == (2, 3, 16, 16)
     assert attack.select(ctx.target, images, labels, ctx).tolist() == [0, 1]
+
+
+def test_training_accumulates_micro_batches_to_the_whole_batchs_gradient(ctx, monkeypatch):
+    """With a per-sample critic (DCGAN's, instance norm) two micro-batches give the gradient
+    of the whole batch."""
+    cfg = StyleGANPriorConfig.resolve("smoke", {"gan_epochs": 0.1})     # one step
+    grads = []
+
+    def capture(self, optimiser):
+        grads.append([p.grad.clone() for group in optimiser.param_groups
+                      for p in group["params"]])
+
+    monkeypatch.setattr(precision.LossScaler, "apply", capture)
+    for parts in (1, 2):
+        torch.manual_seed(0)
+        g = StyleGAN(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.resolution,
+                     cfg.channel_base, cfg.channel_max)
+        stylegan.train_stylegan(g, make_critic(cfg), ctx, epochs=cfg.gan_epochs,
+                                batch_size=8, lr=cfg.gan_lr, betas=tuple(cfg.gan_betas),
+                                critic_lr=cfg.critic_lr, r1_gamma=cfg.r1_gamma, parts=parts)
+    assert len(grads) == 4                              # (critic, generator) per run
+    whole, split = grads[:2], grads[2:]
+    for a, b in zip(whole, split):
+        assert all(torch.allclose(x, y, rtol=1e-4, atol=1e-5) for x, y in zip(a, b))
+
+
+def test_w_space_parts_optimise_the_batch_in_pieces(ctx):
+    labels = torch.tensor([0, 1, 2, 0])
+    runs = []
+    for overrides in ({"batch_size": 4, "parts": 2}, {"batch_size": 2, "parts": 1}):
+        attack = PPA(PPAConfig.resolve("smoke", {**overrides, "search_space": 8,
+                                                 "iterations": 2}))
+        attack.prepare(ctx)
+        with ctx.ledger.scope(labels):
+            runs.append(attack.invert(ctx.target, labels, ctx))
+    assert torch.equal(runs[0][:2], runs[1][:2]) and torch.equal(runs[0][2:], runs[1][2:])
+
+
+def test_paper_cells_of_the_stylegan_attacks_fit_24_gib():
+    setting = Setting("paper", "ir152", 1000, 16, 30000, 1000, 112)
+    for workload, cfg in ((ppa, PPAConfig()), (ifgmi, IFGMIConfig())):
+        for phase in workload(cfg, setting):
+            assert phase.cost().peak_bytes < 24 * 2 ** 30, phase.label
