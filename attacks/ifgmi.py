@@ -19,6 +19,9 @@ starts at block s; we carry it (as a constant) so the image does not jump at a s
 (2) IF-GMI evaluates every stage's images with the *evaluation* model and reports the best
 stage; an attack may not see that model, so each sample keeps the stage whose image the
 target is most confident about (one forward query per sample and stage).
+Precision: synthesis and target run under the run's autocast (``mibench/precision.py``); w,
+the block inputs h_s (computed between stages in fp32) and the L1 projections stay fp32. The
+returned images are resized to the target's resolution where larger (``w_space``).
 Radii scale with the tensors: our ``mini`` prior has a quarter of StyleGAN2's channels, so its
 preset divides the paper's radii by four.
 
@@ -34,6 +37,7 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
+from mibench import precision
 from mibench.access import TargetView
 from mibench.attack import AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
@@ -124,10 +128,10 @@ class IFGMI(WSpaceAttack):
                     state = prior.synthesise(prior.broadcast(w), stage - 1, state, stage)
             w, state = self._stage(target, w, state, labels, stage, steps, augment,
                                    chunk.generator, ctx)
-            with torch.no_grad():
+            with torch.no_grad(), precision.autocast(ctx.device):
                 images = center_crop(prior.image(prior.synthesise(prior.broadcast(w), stage,
-                                                                  state)), cfg.crop)
-                score = target.probs(images).gather(1, labels[:, None]).flatten()
+                                                                  state)), cfg.crop).float()
+                score = target.probs(images).float().gather(1, labels[:, None]).flatten()
             if best is None:
                 best, best_score = images, score
             else:
@@ -153,8 +157,10 @@ class IFGMI(WSpaceAttack):
 
         def loss() -> torch.Tensor:
             current = None if state is None else (h, skip)
-            images = prior.image(prior.synthesise(prior.broadcast(w), stage, current))
-            return poincare(target.logits(augment(images, gen)), labels).mean()
+            with precision.autocast(ctx.device):
+                images = prior.image(prior.synthesise(prior.broadcast(w), stage, current))
+                logits = target.logits(augment(images, gen))
+            return poincare(logits.float(), labels).mean()
 
         def project() -> None:
             with torch.no_grad():

@@ -9,7 +9,8 @@ hands the bookkeeping to two helpers:
   the run seed plus the chunk's offset, renders the result without gradients and gathers the
   images on the CPU;
 - :func:`descend` runs ``steps`` optimiser steps on a loss (zero grad, backward, step) with a
-  progress bar and an optional per-step callback (a learning-rate schedule, a projection).
+  progress bar and an optional per-step callback (a learning-rate schedule, a projection);
+  backward and step go through the run's :class:`mibench.precision.LossScaler`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from mibench import precision
 from mibench.attack import AttackContext
 
 
@@ -59,10 +61,10 @@ def descend(optimiser: torch.optim.Optimizer, loss: Callable[[], torch.Tensor], 
             after_step: Callable[[], object] | None = None) -> None:
     """``steps`` times: ``loss()``, zero the gradients, back-propagate, ``optimiser.step()``,
     then ``after_step()`` if given. The optimiser holds the latents being optimised."""
+    scaler = precision.LossScaler(ctx.device)
     for _ in ctx.progress(range(steps), desc=desc, unit="it", leave=False):
         value = loss()
         optimiser.zero_grad(set_to_none=True)
-        value.backward()
-        optimiser.step()
+        scaler.step(value, optimiser)
         if after_step is not None:
             after_step()

@@ -11,7 +11,9 @@ with IF-GMI; target-agnostic (PPA itself plugs in NVLabs' pre-trained FFHQ Style
    ``single_w``) is optimised with Adam (lr 0.005, betas (0.1, 0.1), MultiStepLR at 30 and 40,
    50 steps) on the Poincaré loss of the target logits of centre-cropped,
    RandomResizedCrop(0.9–1.0)-augmented images. No discriminator term (PPA's weight 0).
-   Returned images are centre-cropped like the target saw them.
+   Returned images are centre-cropped like the target saw them and, where larger, resized to
+   the target's resolution (PPA's Resize 224 after the crop; ``w_space.fit_to_target``).
+   The loss runs under the run's autocast (``mibench/precision.py``), w stays fp32.
 3. Final selection (§2.3.3) is ``select``: the identity's softmax averaged over ``final_draws``
    random RRC(0.5–0.9, ratio 0.8–1.2) + flip(0.5) augmentations; PPA keeps the best 50 of 200,
    the protocol's selected set keeps the best one.
@@ -19,8 +21,10 @@ with IF-GMI; target-agnostic (PPA itself plugs in NVLabs' pre-trained FFHQ Style
 Queries: the search's 2·``search_space`` forward queries are shared by all identities (the
 ledger records them as unattributed); each candidate then costs ``iterations`` gradient queries
 and ``final_draws`` forward queries.
-``crop`` is PPA's CenterCrop 800 of FFHQ's 1024 px, which frames the face like CelebA; our
-prior trains on aux images framed like the private ones, so ``mini`` and ``smoke`` do not crop.
+``crop`` is PPA's CenterCrop 800 of FFHQ's 1024 px, which frames the face like CelebA; the
+``paper`` preset keeps the fraction at our 128 px prior (a 100 px crop, resized to the target's
+112 px). Our prior trains on aux images framed like the private ones, so ``mini`` and ``smoke``
+do not crop.
 
 Pretrained generator: ``stylegan_checkpoint`` set to NVLabs' stylegan2-ada-pytorch pickle
 (PPA's own ``ffhq.pkl``) or a rosinality ``.pt`` replaces the trained prior by that generator
@@ -37,8 +41,9 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
+from mibench import precision
 from mibench.access import TargetView
-from mibench.attack import AttackContext, AttackSpec
+from mibench.attack import FORWARD_BATCH, AttackContext, AttackSpec
 from mibench.attacks.augment import Augment, center_crop
 from mibench.attacks.latent import Chunk, descend
 from mibench.attacks.losses import poincare
@@ -96,8 +101,9 @@ class PPA(WSpaceAttack):
         augment = Augment(crop=cfg.crop, scale=tuple(cfg.opt_scale))
 
         def loss() -> torch.Tensor:
-            images = augment(self.prior.render(w), chunk.generator)
-            return poincare(target.logits(images), chunk.labels).mean()
+            with precision.autocast(ctx.device):
+                logits = target.logits(augment(self.prior.render(w), chunk.generator))
+            return poincare(logits.float(), chunk.labels).mean()
 
         descend(optimiser, loss, cfg.iterations, ctx, "PPA", after_step=schedule.step)
         return w.detach()
@@ -108,11 +114,21 @@ class PPA(WSpaceAttack):
 
     def select(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
-        """PPA's final selection: mean confidence over random crops and flips, best kept."""
+        """PPA's final selection: mean confidence over random crops and flips, best kept.
+
+        Runs over ``FORWARD_BATCH`` images at a time (only those on the device), each batch's
+        draws seeded by its offset."""
         cfg = self.config
         augment = Augment(scale=tuple(cfg.final_scale), ratio=tuple(cfg.final_ratio),
                           flip=cfg.final_flip)
-        gen = ctx.generator(SEARCH_SEED + 1)
-        scores = augmented_confidence(target, images.to(ctx.device), labels.to(ctx.device),
-                                      lambda x: augment(x, gen), cfg.final_draws)
-        return best_per_identity(scores, labels)
+
+        def scores(start: int) -> torch.Tensor:
+            gen = ctx.generator(SEARCH_SEED + 1 + start)
+            rows = slice(start, start + FORWARD_BATCH)
+            return augmented_confidence(target, images[rows].to(ctx.device),
+                                        labels[rows].to(ctx.device), lambda x: augment(x, gen),
+                                        cfg.final_draws)
+
+        return best_per_identity(
+            torch.cat([scores(start) for start in range(0, len(images), FORWARD_BATCH)]),
+            labels)

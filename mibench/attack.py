@@ -31,6 +31,17 @@ FORWARD_BATCH = 256
 encoding or featurising the aux split)."""
 
 
+def resize_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 images resized (bilinear, antialiased, rounded) to ``resolution``; unchanged when
+    already that size. Antialiased resizing works image by image, so a subset resized alone
+    has the pixels it has in the resized whole."""
+    if images.shape[-1] == resolution:
+        return images
+    resized = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear",
+                            antialias=True, align_corners=False)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
 @dataclass(frozen=True)
 class AttackSpec:
     """What an attack is and what it needs."""
@@ -67,6 +78,8 @@ class AttackContext:
     preset: str = "mini"
     show_progress: bool = True
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("mibench.attack"))
+    _aux_on_device: torch.Tensor | None = field(default=None, init=False, repr=False,
+                                                compare=False)
 
     def __post_init__(self) -> None:
         if not self.aux_fingerprint:
@@ -80,12 +93,16 @@ class AttackContext:
 
     def aux_images(self, resolution: int) -> torch.Tensor:
         """The aux split as uint8 on the device, resized (antialiased) to ``resolution``."""
-        images = self.aux.images
-        if images.shape[-1] != resolution:
-            resized = F.interpolate(images.float(), size=(resolution, resolution),
-                                    mode="bilinear", antialias=True, align_corners=False)
-            images = resized.round().clamp(0, 255).to(torch.uint8)
-        return images.to(self.device)
+        return resize_uint8(self.aux.images, resolution).to(self.device)
+
+    def aux_batch(self, indices: torch.Tensor, resolution: int) -> torch.Tensor:
+        """The aux images at ``indices`` as uint8 on the device, resized (antialiased, on the
+        device) to ``resolution``: the pixels of ``aux_images(resolution)[indices]`` without
+        resizing the whole split. The split is kept on the device once, as uint8 at its own
+        size, so a training step neither syncs with the host nor copies the split."""
+        if self._aux_on_device is None:
+            self._aux_on_device = self.aux.images.to(self.device)
+        return resize_uint8(self._aux_on_device[indices.to(self.device)], resolution)
 
     def progress(self, iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
         """A progress bar (hidden when progress display is off)."""

@@ -106,6 +106,15 @@ class LossScaler:
     def step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
         """Back-propagate ``loss`` (scaled under fp16) and step ``optimiser`` (skipped by the
         scaler when its gradients overflowed)."""
+        self.backward(loss)
+        self.apply(optimiser)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate one part of an accumulated step (scaled under fp16); :meth:`apply`
+        after the last part."""
         self._scaler.scale(loss).backward()
+
+    def apply(self, optimiser: torch.optim.Optimizer) -> None:
+        """Step ``optimiser`` on the accumulated gradients and update the scale."""
         self._scaler.step(optimiser)
         self._scaler.update()

@@ -188,8 +188,10 @@ def test_ppa_runs_on_an_imported_nvlabs_checkpoint(ctx, nvlabs):
     labels = torch.tensor([0, 1, 2, 2])
     with ctx.ledger.scope(labels):
         images = attack.invert(ctx.target, labels, ctx)
-    # sizes come from the file (32 px, z 8), not from the smoke config (16 px, z 16)
-    assert images.shape == (4, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
+    # sizes come from the file (32 px, z 8), not from the smoke config (16 px, z 16); the
+    # images come back at the target's 16 px
+    assert images.shape == (4, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
+    assert attack.prior.resolution == 32
     assert attack.prior.z_dim == 8 and attack.prior.num_ws == 8
     assert not (ctx.cache.root / "prior-stylegan").exists()     # imported, not trained
 

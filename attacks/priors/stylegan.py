@@ -13,8 +13,16 @@ Simplifications of the prior we train (the default), none of which the attacks d
 bilinear upsampling instead of the FIR filters, no per-pixel noise inputs (PPA and IF-GMI fix
 the noise anyway, ``noise_mode="const"``), an extra 4×4 convolution in the first block, no
 style mixing or path-length regularisation, and images are ``sigmoid(rgb)`` so they lie in
-[0, 1] like every image in mibench. The discriminator is the DCGAN critic (``priors/dcgan.py``),
-not StyleGAN2's residual one.
+[0, 1] like every image in mibench. The discriminator is StyleGAN2's residual one
+(``priors/stylegan_critic.py``, ``critic="resnet"``, the ``paper`` default) or the DCGAN critic
+(``priors/dcgan.py``, ``critic="dcgan"``, kept by ``smoke`` and ``mini``).
+
+``paper`` trains at 128 px (issue 17): the aux faces are 112 px, so 128 is the smallest
+StyleGAN side that holds them without inventing detail (256 px would be a 2.3× up-sampling; 1024
+px, StyleGAN2's FFHQ size, a 377 GB resize of the aux split and a 1.1 B-parameter DCGAN critic).
+Training reads the aux split batch by batch (``ctx.aux_batch``: only the sampled images are
+resized, on the device), under the run's precision policy (``mibench/precision.py``) except the
+real images' critic pass, which carries the R1 penalty's double backward and runs in fp32.
 
 ``faithful=True`` runs the synthesis exactly as StyleGAN2 does, so that imported pretrained
 weights (``priors/stylegan_import.py``) mean what they meant: FIR [1, 3, 3, 1] up-sampling
@@ -24,8 +32,8 @@ block with the constant and one convolution (styles indexed as NVLabs' ``Synthes
 ToRGB shares its style with the next block's first convolution), activations clamped to
 ±``conv_clamp`` (stylegan2-ada), and images (rgb + 1)/2 clamped to [0, 1].
 
-The default sizes (z, w 512; 8 mapping layers; channels min(512, 32768/res); 1024 px) are
-StyleGAN2 config F; presets scale them.
+The default sizes (z, w 512; 8 mapping layers; channels min(512, 32768/res)) are StyleGAN2
+config F at 128 px; presets scale them.
 """
 
 from __future__ import annotations
@@ -38,34 +46,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mibench import precision
 from mibench.access import TargetView
 from mibench.attack import AttackContext
 from mibench.attacks.augment import center_crop
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.dcgan import Critic
+from mibench.attacks.priors.equalised import EqualLinear, leaky_relu
 from mibench.attacks.priors.fir import fir_upsample, upsample_conv
+from mibench.attacks.priors.stylegan_critic import ResidualCritic
 from mibench.config import Config, param
 from mibench.selection import top_k_per_identity
 
+CRITICS = ("resnet", "dcgan")
+KEYLESS = {"critic": "dcgan", "gan_accumulate": 1}
+"""Prior fields left out of the cache key at these values: keys from before the fields."""
 SEARCH_SEED = 7919  # generator offset of the candidate search, apart from per-batch seeds
 State = tuple[torch.Tensor, torch.Tensor]
 """What flows between synthesis blocks: (features, accumulated RGB skip image)."""
-
-
-class EqualLinear(nn.Module):
-    """Linear layer with equalised learning rate (weights scaled at run time)."""
-
-    def __init__(self, c_in: int, c_out: int, bias_init: float = 0.0,
-                 lr_multiplier: float = 1.0, activate: bool = False) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(c_out, c_in) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full((c_out,), bias_init / lr_multiplier))
-        self.scale, self.lr_multiplier, self.activate = (lr_multiplier / math.sqrt(c_in),
-                                                         lr_multiplier, activate)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.linear(x, self.weight * self.scale, self.bias * self.lr_multiplier)
-        return F.leaky_relu(x, 0.2) * math.sqrt(2) if self.activate else x
 
 
 class ModulatedConv(nn.Module):
@@ -109,7 +107,7 @@ class ModulatedConv(nn.Module):
             x = x + self.noise_strength * self.noise_const
         x = x + self.bias[None, :, None, None]
         if self.activate:
-            x = F.leaky_relu(x, 0.2) * math.sqrt(2)
+            x = leaky_relu(x)
         return x if self.clamp is None else x.clamp(-self.clamp, self.clamp)
 
 
@@ -188,7 +186,8 @@ class StyleGAN(nn.Module):
         z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
         w = self.mapping(z)
         if self.training:
-            self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
+            self.w_avg.copy_(w.detach().mean(0).to(self.w_avg.dtype).lerp(self.w_avg,
+                                                                      self.w_avg_beta))
         ws = w[:, None].repeat(1, self.num_ws, 1)
         if psi != 1:
             cut = self.num_ws if cutoff is None else cutoff
@@ -228,7 +227,8 @@ def candidate_search(prior: StyleGAN, target: TargetView, labels: torch.Tensor,
     """PPA's initial selection (attacks.md §2.3.1; IF-GMI reuses it): map ``search_space``
     seeded z's with truncation, score every image by the target's softmax averaged over the
     image and its mirror, and give each entry of ``labels`` one of its identity's best distinct
-    w's. Returns N × w_dim: the first style input, which PPA broadcasts (``single_w``)."""
+    w's. Returns N × w_dim: the first style input, which PPA broadcasts (``single_w``). The
+    mapping runs in fp32, synthesis and target under the run's autocast."""
     generator = ctx.generator(SEARCH_SEED)
     z = torch.randn(cfg.search_space, prior.z_dim, device=ctx.device, generator=generator)
     ws, scores = [], []
@@ -236,10 +236,12 @@ def candidate_search(prior: StyleGAN, target: TargetView, labels: torch.Tensor,
         for start in range(0, cfg.search_space, cfg.batch_size):
             batch = prior.map(z[start:start + cfg.batch_size], cfg.truncation_psi,
                               cfg.truncation_cutoff)
-            images = center_crop(prior.image(prior.synthesise(batch)), cfg.crop)
-            scores.append((target.probs(images) + target.probs(images.flip(-1))).cpu() / 2)
+            with precision.autocast(ctx.device):
+                images = center_crop(prior.image(prior.synthesise(batch)), cfg.crop)
+                probs = target.probs(images) + target.probs(images.flip(-1))
+            scores.append(probs.float() / 2)         # stays on the device: no per-batch sync
             ws.append(batch[:, 0])
-    picks = top_k_per_identity(torch.cat(scores), labels.cpu())
+    picks = top_k_per_identity(torch.cat(scores).cpu(), labels.cpu())
     return torch.cat(ws)[picks.to(z.device)]
 
 
@@ -254,12 +256,17 @@ class StyleGANPriorConfig(Config):
     z_dim: int = param(512, "prior latent dimension", ge=1)
     w_dim: int = param(512, "W-space dimension", ge=1)
     mapping_layers: int = param(8, "layers of the mapping network", ge=1)
-    resolution: int = param(1024, "generator output side (power of two)", ge=8)
+    resolution: int = param(128, "generator output side (power of two; 128 holds the 112 px "
+                            "aux faces)", ge=8)
     channel_base: int = param(32768, "synthesis channels = min(channel_max, base / side)", ge=1)
     channel_max: int = param(512, "most channels of a synthesis block", ge=1)
+    critic: str = param("resnet", "discriminator: StyleGAN2's residual one or the DCGAN "
+                        "critic", choices=CRITICS)
     critic_width: float = param(1.0, "channel multiplier of the discriminator", gt=0)
     gan_epochs: float = param(350.0, "passes over the aux split", gt=0)
     gan_batch_size: int = param(32, "training batch size", ge=2)
+    gan_accumulate: int = param(2, "micro-batches per training batch (gradient accumulation, "
+                                "for 24 GB)", ge=1)
     gan_lr: float = param(0.002, "Adam learning rate of the generator", gt=0)
     critic_lr: float = param(0.002, "Adam learning rate of the discriminator", gt=0)
     gan_betas: tuple[float, ...] = param((0.0, 0.99), "Adam betas")
@@ -267,11 +274,12 @@ class StyleGANPriorConfig(Config):
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"z_dim": 16, "w_dim": 16, "mapping_layers": 2, "resolution": 16,
-                  "channel_base": 128, "channel_max": 16, "critic_width": 0.125,
-                  "gan_epochs": 2.0},
+                  "channel_base": 128, "channel_max": 16, "critic": "dcgan",
+                  "critic_width": 0.125, "gan_epochs": 2.0, "gan_accumulate": 1},
         "mini": {"z_dim": 128, "w_dim": 128, "mapping_layers": 2, "resolution": 64,
-                 "channel_base": 512, "channel_max": 32, "critic_width": 0.25,
-                 "gan_epochs": 30.0, "r1_gamma": 1.0},
+                 "channel_base": 512, "channel_max": 32, "critic": "dcgan",
+                 "critic_width": 0.25, "gan_epochs": 30.0, "r1_gamma": 1.0,
+                 "gan_accumulate": 1},
     }
 
 
@@ -283,70 +291,101 @@ class CandidateSearchConfig(StyleGANPriorConfig):
 
     search_space: int = param(2000, "z's scored in the initial selection", ge=1)
     truncation_psi: float = param(0.5, "truncation ψ of the search", ge=0, le=1)
-    truncation_cutoff: int = param(8, "style inputs truncated (of 18 at 1024 px)", ge=0)
-    crop: float = param(0.78125, "centre-crop fraction before the target (800/1024)",
-                        gt=0, le=1)
+    truncation_cutoff: int = param(8, "style inputs truncated (8 of 18 at 1024 px, of 12 at "
+                                   "128 px: the blocks up to 32 px either way)", ge=0)
+    crop: float = param(0.78125, "centre-crop fraction before the target (PPA's 800 of 1024, "
+                        "100 of 128 px)", gt=0, le=1)
     batch_size: int = param(64, "candidates scored or optimised together", ge=1)
+    parts: int = param(2, "optimise each batch in this many parts, one after the other (for "
+                       "24 GB; candidates are independent, see w_space)", ge=1)
     stylegan_checkpoint: str = param("", "pretrained StyleGAN2 generator to import (NVLabs "
                                      ".pkl or rosinality .pt); empty: train our own prior")
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {**StyleGANPriorConfig.presets["smoke"], "search_space": 16,
-                  "truncation_cutoff": 3, "crop": 1.0},
+                  "truncation_cutoff": 3, "crop": 1.0, "parts": 1},
         "mini": {**StyleGANPriorConfig.presets["mini"], "search_space": 500,
-                 "truncation_cutoff": 4, "crop": 1.0},
+                 "truncation_cutoff": 4, "crop": 1.0, "parts": 1},
     }
 
 
-def train_stylegan(generator: StyleGAN, critic: Critic, ctx: AttackContext, *, epochs: float,
-                   batch_size: int, lr: float, betas: tuple[float, float], critic_lr: float,
-                   r1_gamma: float) -> None:
+def train_stylegan(generator: StyleGAN, critic: nn.Module, ctx: AttackContext, *,
+                   epochs: float, batch_size: int, lr: float, betas: tuple[float, float],
+                   critic_lr: float, r1_gamma: float, parts: int = 1) -> None:
     """StyleGAN2's objective: the non-saturating logistic loss with an R1 penalty
-    (γ/2)·E‖∇D(x)‖² on real images; one critic and one generator step per real batch."""
-    data = ctx.aux_images(generator.resolution)
+    (γ/2)·E‖∇D(x)‖² on real images; one critic and one generator step per real batch, each
+    batch's gradients accumulated over ``parts`` micro-batches (minibatch-stddev groups stay
+    within a micro-batch, as within one GPU's share in StyleGAN2).
+
+    Each step reads just its real batch (``ctx.aux_batch``). Generator and fake-image critic
+    passes run under the run's autocast; the real images' critic pass, whose input gradient is
+    the R1 penalty (a double backward, fragile in bf16/fp16), runs in fp32. No host syncs per
+    step (the last losses are logged once)."""
     gen = ctx.generator(0)
     critic = critic.to(ctx.device).train()
     generator.train()
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=critic_lr, betas=betas)
-    steps = max(1, math.ceil(epochs * len(data) / batch_size))
-    bar = ctx.progress(range(steps), desc="StyleGAN prior", unit="step")
-    for _ in bar:
-        index = torch.randint(len(data), (batch_size,), device=ctx.device, generator=gen)
-        real = data[index].float().div_(255).requires_grad_(True)
+    scaler_g, scaler_d = precision.LossScaler(ctx.device), precision.LossScaler(ctx.device)
+    images = len(ctx.aux.images)
+    steps = max(1, math.ceil(epochs * images / batch_size))
+    micro = math.ceil(batch_size / parts)
+    rows = [slice(start, start + micro) for start in range(0, batch_size, micro)]
+
+    def part(loss: torch.Tensor) -> torch.Tensor:
+        return loss if len(rows) == 1 else loss / len(rows)
+
+    for _ in ctx.progress(range(steps), desc="StyleGAN prior", unit="step"):
+        index = torch.randint(images, (batch_size,), device=ctx.device, generator=gen)
         z = torch.randn(batch_size, generator.z_dim, device=ctx.device, generator=gen)
-        real_score = critic(real)
-        grad, = torch.autograd.grad(real_score.sum(), real, create_graph=True)
-        loss_d = (F.softplus(critic(generator(z).detach())).mean()
-                  + F.softplus(-real_score).mean()
-                  + r1_gamma / 2 * grad.flatten(1).pow(2).sum(1).mean())
         opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        for r in rows:
+            real = ctx.aux_batch(index[r], generator.resolution).float().div_(255)
+            real_score = critic(real.requires_grad_(True))
+            grad, = torch.autograd.grad(real_score.sum(), real, create_graph=True)
+            with precision.autocast(ctx.device):
+                fake_score = critic(generator(z[r]).detach())
+            loss_d = (F.softplus(fake_score.float()).mean() + F.softplus(-real_score).mean()
+                      + r1_gamma / 2 * grad.flatten(1).pow(2).sum(1).mean())
+            scaler_d.backward(part(loss_d))
+        scaler_d.apply(opt_d)
         z = torch.randn(batch_size, generator.z_dim, device=ctx.device, generator=gen)
-        loss_g = F.softplus(-critic(generator(z))).mean()
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        bar.set_postfix(d=f"{loss_d.item():.2f}", g=f"{loss_g.item():.2f}")
+        for r in rows:
+            with precision.autocast(ctx.device):
+                fake_score = critic(generator(z[r]))
+            loss_g = F.softplus(-fake_score.float()).mean()
+            scaler_g.backward(part(loss_g))
+        scaler_g.apply(opt_g)
+    ctx.log.debug("StyleGAN prior: last losses d %.3f, g %.3f", loss_d.item(), loss_g.item())
     generator.eval()
+
+
+def make_critic(cfg: StyleGANPriorConfig) -> nn.Module:
+    """The discriminator ``cfg.critic`` names, its channels scaled by ``critic_width``."""
+    if cfg.critic == "dcgan":
+        return Critic(cfg.resolution, cfg.critic_width)
+    return ResidualCritic(cfg.resolution, max(1, round(cfg.channel_base * cfg.critic_width)),
+                          max(1, round(cfg.channel_max * cfg.critic_width)))
 
 
 def load_stylegan(ctx: AttackContext, cfg: StyleGANPriorConfig) -> StyleGAN:
     """The StyleGAN prior of ``cfg``, trained on the aux split once and cached."""
     prior_config = {k: v for k, v in cfg.to_dict().items()
-                    if k in StyleGANPriorConfig.field_names()}
+                    if k in StyleGANPriorConfig.field_names()
+                    and not (k in KEYLESS and KEYLESS[k] == v)}
 
     def make() -> nn.ModuleDict:
         return nn.ModuleDict({
             "generator": StyleGAN(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.resolution,
                                   cfg.channel_base, cfg.channel_max),
-            "critic": Critic(cfg.resolution, cfg.critic_width)})
+            "critic": make_critic(cfg)})
 
     def train(prior: nn.Module) -> None:
         train_stylegan(prior["generator"], prior["critic"], ctx, epochs=cfg.gan_epochs,
                        batch_size=cfg.gan_batch_size, lr=cfg.gan_lr, betas=tuple(cfg.gan_betas),
-                       critic_lr=cfg.critic_lr, r1_gamma=cfg.r1_gamma)
+                       critic_lr=cfg.critic_lr, r1_gamma=cfg.r1_gamma,
+                       parts=cfg.gan_accumulate)
 
     prior = cached_module(ctx, "prior-stylegan", prior_config, make, train)
     return prior["generator"].requires_grad_(False)

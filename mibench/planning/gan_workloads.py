@@ -16,12 +16,13 @@ from torch import nn
 from mibench.attacks.priors.alphagan import CodeDiscriminator, Encoder
 from mibench.attacks.priors.cgan import ConditionalGenerator, ProjectionDiscriminator
 from mibench.attacks.priors.dcgan import Critic, Generator
-from mibench.attacks.priors.stylegan import StyleGAN, StyleGANPriorConfig
+from mibench.attack import FORWARD_BATCH
+from mibench.attacks.priors.stylegan import StyleGAN, StyleGANPriorConfig, make_critic
 from mibench.config import Config
 from mibench.planning.count import Pass, StepCost, on_meta, step_cost
 from mibench.planning.workloads import (ADAM_SLOTS, Phase, Setting, batches, combine,
-                                        frozen_key, target_pass, target_queries, whole_config,
-                                        with_data, workload)
+                                        frozen_key, scaled, target_network, target_pass,
+                                        target_queries, whole_config, with_data, workload)
 
 
 # WGAN-GP's penalty and StyleGAN2's R1 differentiate ‖∇ₓD(x)‖² (double backward, which the
@@ -218,16 +219,17 @@ def _stylegan(key: tuple) -> nn.Module:
 @lru_cache(maxsize=None)
 def _stylegan_step(key: tuple, data: int) -> StepCost:
     cfg = StyleGANPriorConfig(**dict(key))
-    g, c = _stylegan(key), on_meta(lambda: Critic(cfg.resolution, cfg.critic_width))
-    n, res = cfg.gan_batch_size, cfg.resolution
+    g, c = _stylegan(key), on_meta(lambda: make_critic(cfg))
+    n, res = math.ceil(cfg.gan_batch_size / cfg.gan_accumulate), cfg.resolution  # micro-batch
 
     def critic_step() -> torch.Tensor:
         fake = g(torch.randn(n, cfg.z_dim)).detach()       # as train_stylegan does
         return c(fake).mean() + c(torch.rand(n, 3, res, res)).mean()
 
-    return step_cost([Pass(critic_step), _penalty(c, n, res),
-                      Pass(lambda: c(g(torch.randn(n, cfg.z_dim))).mean())],
-                     trained=[(g, ADAM_SLOTS), (c, ADAM_SLOTS)], data_bytes=data)
+    micro = step_cost([Pass(critic_step), _penalty(c, n, res),
+                       Pass(lambda: c(g(torch.randn(n, cfg.z_dim))).mean())],
+                      trained=[(g, ADAM_SLOTS), (c, ADAM_SLOTS)], data_bytes=data)
+    return scaled(micro, math.ceil(cfg.gan_batch_size / n))    # accumulated micro-batches
 
 
 @lru_cache(maxsize=None)
@@ -251,32 +253,37 @@ def _stylegan_phases(cfg: Config, s: Setting, optimisation_steps: int) -> list[P
     batch), the common part of PPA and IF-GMI."""
     key = frozen_key(cfg, tuple(StyleGANPriorConfig.field_names()))
     side = max(1, round(cfg.resolution * cfg.crop))
-    b = cfg.batch_size
+    b, part = cfg.batch_size, math.ceil(cfg.batch_size / cfg.parts)   # optimised in parts
 
     def search() -> StepCost:
         return combine(_stylegan_search(key, b), target_pass(s, 2 * b, side, False))
 
     def optimise() -> StepCost:
-        return combine(_stylegan_render(key, b), target_pass(s, b, side, True))
+        return combine(_stylegan_render(key, part), target_pass(s, part, side, True))
 
     steps = max(1, math.ceil(cfg.gan_epochs * s.aux_images / cfg.gan_batch_size))
-    return [
+    return [       # training keeps the aux split at its own size, resizing batch by batch
         Phase("StyleGAN prior", "prior", steps,
-              lambda: _stylegan_step(key, s.aux_bytes(cfg.resolution)),
+              lambda: _stylegan_step(key, s.aux_bytes(s.world_resolution)),
               share=("prior-stylegan", key)),
         Phase("candidate search", "attack", batches(cfg.search_space, b), search),
-        Phase("optimise w", "attack", batches(s.generated, b) * optimisation_steps, optimise),
+        Phase("optimise w", "attack", batches(s.generated, part) * optimisation_steps,
+              optimise),
     ]
 
 
 @workload("ppa")
 def ppa(cfg: Config, s: Setting) -> list[Phase]:
-    side = max(1, round(cfg.resolution * cfg.crop))
-    final = target_queries(s, s.generated * cfg.final_draws, side, label="final selection")
-    held = s.generated * 3 * side * side * 4      # select() moves every output to the device
+    # outputs come back at most at the target's side (w_space.fit_to_target); select() moves
+    # FORWARD_BATCH of them to the device at a time
+    side = min(round(cfg.resolution * cfg.crop),
+               target_network(s.target, s.preset, s.num_classes).resolution)
+    final = target_queries(s, s.generated * cfg.final_draws, max(1, side),
+                           label="final selection")
+    held = min(s.generated, FORWARD_BATCH) * 3 * side * side * 4
     return [*_stylegan_phases(cfg, s, cfg.iterations),
             Phase(final.label, "attack", final.steps, lambda: with_data(final.cost(), held),
-                  note="all outputs on the device")]
+                  note=f"{FORWARD_BATCH} outputs on the device at a time")]
 
 
 @workload("ifgmi")
