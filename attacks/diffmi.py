@@ -59,11 +59,11 @@ from mibench.config import Config, param
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS
 
-# Paper-size micro-batches that keep a step under 24 GiB (mibench plan --preset paper): the CFG
-# reconstruction at 16 images (32 UNet rows with gradients), the fine-tuning at one class (its
-# sampler graph, 10 steps × 2 CFG rows, stays alive until the backward).
+# Paper-size micro-batches that keep a step under 24 GiB (mibench plan --preset paper): the
+# CFG reconstruction at 16 images (32 UNet rows with gradients), the fine-tuning at two classes
+# (their sampler graphs, 10 steps x 2 CFG rows each, stay alive until the backward).
 ATTACK_MICRO_BATCH = 16
-FT_MICRO_BATCH = 1
+FT_MICRO_BATCH = 2
 FINETUNE_FIELDS = ("top_n", "ft_epochs", "ft_classes", "ft_lr", "ft_sampler_steps",
                    "ft_guidance", "ft_keep", "ft_augmentations", "top_k", "p_reg_weight",
                    "ft_threshold", "aug_scale", "aug_flip")
