@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_devices import ACCELERATOR, DeviceContext, EmulatedAccelerator
+from test_fgmia import ColourHead
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from mibench.access import QueryLedger, view_for
 from mibench.attack import AttackContext
 from mibench.attacks.diffmi import DiffMI, DiffMIConfig
 from mibench.attacks.fgmia import FGMIA, FGMIAConfig
 from mibench.attacks.priors.diffusion import (AccumulatingScaler, ConditionalDenoiser,
                                               micro_batches, noise_scheduler, train_denoiser)
 from mibench.testing import colour_aux, toy_context
+from mibench.world import Split
 
 
 @pytest.fixture
@@ -120,3 +124,26 @@ def test_fgmia_prior_never_makes_the_whole_aux_split_float(cache, monkeypatch):
     monkeypatch.setattr(torch.Tensor, "float", recorded)
     FGMIA(FGMIAConfig.resolve("smoke", {"resolution": 16})).prepare(ctx)
     assert largest and max(largest) < len(ctx.aux.images)
+
+
+def test_micro_batched_diffmi_runs_on_the_emulated_accelerator(cache):
+    """Accumulation in pre-training and fine-tuning and the chunked reconstruction keep every
+    tensor on the device (CUDA's device-mixing errors, emulated)."""
+    gen = torch.Generator().manual_seed(0)
+    aux = Split("aux", (torch.rand(48, 3, 16, 16, generator=gen) * 255).to(torch.uint8),
+                torch.arange(48) % 6, torch.arange(48) % 6 + 100)
+    cfg = DiffMIConfig.resolve("smoke", {"micro_batch": 5, "ft_micro_batch": 1,
+                                         "attack_micro_batch": 1, "train_steps": 2,
+                                         "ae_steps": 2, "steps": 2, "pgd_steps": 1})
+    with EmulatedAccelerator():
+        ledger = QueryLedger()
+        ctx = DeviceContext(aux=aux, cache=cache, device=ACCELERATOR, seed=0, ledger=ledger,
+                            target=view_for("whitebox", ColourHead().to(ACCELERATOR), ledger),
+                            data_fingerprint="toy", aux_fingerprint="toy",
+                            show_progress=False)
+        attack = DiffMI(cfg)
+        attack.prepare(ctx)
+        labels = torch.tensor([0, 1, 2])
+        with ledger.scope(labels):
+            images = attack.invert(ctx.target, labels.to(ACCELERATOR), ctx)
+    assert images.shape == (3, 3, 16, 16)

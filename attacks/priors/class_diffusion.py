@@ -73,16 +73,16 @@ class ClassDiffusionConfig(LatentSpaceConfig):
     sample_batch: int = param(64, "images sampled together", ge=1)
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
-        "smoke": {"micro_batch": 0, "space": "latent", "prediction": "v_prediction", "resolution": 16,
+        "smoke": {"space": "latent", "prediction": "v_prediction", "resolution": 16,
                   "block_channels": (16, 32), "attention": (True, True),
                   "layers_per_block": 1, "token_dim": 8, "train_steps": 30, "batch_size": 16,
                   "lr": 1e-3, "warmup": 5, "max_ema_decay": 0.9, "sampler_steps": 4,
-                  "latent_downsample": 4, "ae_width": 8, "ae_steps": 30},
-        "mini": {"micro_batch": 0, "space": "latent", "prediction": "v_prediction", "block_channels": (32, 64),
+                  "latent_downsample": 4, "ae_width": 8, "ae_steps": 30, "micro_batch": 0},
+        "mini": {"space": "latent", "prediction": "v_prediction", "block_channels": (32, 64),
                  "attention": (True, True), "layers_per_block": 1, "token_dim": 64,
                  "train_steps": 1500, "batch_size": 64, "lr": 1e-3, "warmup": 100,
                  "max_ema_decay": 0.999, "sampler_steps": 10, "ae_width": 32,
-                 "ae_steps": 1000},
+                 "ae_steps": 1000, "micro_batch": 0},
     }
 
     def validate(self) -> None:
