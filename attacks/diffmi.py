@@ -27,6 +27,9 @@ Augmentation: aug64 without colour jitter / rotation (RandomResizedCrop 0.8–1.
 fine-tuning and attack alike (the attack's blur and jitter are likewise omitted).
 Queries per sample: ``steps · augmentations`` gradient queries, then ``pgd_steps`` gradient +
 ``pgd_steps + 1`` forward queries; fine-tuning and labelling are booked under ``prepare``.
+Memory (issue 17): at ``paper`` a fine-tuning step back-propagates ``ft_micro_batch`` classes
+at a time and an attack step runs the UNet and the target on ``attack_micro_batch`` images at a
+time, gradients accumulated (the same update as the whole batch; 0 = unsplit, the CPU presets).
 """
 
 from __future__ import annotations
