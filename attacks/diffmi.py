@@ -27,6 +27,9 @@ Augmentation: aug64 without colour jitter / rotation (RandomResizedCrop 0.8–1.
 fine-tuning and attack alike (the attack's blur and jitter are likewise omitted).
 Queries per sample: ``steps · augmentations`` gradient queries, then ``pgd_steps`` gradient +
 ``pgd_steps + 1`` forward queries; fine-tuning and labelling are booked under ``prepare``.
+Memory (issue 17): at ``paper`` a fine-tuning step back-propagates ``ft_micro_batch`` classes
+at a time and an attack step runs the UNet and the target on ``attack_micro_batch`` images at a
+time, gradients accumulated (the same update as the whole batch; 0 = unsplit, the CPU presets).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler
 
 from mibench.access import TargetView
 from mibench.attack import FORWARD_BATCH, Attack, AttackContext, AttackSpec
@@ -48,14 +52,21 @@ from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.autoencoder import AUTOENCODER_FIELDS
 from mibench.attacks.priors.class_diffusion import (PRIOR_FIELDS, ClassDiffusionConfig,
                                                     ClassDiffusionPrior, class_diffusion_prior)
-from mibench.attacks.priors.diffusion import (TRAIN_TIMESTEPS, ddim_denoise, guidance_context,
-                                              guided_output, noise_scheduler, predicted_noise)
+from mibench.attacks.priors.diffusion import (TRAIN_TIMESTEPS, AccumulatingScaler, clip_to,
+                                              ddim_denoise, guidance_context, guided_output,
+                                              micro_batches, noise_scheduler, predicted_noise,
+                                              weighted)
 from mibench.attacks.priors.pseudo_labels import top_n_pseudo_labels
 from mibench.batching import in_batches
 from mibench.config import Config, param
 from mibench.errors import ConfigError
 from mibench.registry import ATTACKS
 
+# Paper-size micro-batches that keep a step under 24 GiB (mibench plan --preset paper): the
+# CFG reconstruction at 16 images (32 UNet rows with gradients), the fine-tuning at two classes
+# (their sampler graphs, 10 steps x 2 CFG rows each, stay alive until the backward).
+ATTACK_MICRO_BATCH = 16
+FT_MICRO_BATCH = 2
 FINETUNE_FIELDS = ("top_n", "ft_epochs", "ft_classes", "ft_lr", "ft_sampler_steps",
                    "ft_guidance", "ft_keep", "ft_augmentations", "top_k", "p_reg_weight",
                    "ft_threshold", "aug_scale", "aug_flip")
@@ -92,12 +103,20 @@ class DiffMIConfig(ClassDiffusionConfig):
     pgd_step: float = param(0.1, "PGD step size", gt=0)
     pgd_steps: int = param(10, "PGD iterations", ge=1)
     attack_batch: int = param(64, "images optimised together", ge=1)
+    attack_micro_batch: int = param(ATTACK_MICRO_BATCH, "images per UNet / target call of an "
+                                    "attack step, gradients accumulated (0 = attack_batch)",
+                                    ge=0)
+    ft_micro_batch: int = param(FT_MICRO_BATCH, "classes back-propagated through the sampler "
+                                "together in a fine-tuning step, gradients accumulated "
+                                "(0 = ft_classes)", ge=0)
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
-        "smoke": {**ClassDiffusionConfig.presets["smoke"], "top_n": 4, "ft_epochs": 1,
+        "smoke": {**ClassDiffusionConfig.presets["smoke"], "attack_micro_batch": 0,
+                  "ft_micro_batch": 0, "top_n": 4, "ft_epochs": 1,
                   "ft_classes": 2, "ft_sampler_steps": 2, "ft_keep": 2, "top_k": 1,
                   "steps": 2, "augmentations": 1, "final_grid": 20, "pgd_steps": 2},
-        "mini": {**ClassDiffusionConfig.presets["mini"], "top_n": 10, "ft_epochs": 3,
+        "mini": {**ClassDiffusionConfig.presets["mini"], "attack_micro_batch": 0,
+                 "ft_micro_batch": 0, "top_n": 10, "ft_epochs": 3,
                  "ft_sampler_steps": 4, "ft_keep": 4, "top_k": 5, "steps": 12,
                  "augmentations": 2},
     }
@@ -148,13 +167,21 @@ class DiffMI(Attack):
     def _augment(self) -> Augment:
         return Augment(scale=tuple(self.config.aug_scale), flip=self.config.aug_flip)
 
+    def _augmented(self, images: torch.Tensor, labels: torch.Tensor, copies: int,
+                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``copies`` augmented copies of ``images`` and their labels."""
+        augment = self._augment()
+        return torch.cat([augment(images, gen) for _ in range(copies)]), labels.repeat(copies)
+
     def _classifier_loss(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
                          copies: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """top-k margin + p-reg over ``copies`` augmented copies; also the hit rate."""
+        return self._target_loss(target, *self._augmented(images, labels, copies, gen))
+
+    def _target_loss(self, target: TargetView, batch: torch.Tensor,
+                     tiled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean top-k margin + p-reg of ``batch`` towards ``tiled``; also the hit rate."""
         cfg = self.config
-        augment = self._augment()
-        batch = torch.cat([augment(images, gen) for _ in range(copies)])
-        tiled = labels.repeat(copies)
         logits, features = target(batch)
         p_reg = self.p_reg.to(features.device)[tiled]
         loss = top_k_margin(logits, tiled, cfg.top_k) + cfg.p_reg_weight * (
@@ -173,6 +200,7 @@ class DiffMI(Attack):
         for p in trainable:
             p.requires_grad_(True)
         optimiser = torch.optim.AdamW(trainable, lr=cfg.ft_lr, weight_decay=0.0)
+        scaler = AccumulatingScaler(ctx.device)
         scheduler = noise_scheduler(prior.autoencoder is None, cfg.prediction)
         scheduler.set_timesteps(cfg.ft_sampler_steps)
         gen = ctx.generator(7727)
@@ -185,21 +213,35 @@ class DiffMI(Attack):
                 labels = order[start:start + cfg.ft_classes]
                 x = torch.randn(len(labels), model.channels, model.sample_size,
                                 model.sample_size, device=ctx.device, generator=gen)
-                final, predictions = ddim_denoise(model, x, prior.condition(labels), scheduler,
-                                                  generator=gen, guidance_scale=cfg.ft_guidance)
-                kept = predictions[-cfg.ft_keep:-1] + [final] if cfg.ft_keep > 1 else [final]
-                images = prior.decode(torch.cat(kept))
-                loss, hit = self._classifier_loss(target, images, labels.repeat(len(kept)),
-                                                  cfg.ft_augmentations, gen)
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                hits.append(hit.item())
-            accuracy = sum(hits) / len(hits)
+                hits.append(self._finetune_backward(prior, target, x, labels, scheduler, gen,
+                                                    scaler))
+                scaler.clipped_step(optimiser)
+            accuracy = torch.stack(hits).double().sum().item() / len(hits)
             bar.set_postfix(acc=f"{accuracy:.2f}")
             if accuracy >= cfg.ft_threshold:
                 break
         model.requires_grad_(False).eval()
+
+    def _finetune_backward(self, prior: ClassDiffusionPrior, target: TargetView,
+                           x: torch.Tensor, labels: torch.Tensor, scheduler: DDIMScheduler,
+                           gen: torch.Generator, scaler: AccumulatingScaler) -> torch.Tensor:
+        """Accumulate one fine-tuning step's gradients, ``ft_micro_batch`` classes at a time
+        (each micro-batch's loss weighted by its share); returns the step's hit rate."""
+        cfg = self.config
+        parts = micro_batches(len(labels), cfg.ft_micro_batch)
+        hit_rate = torch.zeros((), device=x.device)
+        for part in parts:
+            final, predictions = ddim_denoise(prior.denoiser, x[part],
+                                              prior.condition(labels[part]), scheduler,
+                                              generator=gen, guidance_scale=cfg.ft_guidance)
+            kept = predictions[-cfg.ft_keep:-1] + [final] if cfg.ft_keep > 1 else [final]
+            images = prior.decode(torch.cat(kept))
+            loss, hit = self._classifier_loss(target, images, labels[part].repeat(len(kept)),
+                                              cfg.ft_augmentations, gen)
+            scaler.backward(weighted(loss, part, len(labels)))
+            hit_rate += weighted(hit.detach(), part, len(labels))
+        return hit_rate
 
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
@@ -222,7 +264,9 @@ class DiffMI(Attack):
         device = labels.device
         schedule = noise_scheduler(prior.autoencoder is None, cfg.prediction)
         alphas = schedule.alphas_cumprod.to(device)
-        context = guidance_context(model, prior.condition(labels), cfg.attack_guidance)
+        parts = micro_batches(len(labels), cfg.attack_micro_batch)
+        contexts = [guidance_context(model, prior.condition(labels[part]), cfg.attack_guidance)
+                    for part in parts]
         x = torch.randn(len(labels), model.channels, model.sample_size, model.sample_size,
                         device=device, generator=gen).requires_grad_(True)
         optimiser = torch.optim.Adamax([x], lr=cfg.attack_lr)
@@ -230,20 +274,14 @@ class DiffMI(Attack):
         for i in range(cfg.steps):
             t = self._timestep(i, gen, device)
             noise = torch.randn(x.shape, device=device, generator=gen)
-            a = alphas[t]
-            x_t = a.sqrt() * x + (1 - a).sqrt() * noise
-            out = guided_output(model, x_t, t, context, cfg.attack_guidance)
-            loss = F.mse_loss(predicted_noise(out, x_t, a, cfg.prediction), noise)
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = x.grad.norm().item()
+            self._diffusion_backward(x, t, noise, alphas[t], parts, contexts)
+            norm = x.grad.norm().double()          # stays on the device: no host sync
             tracked = norm if tracked is None else 0.5 * tracked + 0.5 * norm
             optimiser.step()
-            loss, _ = self._classifier_loss(target, prior.decode(x), labels,
-                                            cfg.augmentations, gen)
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([x], 1.25 * tracked)
+            self._classifier_backward(target, prior.decode(x), labels, gen)
+            clip_to(x.grad, 1.25 * tracked)
             optimiser.step()
         with torch.no_grad():
             a = alphas[cfg.final_start]
@@ -255,6 +293,33 @@ class DiffMI(Attack):
                                  start=cfg.final_start)
             images = prior.decode(x0)
         return self._pgd(target, images, labels, gen) if cfg.pgd else images
+
+    def _diffusion_backward(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                            a: torch.Tensor, parts: list[slice],
+                            contexts: list[torch.Tensor]) -> None:
+        """∇ₓ of the CFG diffusion loss ‖ε̂_w(x_t, t, y) − ε‖² (mean over the batch),
+        accumulated over the micro-batches ``parts`` (each weighted by its share)."""
+        cfg = self.config
+        for part, context in zip(parts, contexts):
+            x_t = a.sqrt() * x[part] + (1 - a).sqrt() * noise[part]
+            out = guided_output(self.prior.denoiser, x_t, t, context, cfg.attack_guidance)
+            loss = F.mse_loss(predicted_noise(out, x_t, a, cfg.prediction), noise[part])
+            weighted(loss, part, len(x)).backward()
+
+    def _classifier_backward(self, target: TargetView, images: torch.Tensor,
+                             labels: torch.Tensor, gen: torch.Generator) -> None:
+        """Back-propagate the classifier loss of ``augmentations`` augmented copies of
+        ``images``, the target run on ``attack_micro_batch`` images' copies at a time: their
+        gradients are gathered on the augmented batch, then sent back through the
+        augmentations in one backward."""
+        cfg = self.config
+        batch, tiled = self._augmented(images, labels, cfg.augmentations, gen)
+        leaf = batch.detach().requires_grad_(True)
+        parts = micro_batches(len(leaf), cfg.attack_micro_batch * cfg.augmentations)
+        for part in parts:
+            loss, _ = self._target_loss(target, leaf[part], tiled[part])
+            weighted(loss, part, len(leaf)).backward()
+        batch.backward(leaf.grad)
 
     def _pgd(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
              gen: torch.Generator) -> torch.Tensor:

@@ -216,9 +216,13 @@ class FGMIA(Attack):
         return shared_autoencoder(ctx, self.config, self.config.resolution)
 
     def _conditions_of(self, target: TargetView, images: torch.Tensor) -> torch.Tensor:
-        """The target's condition vectors of [0, 1] images (forward queries, no autograd)."""
+        """The target's condition vectors of [0, 1] images, or of uint8 ones made float one
+        batch at a time (the aux split is never copied whole as float; forward queries, no
+        autograd)."""
 
         def conditions(batch: torch.Tensor) -> torch.Tensor:
+            if batch.dtype == torch.uint8:
+                batch = batch.float().div(255)
             logits, features = target(batch)
             vectors = features if self.config.condition == "feature" else logits
             return F.normalize(vectors, dim=1) if self.normalised else vectors
@@ -230,7 +234,7 @@ class FGMIA(Attack):
         """Pair each aux image with its target condition and fit the denoiser (§8.4)."""
         cfg = self.config
         images = ctx.aux_images(cfg.resolution)
-        conditions = self._conditions_of(target, images.float().div(255))
+        conditions = self._conditions_of(target, images)
         prior.denoiser.set_condition_statistics(conditions)
         prior.mean_norm.fill_(conditions.norm(dim=1).mean().item())
         prior.covariance.copy_(torch.cov(conditions.t()))

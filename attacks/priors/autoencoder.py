@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mibench import precision
 from mibench.attack import FORWARD_BATCH, AttackContext
 from mibench.attacks.priors.cached import cached_module
 from mibench.batching import in_batches
@@ -74,27 +75,33 @@ class ConvAutoencoder(nn.Module):
         return self.decoder(latents / self.scale).add(1).div(2).clamp(0, 1)
 
 
+LOG_EVERY = 50                       # steps between the loss reaching the host (progress bar)
+
+
 def train_autoencoder(model: ConvAutoencoder, ctx: AttackContext, *, steps: int,
                       batch_size: int, lr: float) -> None:
     """Adam on L1 + MSE reconstruction of aux images (random horizontal flips), cosine-decayed
-    learning rate; then set ``scale`` to 1 / std of the aux latents."""
+    learning rate; then set ``scale`` to 1 / std of the aux latents. Forward passes run under
+    the run's autocast; the aux split stays uint8, each batch made float on its own."""
     data = ctx.aux_images(model.resolution)
     gen = ctx.generator(7919)
     model.train()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
+    scaler = precision.LossScaler(ctx.device)
     bar = ctx.progress(range(steps), desc="autoencoder", unit="step")
-    for _ in bar:
+    for step in bar:
         index = torch.randint(len(data), (batch_size,), device=ctx.device, generator=gen)
         images = random_flip(data[index].float().div_(255), gen)
-        reconstruction = model.decoder(model.encoder(images * 2 - 1))
+        with precision.autocast(ctx.device):
+            reconstruction = model.decoder(model.encoder(images * 2 - 1)).float()
         target = images * 2 - 1
         loss = F.l1_loss(reconstruction, target) + F.mse_loss(reconstruction, target)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        scaler.step(loss, optimiser)
         schedule.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % LOG_EVERY == LOG_EVERY - 1 or step == steps - 1:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
     model.eval()
     with torch.no_grad():
         latents = in_batches(lambda batch: model.encoder(batch.float().div(255) * 2 - 1), data,

@@ -29,6 +29,10 @@ from mibench.attacks.priors.diffusion import (PREDICTIONS, ConditionalDenoiser, 
 from mibench.config import param
 from mibench.errors import ConfigError
 
+# The paper's batch of 150 at 64 px needs ~74 GiB in one pass (mibench plan --preset paper);
+# micro-batches of this size keep a training step under 24 GiB. Not part of the cache key:
+# accumulation gives the full batch's update.
+PAPER_MICRO_BATCH = 30
 PRIOR_FIELDS = ("space", "prediction", "resolution", "block_channels", "attention",
                 "layers_per_block", "token_dim", "head_dim", "train_steps", "batch_size", "lr",
                 "warmup", "weight_decay", "betas", "max_ema_decay", "condition_dropout",
@@ -52,7 +56,10 @@ class ClassDiffusionConfig(LatentSpaceConfig):
     token_dim: int = param(1024, "cross-attention width (the one-hot is cut into tokens)", ge=1)
     head_dim: int = param(8, "diffusers attention_head_dim (as FGMIA)", ge=1)
     train_steps: int = param(50_000, "prior training steps", ge=1)
-    batch_size: int = param(150, "prior training batch size", ge=1)
+    batch_size: int = param(150, "prior training batch size (the effective batch)", ge=1)
+    micro_batch: int = param(PAPER_MICRO_BATCH, "images per forward/backward of a training "
+                             "step, gradients accumulated over the batch (0 = batch_size)",
+                             ge=0)
     lr: float = param(1e-4, "AdamW learning rate", gt=0)
     warmup: int = param(500, "learning-rate warm-up steps (ours; ADM uses none)", ge=1)
     weight_decay: float = param(0.0, "AdamW weight decay", ge=0)
@@ -70,12 +77,12 @@ class ClassDiffusionConfig(LatentSpaceConfig):
                   "block_channels": (16, 32), "attention": (True, True),
                   "layers_per_block": 1, "token_dim": 8, "train_steps": 30, "batch_size": 16,
                   "lr": 1e-3, "warmup": 5, "max_ema_decay": 0.9, "sampler_steps": 4,
-                  "latent_downsample": 4, "ae_width": 8, "ae_steps": 30},
+                  "latent_downsample": 4, "ae_width": 8, "ae_steps": 30, "micro_batch": 0},
         "mini": {"space": "latent", "prediction": "v_prediction", "block_channels": (32, 64),
                  "attention": (True, True), "layers_per_block": 1, "token_dim": 64,
                  "train_steps": 1500, "batch_size": 64, "lr": 1e-3, "warmup": 100,
                  "max_ema_decay": 0.999, "sampler_steps": 10, "ae_width": 32,
-                 "ae_steps": 1000},
+                 "ae_steps": 1000, "micro_batch": 0},
     }
 
     def validate(self) -> None:
@@ -155,7 +162,7 @@ def class_diffusion_prior(ctx: AttackContext, cfg: ClassDiffusionConfig, compone
                        warmup=cfg.warmup, weight_decay=cfg.weight_decay,
                        betas=tuple(cfg.betas), max_ema_decay=cfg.max_ema_decay,
                        condition_dropout=cfg.condition_dropout, prediction=cfg.prediction,
-                       desc=f"{component}")
+                       micro_batch=cfg.micro_batch, desc=f"{component}")
 
     denoiser = cached_module(ctx, component, prior_config, make, train)
     return ClassDiffusionPrior(denoiser.requires_grad_(False), autoencoder, cfg)

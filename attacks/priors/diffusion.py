@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from torch import nn
 
+from mibench import precision
 from mibench.attack import AttackContext
+from mibench.precision import LossScaler
 
 TRAIN_TIMESTEPS = 1000
 
@@ -116,13 +118,63 @@ def ema_decay(step: int, max_decay: float, inv_gamma: float = 1.0, power: float 
     return min(max_decay, 1.0 - (1.0 + step / inv_gamma) ** -power)
 
 
+class AccumulatingScaler(LossScaler):
+    """A :class:`LossScaler` whose backward and step are apart, so that the gradients of
+    several micro-batches accumulate before one clipped optimiser step."""
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss`` (scaled under fp16), adding to the gradients."""
+        self._scaler.scale(loss).backward()
+
+    def clipped_step(self, optimiser: torch.optim.Optimizer,
+                     max_grad_norm: float | None = None) -> None:
+        """Clip the unscaled gradients to ``max_grad_norm`` if given and step ``optimiser``
+        (skipped by the scaler when its gradients overflowed)."""
+        if max_grad_norm is not None:
+            self._scaler.unscale_(optimiser)
+            nn.utils.clip_grad_norm_([p for group in optimiser.param_groups
+                                      for p in group["params"]], max_grad_norm)
+        self._scaler.step(optimiser)
+        self._scaler.update()
+
+
+def micro_batches(batch: int, micro_batch: int) -> list[slice]:
+    """The slices of a ``batch`` cut into micro-batches of ``micro_batch`` (0: one slice)."""
+    size = micro_batch if 0 < micro_batch < batch else batch
+    return [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
+
+
+def weighted(loss: torch.Tensor, part: slice, batch: int) -> torch.Tensor:
+    """A micro-batch's mean ``loss`` times its share of the ``batch`` (the sum over the parts is
+    the batch's mean); unchanged for the whole batch, so an unsplit step runs the same ops."""
+    size = part.stop - part.start
+    return loss if size == batch else loss * (size / batch)
+
+
+def clip_to(grad: torch.Tensor, max_norm: torch.Tensor) -> None:
+    """``clip_grad_norm_`` of one gradient to a norm held on the device (no host sync), with
+    its arithmetic: the factor is min(1, max_norm / (‖grad‖ + 1e-6)) in the gradient's dtype."""
+    total = nn.utils.get_total_norm([grad])
+    grad.mul_(torch.clamp((total + 1e-6).reciprocal() * max_norm.to(total.dtype), max=1.0))
+
+
+LOG_EVERY = 50
+
+
 def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: Callable[
         [torch.Tensor, torch.Tensor], torch.Tensor], conditions: torch.Tensor, steps: int,
         batch_size: int, lr: float, warmup: int, weight_decay: float,
         betas: tuple[float, float], max_ema_decay: float, condition_dropout: float,
-        prediction: str = "epsilon", desc: str = "diffusion prior") -> None:
-    """Train ``model`` to predict ε (or v, or x₀: ``prediction``) on ``samples(index, generator)`` (x₀ in the model's space)
-    paired with ``conditions[index]``; on return the model holds the EMA weights."""
+        prediction: str = "epsilon", micro_batch: int = 0,
+        desc: str = "diffusion prior") -> None:
+    """Train ``model`` to predict ε (or v, or x₀: ``prediction``) on ``samples(index,
+    generator)`` (x₀ in the model's space) paired with ``conditions[index]``; on return the
+    model holds the EMA weights.
+
+    Each step's ``batch_size`` is drawn at once and back-propagated in micro-batches of
+    ``micro_batch`` (0: the whole batch) whose losses are weighted by their share of the batch,
+    so the accumulated gradient is the full batch's (gradient accumulation, issue 17). Forward
+    passes run under the run's autocast; the loss reaches the host every ``LOG_EVERY`` steps."""
     gen = ctx.generator(104729)
     schedule = noise_scheduler(clip_sample=False)
     alphas = schedule.alphas_cumprod.to(ctx.device)
@@ -133,6 +185,8 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(
         (s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * max(s - warmup, 0)
                                              / max(steps - warmup, 1)))))
+    scaler = AccumulatingScaler(ctx.device)
+    parts = micro_batches(batch_size, micro_batch)
     model.train()
     bar = ctx.progress(range(steps), desc=desc, unit="step")
     for step in bar:
@@ -146,17 +200,22 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
         if condition_dropout > 0:
             keep = torch.rand(batch_size, device=ctx.device, generator=gen) >= condition_dropout
             context = context * keep.view(-1, 1, 1)
-        loss = F.mse_loss(model(noisy, t, context),
-                          regression_target(x0, noise, a, prediction))
+        target = regression_target(x0, noise, a, prediction)
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
+        total = torch.zeros((), device=ctx.device)
+        for part in parts:
+            with precision.autocast(ctx.device):
+                out = model(noisy[part], t[part], context[part])
+            loss = weighted(F.mse_loss(out.float(), target[part]), part, batch_size)
+            scaler.backward(loss)
+            total += loss.detach()
+        scaler.clipped_step(optimiser, 1.0)
         scheduler.step()
         with torch.no_grad():
             torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()],
                                  1.0 - ema_decay(step, max_ema_decay))
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % LOG_EVERY == LOG_EVERY - 1 or step == steps - 1:
+            bar.set_postfix(loss=f"{total.item():.4f}")
     with torch.no_grad():
         for p, averaged in zip(model.parameters(), ema):
             p.copy_(averaged)
@@ -166,10 +225,13 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
 def guided_output(model: ConditionalDenoiser, x: torch.Tensor, t: torch.Tensor,
                   context: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """The network output at x_t; with w ≠ 1, o(∅) + w·(o(c) − o(∅)) (classifier-free
-    guidance), where ``context`` stacks the null context on top of the conditional one."""
-    if guidance_scale == 1.0:
-        return model(x, t, context)
-    out_null, out_cond = model(torch.cat([x, x]), t, context).chunk(2)
+    guidance), where ``context`` stacks the null context on top of the conditional one. The
+    network runs under the run's autocast; the output is fp32."""
+    with precision.autocast(x.device):
+        if guidance_scale == 1.0:
+            return model(x, t, context).float()
+        out = model(torch.cat([x, x]), t, context).float()
+    out_null, out_cond = out.chunk(2)
     return out_null + guidance_scale * (out_cond - out_null)
 
 

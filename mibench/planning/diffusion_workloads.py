@@ -96,18 +96,30 @@ def _autoencoder_phase(cfg: Config, s: Setting) -> list[Phase]:
     return [Phase("autoencoder", "prior", cfg.ae_steps, cost, share=key)]
 
 
+def _micro(batch: int, micro_batch: int) -> int:
+    """The largest micro-batch of a ``batch`` split into ``micro_batch`` (0: unsplit)."""
+    return micro_batch if 0 < micro_batch < batch else batch
+
+
+def _accumulated(cost: StepCost, micro: int, batch: int) -> StepCost:
+    """A step measured at one micro-batch, repeated over the ``batch`` (gradient
+    accumulation): FLOPs scale, the activation peak stays one micro-batch's."""
+    return scaled(cost, batch / micro)
+
+
 def _prior_phases(cfg: Config, s: Setting, component: str, key: tuple,
                   condition_dim: int, label: str) -> list[Phase]:
     """Labelling the aux split with the target, then ``train_denoiser`` (per target; ``key``
-    identifies the prior's settings)."""
+    identifies the prior's settings) in micro-batches where the config has them."""
     share = (component, key, s.target)
+    micro = _micro(cfg.batch_size, getattr(cfg, "micro_batch", 0))
     return [
         *_autoencoder_phase(cfg, s),
         target_queries(s, s.aux_images, cfg.resolution, label=f"{label} labels", role="prior",
                        share=(*share, "labels")),
-        Phase(f"{label} prior", "prior", cfg.train_steps, lambda: _train_step(
-            *_unet(cfg, condition_dim), cfg.batch_size, s.aux_bytes(cfg.resolution)),
-            share=share),
+        Phase(f"{label} prior", "prior", cfg.train_steps, lambda: _accumulated(_train_step(
+            *_unet(cfg, condition_dim), micro, s.aux_bytes(cfg.resolution)), micro,
+            cfg.batch_size), share=share),
     ]
 
 
@@ -148,16 +160,19 @@ def _refinement_steps(cfg: Config) -> int:
 def diffmi(cfg: Config, s: Setting) -> list[Phase]:
     unet, res, b = _unet(cfg, s.num_classes), cfg.resolution, cfg.attack_batch
     kept = cfg.ft_keep
+    ft_micro = _micro(cfg.ft_classes, cfg.ft_micro_batch)
+    attack_micro = _micro(b, cfg.attack_micro_batch)
 
     def finetune() -> StepCost:
-        sampler = scaled(_call(*unet, _cfg_batch(cfg.ft_classes, cfg.ft_guidance), "finetune"),
+        sampler = scaled(_call(*unet, _cfg_batch(ft_micro, cfg.ft_guidance), "finetune"),
                          cfg.ft_sampler_steps, memory=True)
-        return combine(sampler, target_pass(s, cfg.ft_classes * kept * cfg.ft_augmentations,
-                                            res, True))
+        return _accumulated(combine(sampler, target_pass(
+            s, ft_micro * kept * cfg.ft_augmentations, res, True)), ft_micro, cfg.ft_classes)
 
     def reconstruct() -> StepCost:
-        return sequential(_call(*unet, _cfg_batch(b, cfg.attack_guidance), "grad"),
-                          target_pass(s, b * cfg.augmentations, res, True))
+        return _accumulated(sequential(
+            _call(*unet, _cfg_batch(attack_micro, cfg.attack_guidance), "grad"),
+            target_pass(s, attack_micro * cfg.augmentations, res, True)), attack_micro, b)
 
     finetune_steps = cfg.ft_epochs * batches(s.num_classes, cfg.ft_classes)
     share = ("prior-diffmi", whole_config(cfg), s.target)
