@@ -87,19 +87,20 @@ def test_table1_plan_never_builds_the_world(monkeypatch, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_table1_paper_plan_flags_todays_over_budget_cells(monkeypatch, capsys) -> None:
-    """Today's code at paper scale: the 1024 px StyleGAN (PPA, IF-GMI) does not fit a 24 GB
-    card; FGMIA's prior, GMI and the diffusion attacks in micro-batches (issue 17) do."""
+def test_every_table1_paper_row_fits_a_24_gib_card(monkeypatch, capsys) -> None:
+    """Issue 17: at paper scale every prior, target and cell of Table I fits a 24 GB card
+    (StyleGAN2 at 128 px with its residual critic and accumulation; the diffusion attacks in
+    micro-batches); the plan exits 0 under ``--budget-gib 24``."""
     from mibench.datasets.synth import world
     monkeypatch.setattr(world, "build_world", _no_world)
     started = time.process_time()
     status = main(["--experiment", "table1", "--preset", "paper", "--budget-gib", "24"])
-    assert time.process_time() - started < 60      # ~17 CPU s on the shared 2-core machine
-    assert status == OVER_BUDGET_STATUS
-    rows = {line.split("  ")[0]: line for line in capsys.readouterr().out.splitlines()}
-    for name in ("StyleGAN prior (ppa)", "ppa × ir152", "ifgmi × arcface-18"):
-        assert "OVER" in rows[name].split()
-    for name in ("FGMIA prior (fgmia @ ir152)", "gmi × ir152", "fgmia × arcface-18",
+    assert time.process_time() - started < 120     # ~20-40 CPU s on the shared 2-core machine
+    out = capsys.readouterr().out
+    assert status == 0 and "OVER" not in out and "0 row(s) over 24 GiB" in out
+    rows = {line.split("  ")[0]: line for line in out.splitlines()}
+    for name in ("StyleGAN prior (ppa)", "ppa × ir152", "ifgmi × arcface-18",
+                 "FGMIA prior (fgmia @ ir152)", "gmi × ir152", "fgmia × arcface-18",
                  "UAMI prior (uami @ ir152)", "Diff-MI prior (diffmi @ ir152)",
                  "Diff-MI fine-tune (diffmi @ ir152)", "diffmi × ir152"):
         assert "yes" in rows[name].split()
