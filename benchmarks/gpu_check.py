@@ -45,45 +45,20 @@ from mibench.cache import Cache
 from mibench.datasets.synth.config import WorldConfig
 from mibench.harness import source_commit
 from mibench.registry import ATTACKS
-from mibench.target import OpenSetTarget, Target
 from mibench.targets.models import build_target
-from mibench.targets.zoo import PretrainedEntry, get_entry, resolve_device
+from mibench.targets.zoo import get_entry, resolve_device
 from mibench.world import Split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_meter import (GIB, MeteredContext, StepFlops, achieved_tflops,  # noqa: E402
-                        matmul_dtypes, now, peak_memory_gib)
+from shape_checks import (IDENTITIES, PAPER_WORLD, PLANS, SAMPLES, SEED, Plan,  # noqa: E402
+                          aux_split, paper_target, peak_memory_gib)
+from step_meter import (MeteredContext, StepFlops, achieved_tflops,  # noqa: E402
+                        matmul_dtypes, now)
 
-IDENTITIES, SAMPLES = 2, 4
-AUX_IMAGES = 256          # random aux images (4 per identity)
-STEPS = 4                 # per loop at paper: 1 counted + 3 timed
+GIB = 2 ** 30
+SMOKE_AUX_IMAGES = 48
 TARGET = "evolve"   # closed-set with a linear head, so that every attack's paths run
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _epochs(batch_size: int) -> float:
-    """GAN epochs over the aux images that make :data:`STEPS` steps of ``batch_size``."""
-    return (STEPS - 0.5) * batch_size / AUX_IMAGES
-
-
-_DIFFUSION = {"ae_steps": STEPS, "train_steps": STEPS, "sampler_steps": STEPS}
-# Paper configs cut to STEPS steps per loop (step counts, epochs, candidate counts only; the
-# paper's widths, resolutions and batch sizes stay).
-PAPER_CUTS: dict[str, dict[str, Any]] = {
-    "gmi": {"gan_epochs": _epochs(64), "n_critic": 2, "iterations": STEPS},
-    "fmi": {"gan_epochs": _epochs(64), "iterations": STEPS},
-    "plg": {"gan_steps": STEPS, "n_dis": 1, "iterations": STEPS},
-    "ppa": {"gan_epochs": _epochs(32), "search_space": 64, "iterations": STEPS,
-            "final_draws": STEPS},
-    "ifgmi": {"gan_epochs": _epochs(32), "search_space": 64, "stage_steps": (STEPS, 1, 1, 1, 1)},
-    "diffmi": {**_DIFFUSION, "ft_epochs": 1, "ft_sampler_steps": 2, "ft_keep": 2,
-               "steps": STEPS, "final_grid": 10, "pgd_steps": 2},
-    "uami": {**_DIFFUSION, "candidates": 2},
-    **{name: _DIFFUSION for name in ("fgmia", "fgmia-no-fg", "fgmia-no-transf",
-                                     "fgmia-no-scaleft")},
-}
-# Diff-MI fine-tunes one epoch over the target's classes, 4 per step: 8 classes, not 1,000.
-PAPER_CLASSES = {"diffmi": 8}
 ATTACK_COLUMNS = ("attack", "status", "prepare s", "prepare TFLOP/s", "invert s",
                   "invert images/s", "invert TFLOP/s", "peak GiB", "autocast", "matmul dtypes")
 
@@ -118,45 +93,36 @@ def run_test_suite(timeout_s: float) -> dict[str, Any]:
             "seconds": time.perf_counter() - start}
 
 
-def untrained_target(name: str, preset: str, num_classes: int) -> Target:
-    """The zoo model ``name`` at ``preset`` size, untrained (or its pretrained weights), with
-    a random gallery when it is open-set."""
-    entry = get_entry(name)
-    target = (entry.build(num_classes) if isinstance(entry, PretrainedEntry)
-              else build_target(entry.resolve(preset), num_classes))
-    if isinstance(target, OpenSetTarget):
-        gen = torch.Generator().manual_seed(0)
-        target.enrol(torch.randn(num_classes, target.feature_dim, generator=gen))
-    return target
-
-
-def random_aux(resolution: int, count: int) -> Split:
-    """``count`` uint8 noise images, 4 per identity."""
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (count, 3, resolution, resolution), dtype=torch.uint8,
-                           generator=gen)
-    identities = torch.arange(count) // 4
+def smoke_aux(resolution: int) -> Split:
+    """:data:`SMOKE_AUX_IMAGES` uint8 noise images, 4 per identity."""
+    gen = torch.Generator().manual_seed(SEED)
+    images = torch.randint(0, 256, (SMOKE_AUX_IMAGES, 3, resolution, resolution),
+                           dtype=torch.uint8, generator=gen)
+    identities = torch.arange(SMOKE_AUX_IMAGES) // 4
     return Split("aux", images, identities, identities.clone())
 
 
 def attack_setting(name: str, device: torch.device, preset: str, cache_root: Path,
                    context: type[MeteredContext]) -> tuple[Attack, MeteredContext, torch.Tensor]:
-    """The attack ``name``, the context of its short run and the labels to invert: the
-    ``preset`` config (at ``paper`` with :data:`PAPER_CUTS`) against an untrained
-    :data:`TARGET` of the preset world's private classes (:data:`PAPER_CLASSES`), with random
-    aux images at the world's resolution. ``paper_shapes.py`` (issue 17, Build 6) can share
-    it."""
+    """The attack ``name``, the context of its short run and the labels to invert. ``paper``:
+    the setting of ``paper_shapes.py`` (``shape_checks.py``: the paper config with its
+    ``PLANS`` cuts of step counts and batch sizes, an untrained :data:`TARGET` of 1,000 classes,
+    36 random 112 px aux images); ``smoke``: the smoke config against an untrained smoke-size
+    :data:`TARGET`, random aux images at the smoke world's resolution."""
     cls = ATTACKS.get(name)
-    cuts = PAPER_CUTS.get(name, {}) if preset == "paper" else {}
-    attack: Attack = cls(cls.Config.resolve(preset, cuts))
-    world = WorldConfig.resolve(preset)
-    classes = PAPER_CLASSES.get(name, world.private_identities) if preset == "paper" else (
-        world.private_identities)
-    target = untrained_target(TARGET, preset, classes).to(device).eval()
+    if preset == "paper":
+        plan = PLANS.get(name, Plan())
+        attack: Attack = cls(cls.Config.resolve("paper", plan.overrides))
+        target = paper_target(TARGET, plan.classes or PAPER_WORLD.private_identities, device)
+        aux = aux_split()
+    else:
+        attack = cls(cls.Config.resolve(preset))
+        world = WorldConfig.resolve(preset)
+        target = build_target(get_entry(TARGET).resolve(preset), world.private_identities)
+        aux = smoke_aux(world.resolution)
     ledger = QueryLedger()
-    aux = random_aux(world.resolution, AUX_IMAGES if preset == "paper" else 48)
-    ctx = context(aux=aux, cache=Cache(cache_root), device=device,
-                  seed=0, ledger=ledger, target=view_for(attack.spec.access, target, ledger),
+    ctx = context(aux=aux, cache=Cache(cache_root), device=device, seed=SEED, ledger=ledger,
+                  target=view_for(attack.spec.access, target.to(device).eval(), ledger),
                   preset=preset, data_fingerprint=f"gpu-check:{name}",
                   aux_fingerprint="gpu-check", show_progress=False)
     return attack, ctx, torch.arange(IDENTITIES).repeat_interleave(SAMPLES)

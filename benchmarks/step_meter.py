@@ -1,5 +1,5 @@
 """Metering for benchmarks on any device: FLOPs of one step, seconds of the others, the dtypes
-the matmuls ran in, peak memory (issue 17, Build 7; shared by ``gpu_check.py``).
+the matmuls ran in (issue 17, Build 7; used by ``gpu_check.py``).
 
 :class:`MeteredContext` is the attack context with every ``progress`` loop metered: a loop's
 first step runs under :class:`StepFlops` (``torch.utils.flop_counter.FlopCounterMode``, totals
@@ -12,7 +12,6 @@ convolution forward, seen by a global forward hook.
 from __future__ import annotations
 
 import math
-import resource
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -25,7 +24,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mibench.attack import AttackContext
 
-GIB = 2 ** 30
 MATMUL_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
 
 
@@ -151,10 +149,3 @@ def matmul_dtypes(device: torch.device) -> Iterator[Counter[str]]:
         yield seen
     finally:
         handle.remove()
-
-
-def peak_memory_gib(device: torch.device) -> float:
-    """Peak allocated GPU memory since the last reset (CUDA) or the process's peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / GIB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux

@@ -25,7 +25,8 @@ def gpu_check() -> Iterator[ModuleType]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     yield module
-    sys.modules.pop("step_meter", None)
+    for name in ("step_meter", "shape_checks"):
+        sys.modules.pop(name, None)
 
 
 def metered_context(gpu_check: ModuleType, tmp_path: Path) -> Any:
@@ -47,7 +48,7 @@ def test_tiny_cpu_run_writes_json_and_markdown(gpu_check: ModuleType, tmp_path: 
         assert row["status"] == "ok" and row["preset"] == "smoke"
         assert row["prepare_s"] > 0 and row["invert_images_per_s"] > 0
         assert 0 < row["prepare_tflops"] < 10 and 0 < row["invert_tflops"] < 10
-        assert row["peak_gib"] > 0 and row["output"][0] == 8
+        assert row["peak_gib"] > 0 and row["output"][0] == 4
         assert row["autocast"] is False and set(row["matmul_dtypes"]) == {"float32 (plain)"}
         assert any(loop["gflop_per_step"] > 0 for loop in row["loops"].values())
     markdown = (tmp_path / "gpu_check.md").read_text()
