@@ -14,9 +14,10 @@ Issue 17, Build 7. One command, under 10 minutes on one GPU; writes ``DIR/gpu_ch
    test-all``) on the machine; the CUDA-only tests run where CUDA is there.
 3. *Attacks*: every registered attack, in this process one after the other: ``prepare``, then
    ``invert`` of :data:`IDENTITIES` × :data:`SAMPLES` images (:func:`attack_setting`:
-   paper-sized networks with cut step counts against an untrained zoo target; ``--tiny``: the
-   ``smoke`` preset). Per attack: seconds, invert images/s, achieved TFLOP/s of prepare and
-   invert (``step_meter.py``: FLOPs of a loop's first step, counted by
+   ``paper_shapes.py``'s paper-sized networks with cut step counts against an untrained zoo
+   target; ``--tiny``: the ``smoke`` preset). Per attack: seconds (of ``invert``: its counted
+   first step included, so images/s is a lower bound), invert images/s, achieved TFLOP/s of
+   prepare and invert (``step_meter.py``: FLOPs of a loop's first step, counted by
    ``torch.utils.flop_counter.FlopCounterMode``, over the time of its other steps; an invert
    without a timed loop step is counted whole in a second run), peak memory (CUDA:
    ``torch.cuda.max_memory_allocated``; CPU: the process's peak RSS) and whether autocast was
@@ -179,7 +180,7 @@ def run_attack(name: str, device: torch.device, preset: str, cache_root: Path) -
     return row
 
 
-def counted_invert(attack: Any, ctx: AttackContext, labels: torch.Tensor) -> float:
+def counted_invert(attack: Attack, ctx: AttackContext, labels: torch.Tensor) -> float:
     """FLOPs of a whole second ``invert`` (for inverts without a progress loop)."""
     torch.manual_seed(ctx.seed)
     with StepFlops() as counter, ctx.ledger.scope(labels):
@@ -197,7 +198,7 @@ def _attack_cells(row: dict[str, Any]) -> list[str]:
     status = "ok" if row["status"] == "ok" else (
         f"{row['status']} ({row.get('phase', '?')}): {row.get('error', '')}"[:160])
     dtypes = ", ".join(f"{k} ×{v}" for k, v in (row.get("matmul_dtypes") or {}).items())
-    autocast = {True: "yes", False: "no"}.get(row.get("autocast"), "—")  # type: ignore[call-overload]
+    autocast = "—" if row.get("autocast") is None else ("yes" if row["autocast"] else "no")
     return [row["attack"], status, _num(row.get("prepare_s"), ".1f"),
             _num(row.get("prepare_tflops"), ".3g"), _num(row.get("invert_s"), ".2f"),
             _num(row.get("invert_images_per_s"), ".3g"), _num(row.get("invert_tflops"), ".3g"),
