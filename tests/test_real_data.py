@@ -4,7 +4,10 @@ trees."""
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +21,8 @@ from mibench.datasets.real.errors import DataError
 from mibench.datasets.real.folders import identity_folders
 from mibench.datasets.real.images import CELEBA_CROP, FFHQ_CROP, SQUARE_CROP, natural_key
 from mibench.datasets.real.prepare import describe, prepare
-from mibench.datasets.real.world import CelebADataset, FolderTreeDataset, RealWorld
+from mibench.datasets.real.world import (CelebADataset, FolderTreeDataset, RealWorld,
+                                         plan_celeba)
 from mibench.errors import ConfigError
 from mibench.registry import DATASETS
 from mibench.runconfig import resolve
@@ -146,8 +150,71 @@ def test_world_is_cached_and_a_changed_folder_is_a_new_world(tmp_path: Path) -> 
     assert again.fingerprint == first.fingerprint and again.meta["path"] == first.meta["path"]
     face_image(99, 0, (178, 218), (35, 55, 143, 163)).save(
         root / "img_align_celeba" / "000002.jpg")
-    changed = CelebADataset.build(smoke(root=str(root)), cache, progress=False)
+    fast = CelebADataset.build(smoke(root=str(root)), cache, progress=False)
+    assert fast.fingerprint == first.fingerprint   # rewritten in place: the listing looks fresh
+    changed = CelebADataset.build(smoke(root=str(root), verify_listing=True), cache,
+                                  progress=False)
     assert changed.fingerprint != first.fingerprint
+    after = CelebADataset.build(smoke(root=str(root)), cache, progress=False)
+    assert after.fingerprint == changed.fingerprint  # the verified listing is the cached one
+
+
+def count_image_stats(monkeypatch: pytest.MonkeyPatch, folder: Path) -> list[str]:
+    """The paths under ``folder`` that ``os.stat`` (hence ``Path.stat``) is called on."""
+    calls: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if str(path).startswith(f"{folder}{os.sep}"):
+            calls.append(str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    return calls
+
+
+def test_a_fresh_cached_listing_stats_no_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    root = fake_celeba(tmp_path / "celeba", COUNTS)
+    cache = Cache(tmp_path / "cache")
+    images = root / "img_align_celeba"
+    calls = count_image_stats(monkeypatch, images)
+    with caplog.at_level(logging.INFO, logger="mibench.datasets.real"):
+        first = CelebADataset.build(smoke(root=str(root)), cache, progress=False)
+        assert len(calls) >= 24 and "file by file" in caplog.text   # the first check: every file
+        calls.clear()
+        caplog.clear()
+        again = CelebADataset.build(smoke(root=str(root)), cache, progress=False)
+        assert calls == [] and "world listing fresh: 1 folder(s) checked in" in caplog.text
+        assert again.fingerprint == first.fingerprint
+        CelebADataset.build(smoke(root=str(root), verify_listing=True), cache, progress=False)
+        assert len(calls) >= 24
+
+
+def test_an_added_or_removed_file_is_seen_without_verify(tmp_path: Path) -> None:
+    root = fake_identity_tree(tmp_path / "tree", ["1", "2", "3", "4", "5", "6", "7", "8", "9"], 3)
+    cache = Cache(tmp_path / "cache")
+    first = FolderTreeDataset.build(smoke(root=str(root)), cache, progress=False)
+    folder = root / "1"
+    added = folder / "zz-added.jpg"
+    added.write_bytes(next(folder.iterdir()).read_bytes())
+    grown = FolderTreeDataset.build(smoke(root=str(root)), cache, progress=False)
+    assert grown.fingerprint != first.fingerprint
+    added.unlink()
+    next(p for p in sorted((root / "9").iterdir())).unlink()
+    shrunk = FolderTreeDataset.build(smoke(root=str(root)), cache, progress=False)
+    assert shrunk.fingerprint not in (first.fingerprint, grown.fingerprint)
+    celeba = fake_celeba(tmp_path / "celeba", COUNTS)
+    before = CelebADataset.build(smoke(root=str(celeba)), cache, progress=False)
+    plan_celeba(smoke(root=str(celeba)))[0].paths[0].unlink()  # still in the identity file
+    after = CelebADataset.build(smoke(root=str(celeba)), cache, progress=False)
+    assert after.fingerprint != before.fingerprint
+
+
+def test_verify_listing_is_not_part_of_the_world_key() -> None:
+    plain, verified = smoke(root="/data"), smoke(root="/data", verify_listing=True)
+    assert plain.identity() == verified.identity()
+    assert plain.identity() == {k: v for k, v in plain.to_dict().items() if k != "verify_listing"}
 
 
 def test_gmi_split_lists(trees: dict[str, Path], tmp_path: Path) -> None:

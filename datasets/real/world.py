@@ -2,7 +2,8 @@
 
 A built world is one cache entry (``<cache>/real-world/<key>/``, written aside and renamed in by
 :meth:`Cache.build`) whose key hashes the dataset name, its config and the listing of every
-planned file (path, size, modification time): a changed folder is a new world. Per split it
+planned file (path, size, modification time): a changed folder is a new world. The listing is
+checked folder by folder when a cached one is fresh (``listing.py``). Per split it
 holds ``<split>.images.npy`` (uint8 N×3×R×R, memory-mapped on load), ``.labels.npy`` and
 ``.identities.npy``; ``meta.json`` records sizes, sources and every unreadable file, which is
 skipped (logged, listed in the meta), never fatal. Private classes are the private-train
@@ -13,7 +14,6 @@ asking for it is a one-line :class:`DataError` naming the option that adds it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ from mibench.datasets.real.config import RealWorldConfig
 from mibench.datasets.real.errors import DataError
 from mibench.datasets.real.folders import ffhq_images, identity_folders
 from mibench.datasets.real.images import CELEBA_CROP, FFHQ_CROP, SQUARE_CROP, decode_all
+from mibench.datasets.real.listing import listing_fingerprint
 from mibench.datasets.real.plan import (FFHQ_ID_OFFSET, WILD_ID_OFFSET, SplitPlan, by_identity,
                                         capped, flat, hold_out)
 from mibench.errors import CacheError
@@ -148,20 +149,6 @@ def _missing(name: str, plans: list[SplitPlan]) -> dict[str, str]:
     return out
 
 
-def listing_fingerprint(plans: list[SplitPlan]) -> str:
-    """Hash of every planned file's split, path, size and modification time."""
-    digest = hashlib.sha256()
-    for plan in plans:
-        for path, identity in zip(plan.paths, plan.identities):
-            try:
-                stat = path.stat()
-                digest.update(f"{plan.name}|{path}|{identity}|{stat.st_size}|"
-                              f"{stat.st_mtime_ns}\n".encode())
-            except OSError:
-                digest.update(f"{plan.name}|{path}|{identity}|missing\n".encode())
-    return digest.hexdigest()[:16]
-
-
 def _decoder(config: RealWorldConfig) -> Callable[..., tuple[np.ndarray, list[Path]]]:
     if not config.align:
         return decode_all
@@ -255,8 +242,9 @@ def plan_world(name: str, planner: Planner, config: RealWorldConfig,
                cache: Cache) -> tuple[list[SplitPlan], str]:
     """The split plans of the world ``name`` and its key (= fingerprint): config and listing."""
     plans = planner(config) + plan_aux_sources(config)
-    key = cache.key(COMPONENT, {"dataset": name, "config": config.to_dict()},
-                    data=listing_fingerprint(plans), version=BUILDER_VERSION)
+    listing = listing_fingerprint(plans, cache, verify=config.verify_listing)
+    key = cache.key(COMPONENT, {"dataset": name, "config": config.identity()}, data=listing,
+                    version=BUILDER_VERSION)
     return plans, key
 
 
