@@ -80,9 +80,10 @@ class StatusBoard:
 
     def __init__(self, updates: Any, workers: int, *, enabled: bool = True) -> None:
         self.updates = updates
+        self.status = [f"w{i + 1}: starting" for i in range(workers)]
         self.lines = [tqdm(total=0, position=i + 1, bar_format="{desc}", leave=False,
-                           desc=f"w{i + 1}: starting", disable=not enabled)
-                      for i in range(workers)]
+                           desc=status, disable=not enabled)
+                      for i, status in enumerate(self.status)]
 
     def drain(self) -> None:
         """Show the updates that arrived since the last call (the latest per worker)."""
@@ -95,7 +96,8 @@ class StatusBoard:
             latest[index] = line
         for index, line in latest.items():
             if 0 <= index < len(self.lines):
-                self.lines[index].set_description_str(f"w{index + 1}: {line}")
+                self.status[index] = f"w{index + 1}: {line}"
+                self.lines[index].set_description_str(self.status[index])
 
     def close(self) -> None:
         for line in self.lines:
