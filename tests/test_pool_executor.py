@@ -22,6 +22,7 @@ from mibench.runconfig import resolve
 from mibench.store import CellKey, Store
 
 PLUGIN = '''
+import os
 import torch
 from mibench.attack import Attack, AttackSpec
 from mibench.registry import ATTACKS
@@ -34,6 +35,18 @@ class FlatGrey(Attack):
 
     def invert(self, target, labels, ctx):
         return torch.full((len(labels), 3, 32, 32), 0.5)
+
+
+@ATTACKS.register("env-grey")
+class EnvGrey(FlatGrey):
+    """Grey images whose level is the CUDA_VISIBLE_DEVICES its worker was given, / 10."""
+
+    spec = AttackSpec(name="env-grey", title="Env grey", paper="Test", year=2026,
+                      access="labels", prior="none")
+
+    def invert(self, target, labels, ctx):
+        level = int(os.environ.get("CUDA_VISIBLE_DEVICES", "0")) / 10
+        return torch.full((len(labels), 3, 32, 32), level)
 '''
 
 
@@ -94,6 +107,8 @@ def test_workers_are_for_the_local_executor_only():
     with pytest.raises(ConfigError, match="--workers 2 is for the local executor"):
         resolve("smoke", flags={"workers": 2, "executor": "ray"})
     assert resolve("smoke")["run"]["workers"] == 1  # smoke cells are too small to spread
+    with pytest.raises(ConfigError, match="run.threads 2 is for the local executor"):
+        resolve("smoke", assignments=["run.threads=2"], flags={"executor": "ray"})
     assert resolve("mini")["run"]["workers"] == 0
 
 
@@ -154,31 +169,11 @@ def test_cold_cells_start_with_the_priors_that_take_longest():
     assert [(k.attack, k.target) for k in timed[-2:]] == [("gmi", "ir152"), ("uami", "ir152")]
 
 
-ENV_GREY = '''
-import os
-import torch
-from mibench.attack import Attack, AttackSpec
-from mibench.registry import ATTACKS
-
-
-@ATTACKS.register("env-grey")
-class EnvGrey(Attack):
-    """Grey images whose level is the CUDA_VISIBLE_DEVICES its worker was given, / 10."""
-
-    spec = AttackSpec(name="env-grey", title="Env grey", paper="Test", year=2026,
-                      access="labels", prior="none")
-
-    def invert(self, target, labels, ctx):
-        level = int(os.environ.get("CUDA_VISIBLE_DEVICES", "0")) / 10
-        return torch.full((len(labels), 3, 32, 32), level)
-'''
-
-
 @pytest.mark.slow
 def test_each_worker_sees_the_gpu_it_was_given(tmp_path: Path, smoke_cache: str,
                                                 monkeypatch: pytest.MonkeyPatch):
-    plugin = tmp_path / "env_grey.py"
-    plugin.write_text(ENV_GREY)
+    plugin = tmp_path / "greys.py"
+    plugin.write_text(PLUGIN)
     load_plugin_file(str(plugin))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     tree = resolve("smoke", flags={"attacks": "env-grey", "targets": "arcface,cosface",
