@@ -35,6 +35,10 @@ def test_a_prior_bar_in_a_worker_shows_as_its_status_line(reporter, tmp_path):
             assert board.status[0] == "w1: gmi×arcface-18 WGAN-GP prior 30%"
     board.drain()
     assert board.status[0] == "w1: gmi×arcface-18"  # the bar closed
+    with ctx.progress(total=4, desc="metrics gmi×arcface-18", mininterval=0) as metrics:
+        metrics.update()
+        board.drain()
+        assert board.status[0] == "w1: gmi×arcface-18 metrics 25%"  # the cell named once
     assert board.status[1] == "w2: starting"
     board.close()
 

@@ -148,5 +148,5 @@ def _run_cell(key: CellKey) -> CellOutcome | CellFailure:
     reporter: StatusReporter = _WORKER["reporter"]
     reporter.start_cell(key)
     outcome = run_cell(_WORKER["setting"], key)
-    reporter.send(f"{reporter.cell} done, waiting for a cell")
+    reporter.send(f"{reporter.cell} done")
     return outcome

@@ -67,7 +67,8 @@ class ForwardingBar(tqdm):
         state = self.format_dict
         n, total = state["n"], state["total"]
         done = f"{100 * n / total:.0f}%" if total else f"{n} {state['unit']}"
-        self.reporter.send(f"{self.reporter.cell} {self.desc} {done}".replace("  ", " "))
+        stage = self.desc.replace(self.reporter.cell, "").strip()  # "metrics gmi×arcface-18"
+        self.reporter.send(" ".join(part for part in (self.reporter.cell, stage, done) if part))
         return True
 
     def close(self) -> None:
