@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-
+from mibench.reports.render import protocol_rows
+from mibench.reports.runs import load_run
 from mibench.store import Store
 
 PLUGIN = '''
@@ -154,9 +155,6 @@ def test_resume_with_nothing_to_resume_is_a_clear_error(tmp_path, smoke_cache):
 
 
 def test_asking_for_more_identities_than_the_world_has_warns_once(tmp_path, smoke_cache):
-    from reports.render import protocol_rows
-    from reports.runs import load_run
-
     plugin = tmp_path / "plugin.py"
     plugin.write_text(PLUGIN)
     cmd = [sys.executable, "-m", "mibench", "--plugin", str(plugin), "run", "--preset", "smoke",
