@@ -44,6 +44,7 @@ from mibench.targets.zoo import get_entry, load_entry
 
 DRIVER_POLL_S = 1.0
 STATUS_POLL_S = 0.5
+SLOT_WAIT_S = 60.0
 
 
 class PoolExecutor:
@@ -122,7 +123,7 @@ def _start_worker(tree: dict[str, Any], threads: int, plugins: tuple[str, ...], 
     """Take this worker's slot (its index and, on CUDA, its GPU: set before anything touches
     CUDA), match the driver (plugins) and load what every cell shares, once per process; end
     when the driver ends, even if it was killed (its cells are redone by ``--resume``)."""
-    index, devices = slots.get()
+    index, devices = slots.get(timeout=SLOT_WAIT_S)  # one per worker, put before it starts
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
     threading.Thread(target=_exit_with, args=(driver,), daemon=True).start()
