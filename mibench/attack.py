@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,15 @@ from mibench.world import Split
 FORWARD_BATCH = 256
 """Images per gradient-free pass when an attack runs a network over many images (e.g. labelling,
 encoding or featurising the aux split)."""
+
+ProgressFactory = Callable[..., tqdm]
+_PROGRESS: dict[str, ProgressFactory | None] = {"factory": None}
+
+
+def set_progress_factory(factory: ProgressFactory | None) -> None:
+    """Make every :meth:`AttackContext.progress` bar of this process ``factory(iterable,
+    **kwargs)`` (a worker process forwards its bars to the driver); ``None`` restores tqdm."""
+    _PROGRESS["factory"] = factory
 
 
 def resize_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -105,7 +114,11 @@ class AttackContext:
         return resize_uint8(self._aux_on_device[indices.to(self.device)], resolution)
 
     def progress(self, iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
-        """A progress bar (hidden when progress display is off)."""
+        """A progress bar (hidden when progress display is off), or the process's
+        :func:`set_progress_factory` bar."""
+        factory = _PROGRESS["factory"]
+        if factory is not None:
+            return factory(iterable, **kwargs)
         return tqdm(iterable, disable=not self.show_progress, dynamic_ncols=True, **kwargs)
 
 

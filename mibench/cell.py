@@ -80,6 +80,7 @@ class CellOutcome:
     metrics: list[tuple[str, str, float | None, str | None]]
     timings: dict[str, float]
     queries: dict[str, Any]
+    warnings: tuple[str, ...] = ()  # for the run, e.g. fewer identities than asked for
 
 
 @dataclass
@@ -154,7 +155,7 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
                                  tree["preset"], setting.device, aux=key.aux, seed=key.seed,
                                  show_progress=setting.show_progress)
     ledger, view = ctx.ledger, ctx.target
-    n_ids = min(run_cfg["identities"], setting.world.num_private)
+    n_ids, warnings = identity_count(run_cfg["identities"], setting.world)
     labels = torch.arange(n_ids).repeat_interleave(run_cfg["samples"])
 
     prepared = seeded_prepare(attack, ctx)
@@ -185,7 +186,17 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
     queries = {"prepare": prepared.queries,
                "per_identity": {k: v / n_ids for k, v in attack_queries.items()},
                "ledger": ledger.to_dict()}
-    return CellOutcome(images, labels, selected, rows, timings, queries)
+    return CellOutcome(images, labels, selected, rows, timings, queries, warnings)
+
+
+def identity_count(requested: int, world: World) -> tuple[int, tuple[str, ...]]:
+    """How many private identities a cell attacks: ``requested``, or all the world has, then
+    with a warning saying so (issue 23.2)."""
+    if requested <= world.num_private:
+        return requested, ()
+    return world.num_private, (f"--identities {requested}, but the {world.name} world has "
+                               f"{world.num_private} private identities: all "
+                               f"{world.num_private} were attacked",)
 
 
 def _check_output(images: torch.Tensor, expected: int, attack: str) -> None:

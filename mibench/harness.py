@@ -149,6 +149,9 @@ class Harness:
             log.error("%s × %s failed: %s (traceback in %s)", key.attack, key.target,
                       outcome.message, cell_dir / "error.log")
             return CellResult(key, CellStatus.FAILED, {}, outcome.message)
+        for warning in outcome.warnings:
+            if self.store.add_run_warning(key.run_id, warning):
+                log.warning("%s", warning)
         _write_images(cell_dir / "images", outcome.images, outcome.labels, outcome.selected)
         images = str((cell_dir / "images").relative_to(self.store.root))
         self.store.finish_cell(key, outcome.metrics, outcome.timings, outcome.queries, images)

@@ -52,9 +52,10 @@ class RunConfig(Config):
                                               "this process, or as Ray tasks (mibench[ray])")
     address: str = param("", "Ray cluster for --executor ray: 'auto', HOST:PORT, or '' = a "
                          "private one on this machine")
-    workers: int = param(0, "local executor on CPU: cells run at once, each in its own process "
-                         "with cores/workers torch threads; 0 = auto (one per core, at most "
-                         "4); always 1 on CUDA", ge=0)
+    workers: int = param(0, "local executor: cells run at once, each in its own process; 0 = "
+                         "auto (CPU: one per core, at most 4; CUDA: one per visible GPU)", ge=0)
+    threads: int = param(0, "local executor: torch threads per cell process; 0 = auto (free "
+                         "cores / workers: fewer when other processes load the machine)", ge=0)
 
     def validate(self) -> None:
         if self.address and self.executor != "ray":
@@ -62,6 +63,9 @@ class RunConfig(Config):
         if self.workers > 1 and self.executor != "local":
             raise ConfigError(f"--workers {self.workers} is for the local executor; Ray sizes "
                               "its own workers")
+        if self.threads and self.executor != "local":
+            raise ConfigError(f"run.threads {self.threads} is for the local executor; Ray "
+                              "sizes its own workers")
 
     presets = {
         "smoke": {"identities": 2, "samples": 2, "workers": 1},

@@ -1,6 +1,6 @@
 """Results store: one SQLite database per results directory (design.md §4).
 
-Tables: ``runs`` (resolved config, package versions, device, seed), ``cells`` (one per
+Tables: ``runs`` (resolved config, package versions, device, seed, warnings), ``cells`` (one per
 (attack, target, aux, seed) of a run: status, timings, queries, error) and ``metrics`` (one row
 per cell, image set and metric: a value, or the reason it could not be computed). A cell's
 metrics and its ``done`` status are written in one transaction, so a cell is either finished
@@ -25,7 +25,8 @@ DB_NAME = "mibench.db"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, created REAL NOT NULL, config TEXT NOT NULL,
-    versions TEXT NOT NULL, device TEXT NOT NULL, command TEXT NOT NULL
+    versions TEXT NOT NULL, device TEXT NOT NULL, command TEXT NOT NULL,
+    warnings TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS cells (
     run_id TEXT NOT NULL REFERENCES runs(run_id), attack TEXT NOT NULL, target TEXT NOT NULL,
@@ -82,6 +83,7 @@ class Store:
         self.path = self.root / DB_NAME
         with self._connect() as db:
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -100,7 +102,8 @@ class Store:
     def create_run(self, run_id: str, config: dict[str, Any], versions: dict[str, str],
                    device: str, command: str) -> None:
         with self._connect() as db:
-            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO runs (run_id, created, config, versions, device, "
+                       "command) VALUES (?, ?, ?, ?, ?, ?)",
                        (run_id, time.time(), json.dumps(config), json.dumps(versions), device,
                         command))
 
@@ -111,7 +114,19 @@ class Store:
             raise MibenchError(f"no run {run_id!r} in {self.path}; see the run ids with "
                                f"`mibench report --list`")
         return {**dict(row), "config": json.loads(row["config"]),
-                "versions": json.loads(row["versions"])}
+                "versions": json.loads(row["versions"]),
+                "warnings": json.loads(row["warnings"])}
+
+    def add_run_warning(self, run_id: str, warning: str) -> bool:
+        """Store ``warning`` with the run, once; ``True`` when it is new."""
+        with self._connect() as db:
+            row = db.execute("SELECT warnings FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            warnings = json.loads(row[0]) if row else []
+            if row is None or warning in warnings:
+                return False
+            db.execute("UPDATE runs SET warnings = ? WHERE run_id = ?",
+                       (json.dumps([*warnings, warning]), run_id))
+        return True
 
     def run_ids(self) -> list[str]:
         """All run ids, oldest first."""
@@ -190,3 +205,10 @@ class Store:
             rows = db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY attack, target, "
                               "aux, seed, subset, name", (run_id,)).fetchall()
         return [dict(r) for r in rows]
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a database written by an older mibench up to :data:`SCHEMA` (``runs.warnings``)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "warnings" not in columns:
+        db.execute("ALTER TABLE runs ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'")

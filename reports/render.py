@@ -82,6 +82,8 @@ def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
     ]
     if spaces:
         rows.append(("diffusion priors", "; ".join(spaces)))
+    if run.warnings:
+        rows.append(("warnings", "; ".join(run.warnings)))
     return rows
 
 

@@ -56,6 +56,7 @@ class RunRecord:
     device: str
     command: str
     cells: list[CellRecord]
+    warnings: tuple[str, ...] = ()
 
     @property
     def preset(self) -> str:
@@ -126,4 +127,4 @@ def load_run(store: Store, run_id: str) -> RunRecord:
             owner.metrics.setdefault(row["subset"], {})[row["name"]] = Measurement(
                 row["value"], row["reason"])
     return RunRecord(run_id, meta["created"], meta["config"], meta["versions"], meta["device"],
-                     meta["command"], list(cells.values()))
+                     meta["command"], list(cells.values()), tuple(meta["warnings"]))

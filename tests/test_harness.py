@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-
+from mibench.reports.render import protocol_rows
+from mibench.reports.runs import load_run
 from mibench.store import Store
 
 PLUGIN = '''
@@ -151,3 +152,24 @@ def test_resume_with_nothing_to_resume_is_a_clear_error(tmp_path, smoke_cache):
                           capture_output=True, text=True, env=env(), timeout=120)
     assert done.returncode == 2
     assert "nothing to resume" in done.stderr
+
+
+def test_asking_for_more_identities_than_the_world_has_warns_once(tmp_path, smoke_cache):
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PLUGIN)
+    cmd = [sys.executable, "-m", "mibench", "--plugin", str(plugin), "run", "--preset", "smoke",
+           "--identities", "100000", "--samples", "1", "--attacks", "grey", "--targets",
+           "arcface,cosface", "--cache-dir", smoke_cache, "--results-dir",
+           str(tmp_path / "runs"), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=900)
+    assert done.returncode == 0, done.stderr
+    store = Store(tmp_path / "runs")
+    (run_id,) = store.run_ids()
+    (warning,) = store.run(run_id)["warnings"]
+    assert warning.startswith("--identities 100000, but the synth world has ")
+    private = int(warning.split(" has ")[1].split()[0])
+    assert warning.endswith(f"all {private} were attacked")
+    assert done.stderr.count("--identities 100000") == 1  # printed once, not per cell
+    images = tmp_path / "runs" / run_id / "grey" / "cosface-18" / "images"
+    assert len(list(images.iterdir())) - 1 == private  # identity folders + samples.pt
+    assert ("warnings", warning) in protocol_rows(load_run(store, run_id))

@@ -74,3 +74,25 @@ def test_a_corrupt_database_is_a_clear_error(tmp_path):
     (tmp_path / "mibench.db").write_bytes(b"not a database at all" * 100)
     with pytest.raises(MibenchError, match="is unreadable"):
         Store(tmp_path)
+
+
+def test_warnings_are_stored_with_the_run_once(store):
+    assert store.run("r1")["warnings"] == []
+    assert store.add_run_warning("r1", "only 8 identities") is True
+    assert store.add_run_warning("r1", "only 8 identities") is False  # kept once
+    assert store.add_run_warning("r9", "no such run") is False
+    assert store.run("r1")["warnings"] == ["only 8 identities"]
+
+
+def test_a_database_without_the_warnings_column_gains_it(tmp_path):
+    with sqlite3.connect(tmp_path / "mibench.db") as db:  # the runs table before warnings
+        db.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, created REAL NOT NULL, "
+                   "config TEXT NOT NULL, versions TEXT NOT NULL, device TEXT NOT NULL, "
+                   "command TEXT NOT NULL)")
+        db.execute("INSERT INTO runs VALUES ('old', 1.0, '{}', '{}', 'cpu', 'mibench run')")
+    store = Store(tmp_path)
+    assert store.run("old")["warnings"] == []
+    store.create_run("new", {}, {}, "cpu", "mibench run")
+    assert store.add_run_warning("new", "careful")
+    assert store.run("new")["warnings"] == ["careful"]
+    assert store.run_ids() == ["old", "new"]

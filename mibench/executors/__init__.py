@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 from mibench.executors.base import Batch, Executor, Finished
 from mibench.executors.local import LocalExecutor
-from mibench.executors.pool import PoolExecutor, worker_layout
+from mibench.executors.layout import visible_gpus, worker_layout
+from mibench.executors.pool import PoolExecutor
 from mibench.executors.ray import RayExecutor
 from mibench.targets.zoo import resolve_device
 
@@ -20,13 +21,15 @@ __all__ = ["Batch", "Executor", "Finished", "LocalExecutor", "PoolExecutor", "Ra
 
 
 def choose_executor(run_cfg: dict[str, Any], plugins: Sequence[str] = ()) -> Executor:
-    """The run's executor: a local process pool when ``workers`` (auto on CPU) asks for more
-    than one process, else :class:`LocalExecutor`; Ray for ``executor: ray``. ``plugins`` are
-    the plugin files workers must load."""
+    """The run's executor: a local process pool when ``workers`` (auto: one per core on CPU,
+    one per visible GPU on CUDA) asks for more than one process, else :class:`LocalExecutor`;
+    Ray for ``executor: ray``. ``plugins`` are the plugin files workers must load."""
     if run_cfg.get("executor", "local") == "local":
-        workers, threads = worker_layout(run_cfg.get("workers", 0),
-                                         resolve_device(run_cfg["device"]))
+        device = resolve_device(run_cfg["device"])
+        workers, threads = worker_layout(run_cfg.get("workers", 0), device,
+                                         threads=run_cfg.get("threads", 0))
         if workers > 1:
-            return PoolExecutor(workers, threads, plugins=plugins)
-        return LocalExecutor()
+            gpus = visible_gpus() if device.type == "cuda" else ()
+            return PoolExecutor(workers, threads, plugins=plugins, gpus=gpus)
+        return LocalExecutor(threads)
     return RayExecutor(run_cfg.get("address", ""), plugins=plugins)

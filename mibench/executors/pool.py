@@ -7,7 +7,10 @@ once and computes whole cells with :func:`~mibench.cell.run_cell` on its share o
 harness writes images and the store. Two workers that need the same prior wait on the cache's
 lock instead of training it twice. Cells seed torch from their key, so numbers do not depend on
 which worker ran them. Cells start longest first, as earlier runs in the same store timed them
-(the batch's expected costs).
+(the batch's expected costs), or by a static estimate without history
+(:mod:`mibench.executors.ordering`). Each worker's stage shows under the cells bar
+(:mod:`mibench.executors.status`). On CUDA each worker sees one GPU (``CUDA_VISIBLE_DEVICES``,
+set before it first touches CUDA; :mod:`mibench.executors.layout`).
 
 Why processes: the models at ``mini`` are small, so torch's intra-op threads scale poorly — GMI
 at ``mini`` on 2 cores takes 8.1 s per identity on one thread and 4.9 s on two (1.65×, not 2×),
@@ -17,7 +20,6 @@ while two one-thread processes finish two cells in about the time of one.
 from __future__ import annotations
 
 import concurrent.futures as futures
-import math
 import multiprocessing
 import os
 import threading
@@ -32,48 +34,34 @@ from tqdm.auto import tqdm
 from mibench.cell import CellFailure, CellOutcome, CellSetting, run_cell
 from mibench.errors import MibenchError
 from mibench.executors.base import Batch, Finished
+from mibench.executors.layout import gpu_assignment
 from mibench.executors.local import LocalExecutor
+from mibench.executors.ordering import submission_order
+from mibench.executors.status import STATUS_QUEUE_SIZE, StatusBoard, StatusReporter
 from mibench.registry import load_plugin_file
 from mibench.store import CellKey
 from mibench.targets.zoo import get_entry, load_entry
 
-MAX_AUTO_WORKERS = 4
 DRIVER_POLL_S = 1.0
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def worker_layout(workers: int, device: torch.device,
-                  cores: int | None = None) -> tuple[int, int]:
-    """``(processes, torch threads per process)`` for ``--workers`` (0 = auto: one per core, at
-    most :data:`MAX_AUTO_WORKERS`). On CUDA every cell runs in this process: ``(1, 0)``, where
-    0 threads means "leave torch's setting alone"."""
-    if device.type == "cuda" or workers == 1:
-        return 1, 0
-    cores = cores or available_cores()
-    count = min(cores, MAX_AUTO_WORKERS) if workers == 0 else workers
-    count = max(1, count)
-    return count, max(1, cores // count)
+STATUS_POLL_S = 0.5
+SLOT_WAIT_S = 60.0
 
 
 class PoolExecutor:
-    """Cells in ``workers`` spawned processes with ``threads`` torch threads each; a run with
-    fewer than two cells left runs them here, as :class:`~mibench.executors.LocalExecutor`."""
+    """Cells in ``workers`` spawned processes with ``threads`` torch threads each (on CUDA,
+    worker *i* sees only ``gpus[i]``); a run with fewer than two cells left runs them here, as
+    :class:`~mibench.executors.LocalExecutor`."""
 
-    def __init__(self, workers: int, threads: int, *, plugins: Sequence[str] = ()) -> None:
+    def __init__(self, workers: int, threads: int, *, plugins: Sequence[str] = (),
+                 gpus: Sequence[str] = ()) -> None:
         self.workers = workers
         self.threads = threads
         self.plugins = tuple(str(Path(p).resolve()) for p in plugins)
+        self.gpus = tuple(gpus)
 
     def run(self, batch: Batch) -> Iterator[Finished]:
         if len(batch.keys) < 2 or self.workers < 2:
-            yield from LocalExecutor().run(batch)
+            yield from LocalExecutor(self.threads).run(batch)
             return
         # the driver builds world, evaluation model and targets into the cache with all its
         # threads, so workers load them instead of waiting for one worker to train them
@@ -82,45 +70,72 @@ class PoolExecutor:
             load_entry(get_entry(target), setting.world, setting.cache, batch.preset,
                        setting.device, batch.show_progress)
         workers = min(self.workers, len(batch.keys))
-        # longest first (as the store's earlier runs at this preset timed them; unknown cells
-        # first of all, in plan order), so no long cell starts last while other workers idle
-        costs = batch.expected_costs
-        keys = sorted(batch.keys, key=lambda k: -costs.get((k.attack, k.target), math.inf))
+        keys = submission_order(batch.keys, batch.expected_costs)
         context = multiprocessing.get_context("spawn")  # fork and torch's threads do not mix
+        slots = context.Queue()
+        for index, devices in enumerate(gpu_assignment(self.gpus, workers) or [None] * workers):
+            slots.put((index, devices))
+        updates = context.Queue(STATUS_QUEUE_SIZE)
         with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                          initargs=(batch.tree, self.threads, self.plugins,
-                                                   os.getpid())
+                                                   os.getpid(), slots, updates)
                                          ) as pool:
             pending = {}
             for key in keys:
                 batch.on_start(key)
                 pending[pool.submit(_run_cell, key)] = key
-            with tqdm(total=len(keys), desc=f"cells ({workers} workers)", unit="cell",
-                      disable=not batch.show_progress) as progress:
-                for done in futures.as_completed(pending):
-                    try:
-                        outcome = done.result()
-                    except BrokenProcessPool as err:
-                        raise MibenchError(
-                            f"a worker process died ({err}); too little memory? Run with "
-                            "--workers 1, and `mibench run --resume` keeps finished cells"
-                        ) from err
+            yield from _collect(pending, updates, workers, batch.show_progress)
+
+
+def _collect(pending: dict[futures.Future, CellKey], updates: Any, workers: int,
+             show_progress: bool) -> Iterator[Finished]:
+    """Yield each cell's outcome as it arrives, with each worker's status under the bar."""
+    with tqdm(total=len(pending), desc=f"cells ({workers} workers)", unit="cell",
+              disable=not show_progress) as progress:
+        board = StatusBoard(updates, workers, enabled=show_progress)
+        try:
+            waiting = set(pending)
+            while waiting:
+                done, waiting = futures.wait(waiting, timeout=STATUS_POLL_S,
+                                             return_when=futures.FIRST_COMPLETED)
+                board.drain()
+                for future in done:
                     progress.update()
-                    yield pending[done], outcome
+                    yield pending[future], _outcome(future)
+        finally:
+            board.close()
 
 
-_SETTING: dict[str, Any] = {}
+def _outcome(future: futures.Future) -> CellOutcome | CellFailure:
+    try:
+        return future.result()
+    except BrokenProcessPool as err:
+        raise MibenchError(
+            f"a worker process died ({err}); too little memory? Run with --workers 1, and "
+            "`mibench run --resume` keeps finished cells") from err
 
 
-def _start_worker(tree: dict[str, Any], threads: int, plugins: tuple[str, ...],
-                  driver: int) -> None:
-    """Match the driver (plugins) and load what every cell shares, once per process; end when
-    the driver ends, even if it was killed (its cells are redone by ``--resume``)."""
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(tree: dict[str, Any], threads: int, plugins: tuple[str, ...], driver: int,
+                  slots: Any, updates: Any) -> None:
+    """Take this worker's slot (its index and, on CUDA, its GPU: set before anything touches
+    CUDA), match the driver (plugins) and load what every cell shares, once per process; end
+    when the driver ends, even if it was killed (its cells are redone by ``--resume``)."""
+    index, devices = slots.get(timeout=SLOT_WAIT_S)  # one per worker, put before it starts
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices
     threading.Thread(target=_exit_with, args=(driver,), daemon=True).start()
-    torch.set_num_threads(threads)
+    updates.cancel_join_thread()  # exiting never waits for the driver to read
+    reporter = StatusReporter(updates, index)
+    reporter.install()
+    _WORKER["reporter"] = reporter
+    if threads:
+        torch.set_num_threads(threads)
     for path in plugins:
         load_plugin_file(path)
-    _SETTING["setting"] = CellSetting.build(tree, show_progress=False)
+    _WORKER["setting"] = CellSetting.build(tree, show_progress=False)
 
 
 def _exit_with(driver: int) -> None:
@@ -131,4 +146,8 @@ def _exit_with(driver: int) -> None:
 
 
 def _run_cell(key: CellKey) -> CellOutcome | CellFailure:
-    return run_cell(_SETTING["setting"], key)
+    reporter: StatusReporter = _WORKER["reporter"]
+    reporter.start_cell(key)
+    outcome = run_cell(_WORKER["setting"], key)
+    reporter.send(f"{reporter.cell} done")
+    return outcome
