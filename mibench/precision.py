@@ -103,9 +103,15 @@ class LossScaler:
     def enabled(self) -> bool:
         return self._scaler.is_enabled()
 
-    def step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
-        """Back-propagate ``loss`` (scaled under fp16) and step ``optimiser`` (skipped by the
-        scaler when its gradients overflowed)."""
+    def step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer,
+             max_grad_norm: float | None = None) -> None:
+        """Back-propagate ``loss`` (scaled under fp16), clip the unscaled gradients of
+        ``optimiser``'s parameters to ``max_grad_norm`` if given, and step ``optimiser``
+        (skipped by the scaler when its gradients overflowed)."""
         self._scaler.scale(loss).backward()
+        if max_grad_norm is not None:
+            self._scaler.unscale_(optimiser)
+            torch.nn.utils.clip_grad_norm_(
+                [p for group in optimiser.param_groups for p in group["params"]], max_grad_norm)
         self._scaler.step(optimiser)
         self._scaler.update()
