@@ -62,7 +62,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = build_plan(tree)
     gpu = get_gpu(args.gpu)
     budget = gpu.memory_gib if args.budget_gib is None else args.budget_gib
-    policy = args.precision or tree["run"].get("precision", "auto")
+    policy = throughput_policy(args.precision, tree)
     rate = gpu.tflops(policy) * 1e12 * args.utilisation
     print(f"Plan: {tree['run'].get('experiment') or 'run'} at preset {plan.preset}, "
           f"{tree['run']['identities']} identities × {tree['run']['samples']} samples, on "
@@ -80,6 +80,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
           + (f"; no estimate for {', '.join(missing)}" if missing else "")
           + f" (planned in {time.perf_counter() - started:.1f} s)")
     return OVER_BUDGET_STATUS if over and args.budget_gib is not None else 0
+
+
+def throughput_policy(requested: str | None, tree: dict[str, Any]) -> str:
+    """The precision whose throughput the hours use: ``--precision``, else the run's
+    ``run.precision`` (``auto``: the loops autocast on a CUDA GPU, the bf16 rate)."""
+    return requested or tree["run"].get("precision", "auto")
 
 
 def _hours(flops: float, rate: float) -> float:
