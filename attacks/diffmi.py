@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
+from mibench import precision
 from mibench.access import TargetView
 from mibench.attack import FORWARD_BATCH, Attack, AttackContext, AttackSpec
 from mibench.attacks.augment import Augment
@@ -52,7 +53,7 @@ from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.autoencoder import AUTOENCODER_FIELDS
 from mibench.attacks.priors.class_diffusion import (PRIOR_FIELDS, ClassDiffusionConfig,
                                                     ClassDiffusionPrior, class_diffusion_prior)
-from mibench.attacks.priors.diffusion import (TRAIN_TIMESTEPS, AccumulatingScaler, clip_to,
+from mibench.attacks.priors.diffusion import (TRAIN_TIMESTEPS, clip_to,
                                               ddim_denoise, guidance_context, guided_output,
                                               micro_batches, noise_scheduler, predicted_noise,
                                               weighted)
@@ -200,7 +201,7 @@ class DiffMI(Attack):
         for p in trainable:
             p.requires_grad_(True)
         optimiser = torch.optim.AdamW(trainable, lr=cfg.ft_lr, weight_decay=0.0)
-        scaler = AccumulatingScaler(ctx.device)
+        scaler = precision.LossScaler(ctx.device)
         scheduler = noise_scheduler(prior.autoencoder is None, cfg.prediction)
         scheduler.set_timesteps(cfg.ft_sampler_steps)
         gen = ctx.generator(7727)
@@ -216,7 +217,7 @@ class DiffMI(Attack):
                 optimiser.zero_grad(set_to_none=True)
                 hits.append(self._finetune_backward(prior, target, x, labels, scheduler, gen,
                                                     scaler))
-                scaler.clipped_step(optimiser)
+                scaler.apply(optimiser)
             accuracy = torch.stack(hits).double().sum().item() / len(hits)
             bar.set_postfix(acc=f"{accuracy:.2f}")
             if accuracy >= cfg.ft_threshold:
@@ -225,7 +226,7 @@ class DiffMI(Attack):
 
     def _finetune_backward(self, prior: ClassDiffusionPrior, target: TargetView,
                            x: torch.Tensor, labels: torch.Tensor, scheduler: DDIMScheduler,
-                           gen: torch.Generator, scaler: AccumulatingScaler) -> torch.Tensor:
+                           gen: torch.Generator, scaler: precision.LossScaler) -> torch.Tensor:
         """Accumulate one fine-tuning step's gradients, ``ft_micro_batch`` classes at a time
         (each micro-batch's loss weighted by its share); returns the step's hit rate."""
         cfg = self.config

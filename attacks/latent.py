@@ -9,18 +9,24 @@ hands the bookkeeping to two helpers:
   the run seed plus the chunk's offset, renders the result without gradients and gathers the
   images on the CPU;
 - :func:`descend` runs ``steps`` optimiser steps on a loss (zero grad, backward, step) with a
-  progress bar and an optional per-step callback (a learning-rate schedule, a projection);
-  backward and step go through the run's :class:`mibench.precision.LossScaler`.
+  progress bar and an optional per-step callback (a learning-rate schedule, a projection); the
+  loss is computed under the run's autocast and stepped through its loss scaler
+  (:mod:`mibench.precision`).
+
+:func:`show_losses` puts loss values on a training loop's progress bar every
+:data:`SHOW_EVERY` steps: each value read is a host-device sync, so not every step.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
 from mibench import precision
 from mibench.attack import AttackContext
+
+SHOW_EVERY = 50
 
 
 class Chunk(NamedTuple):
@@ -60,11 +66,22 @@ def descend(optimiser: torch.optim.Optimizer, loss: Callable[[], torch.Tensor], 
             ctx: AttackContext, desc: str,
             after_step: Callable[[], object] | None = None) -> None:
     """``steps`` times: ``loss()``, zero the gradients, back-propagate, ``optimiser.step()``,
-    then ``after_step()`` if given. The optimiser holds the latents being optimised."""
+    then ``after_step()`` if given. The optimiser holds the latents being optimised.
+
+    ``loss()`` runs under the run's autocast: the generators and targets of every caller (GMI,
+    FMI, PLG-MI, PPA, IF-GMI) take reduced-precision activations, their identity losses are
+    autocast to float32 (cross-entropy, log-softmax) and the latents stay float32 leaves."""
     scaler = precision.LossScaler(ctx.device)
     for _ in ctx.progress(range(steps), desc=desc, unit="it", leave=False):
-        value = loss()
+        with precision.autocast(ctx.device):
+            value = loss()
         optimiser.zero_grad(set_to_none=True)
         scaler.step(value, optimiser)
         if after_step is not None:
             after_step()
+
+
+def show_losses(bar: Any, step: int, **losses: torch.Tensor) -> None:
+    """Show ``losses`` on ``bar`` (a tqdm bar) at every :data:`SHOW_EVERY`-th ``step``."""
+    if step % SHOW_EVERY == 0:
+        bar.set_postfix({name: f"{value.item():.2f}" for name, value in losses.items()})

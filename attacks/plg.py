@@ -7,7 +7,8 @@ Prior (target-dependent, cached per target):
 2. A conditional GAN (``priors/cgan.py``: conditional-BN ResNet generator, SN projection
    discriminator) trained with the hinge loss on the pseudo-labelled images (plus dequantisation
    noise U(0, 1/256)), the generator also minimising α · max-margin(T(aug(G(z, ŷ))), ŷ) for
-   uniform ŷ (Adam 2e-4, betas (0, 0.9), n_dis discriminator steps per generator step).
+   uniform ŷ (Adam 2e-4, betas (0, 0.9), n_dis discriminator steps per generator step); its
+   forwards run under the run's autocast, its steps through the run's loss scaler.
 
 Attack (§4.3): per sample, z ~ N(0, I) is optimised with Adam (lr 0.1) on the sum of the
 max-margin loss of two independently augmented copies of G(z, y); the label stays fixed and no
@@ -34,10 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mibench import precision
 from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
 from mibench.attacks.augment import Augment
-from mibench.attacks.latent import Chunk, descend, invert_in_chunks
+from mibench.attacks.latent import Chunk, descend, invert_in_chunks, show_losses
 from mibench.attacks.losses import IDENTITY_LOSSES
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.cgan import ConditionalGenerator, ProjectionDiscriminator
@@ -138,30 +140,30 @@ class PLG(Attack):
         def fake(grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
             z = torch.randn(n, cfg.z_dim, device=ctx.device, generator=gen)
             y = torch.randint(classes, (n,), device=ctx.device, generator=gen)
-            with torch.set_grad_enabled(grad):
+            with torch.set_grad_enabled(grad), precision.autocast(ctx.device):
                 return generator(z, y), y
 
+        scale_g, scale_d = precision.LossScaler(ctx.device), precision.LossScaler(ctx.device)
         bar = ctx.progress(range(cfg.gan_steps), desc="PLG-MI cGAN", unit="step")
-        for _ in bar:
+        for step in bar:
             for _ in range(cfg.n_dis):
                 pick = torch.randint(len(index), (n,), device=ctx.device, generator=gen)
                 real = images[index[pick]].float().div_(255)
                 real = real + torch.rand(real.shape, device=ctx.device, generator=gen) / 256
                 x_fake, y_fake = fake(grad=False)
-                loss_d = (F.relu(1 - discriminator(real * 2 - 1, labels[pick])).mean()
-                          + F.relu(1 + discriminator(x_fake, y_fake)).mean())
+                with precision.autocast(ctx.device):
+                    loss_d = (F.relu(1 - discriminator(real * 2 - 1, labels[pick])).mean()
+                              + F.relu(1 + discriminator(x_fake, y_fake)).mean())
                 opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
+                scale_d.step(loss_d, opt_d)
             x_fake, y_fake = fake(grad=True)
-            logits = target.logits(augment((x_fake + 1) / 2, gen))
-            loss_inv = inv_loss(logits, y_fake).mean()
-            loss_g = -discriminator(x_fake, y_fake).mean() + cfg.inv_weight * loss_inv
+            with precision.autocast(ctx.device):
+                logits = target.logits(augment((x_fake + 1) / 2, gen))
+                loss_inv = inv_loss(logits, y_fake).mean()
+                loss_g = -discriminator(x_fake, y_fake).mean() + cfg.inv_weight * loss_inv
             opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            bar.set_postfix(d=f"{loss_d.item():.2f}", g=f"{loss_g.item():.2f}",
-                            inv=f"{loss_inv.item():.2f}")
+            scale_g.step(loss_g, opt_g)
+            show_losses(bar, step, d=loss_d, g=loss_g, inv=loss_inv)
         generator.eval()
 
     def invert(self, target: TargetView, labels: torch.Tensor,

@@ -103,18 +103,26 @@ class LossScaler:
     def enabled(self) -> bool:
         return self._scaler.is_enabled()
 
-    def step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
-        """Back-propagate ``loss`` (scaled under fp16) and step ``optimiser`` (skipped by the
-        scaler when its gradients overflowed)."""
+    def step(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer,
+             max_grad_norm: float | None = None) -> None:
+        """Back-propagate ``loss`` (scaled under fp16), clip the unscaled gradients to
+        ``max_grad_norm`` if given, and step ``optimiser`` (skipped by the scaler when its
+        gradients overflowed)."""
         self.backward(loss)
-        self.apply(optimiser)
+        self.apply(optimiser, max_grad_norm)
 
     def backward(self, loss: torch.Tensor) -> None:
         """Back-propagate one part of an accumulated step (scaled under fp16); :meth:`apply`
         after the last part."""
         self._scaler.scale(loss).backward()
 
-    def apply(self, optimiser: torch.optim.Optimizer) -> None:
-        """Step ``optimiser`` on the accumulated gradients and update the scale."""
+    def apply(self, optimiser: torch.optim.Optimizer,
+              max_grad_norm: float | None = None) -> None:
+        """Clip (unscaled) to ``max_grad_norm`` if given, step ``optimiser`` on the accumulated
+        gradients and update the scale."""
+        if max_grad_norm is not None:
+            self._scaler.unscale_(optimiser)
+            torch.nn.utils.clip_grad_norm_(
+                [p for group in optimiser.param_groups for p in group["params"]], max_grad_norm)
         self._scaler.step(optimiser)
         self._scaler.update()

@@ -23,11 +23,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from mibench import precision
 from mibench.target import Target
 from mibench.targets.config import TargetConfig
 from mibench.targets.errors import TargetError
 from mibench.targets.heads import ArcFaceHead, CosFaceHead, MarginHead, triplet_loss
 from mibench.targets.models import OpenSetModel, build_target, class_templates, embed_split
+from mibench.targets.transfer import channels_last, device_batches, to_device
 from mibench.world import UNLABELLED, Split
 
 GRAD_CLIP = 5.0
@@ -123,17 +125,18 @@ def augment(images: Tensor, generator: torch.Generator) -> Tensor:
     """Light augmentation of [0,1] images: horizontal flip, up to 10 % zoom and 6 % shift,
     ±10 % brightness (randomness drawn from ``generator`` on the CPU)."""
     n = images.shape[0]
-    flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+    device = images.device
+    flip = to_device(torch.rand(n, generator=generator) < 0.5, device)
     images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
     theta = torch.zeros(n, 2, 3)
     zoom = 1.0 - 0.1 * torch.rand(n, generator=generator)
     theta[:, 0, 0] = zoom
     theta[:, 1, 1] = zoom
     theta[:, :, 2] = (2.0 * torch.rand(n, 2, generator=generator) - 1.0) * 0.06
-    grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
+    grid = F.affine_grid(to_device(theta, device), list(images.shape), align_corners=False)
     images = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
     brightness = 1.0 + (2.0 * torch.rand(n, generator=generator) - 1.0) * 0.1
-    return (images * brightness.to(images.device).view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+    return (images * to_device(brightness, device).view(-1, 1, 1, 1)).clamp(0.0, 1.0)
 
 
 def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
@@ -170,20 +173,30 @@ def fit(target: Target, objective: Objective, split: Split, cfg: TargetConfig, *
         device: str | torch.device = "cpu", progress: bool = True) -> tuple[int, float]:
     """Train ``target`` (and the objective's parameters) on ``split`` in place.
 
+    Forward passes run under the run's autocast and steps go through its loss scaler
+    (:mod:`mibench.precision`); the loss is summed on the device and read once per epoch (no
+    per-step host sync), so a diverged loss is reported at the end of its epoch.
     Returns (optimiser steps, mean loss of the last epoch).
     """
+    device = torch.device(device)
     generator = torch.Generator().manual_seed(cfg.seed)
     target.to(device).train()
+    if channels_last(device):
+        target.to(memory_format=torch.channels_last)
     objective.to(device).train()
     params = [p for p in (*target.parameters(), *objective.parameters()) if p.requires_grad]
     optimiser = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
+    scaler = precision.LossScaler(device)
     triplet = isinstance(objective, TripletObjective)
 
     def epoch_batches(rng: torch.Generator) -> list[Tensor]:
         if triplet:
             return identity_batches(split.labels, cfg.batch_size, cfg.images_per_identity, rng)
         return shuffled_batches(len(split), cfg.batch_size, rng)
+
+    def load(index: Tensor) -> tuple[Tensor, Tensor]:
+        return split.float_images(index), split.labels[index]
 
     per_epoch = len(epoch_batches(torch.Generator().manual_seed(cfg.seed)))
     total, warmup = cfg.epochs * per_epoch, min(cfg.warmup_epochs, cfg.epochs - 1) * per_epoch
@@ -197,38 +210,41 @@ def fit(target: Target, objective: Objective, split: Split, cfg: TargetConfig, *
     step, last_epoch_loss = 0, float("nan")
     with seeded(cfg.seed, device), tqdm(total=total, disable=not progress,
                                         desc=f"train {cfg.arch}", leave=False) as bar:
-        for _ in range(cfg.epochs):
-            losses = []
-            for index in epoch_batches(generator):
-                images = split.float_images(index).to(device)
+        for epoch in range(cfg.epochs):
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            batches = epoch_batches(generator)
+            for images, labels in device_batches(load, batches, device):
                 if cfg.augment:
                     images = augment(images, generator)
-                loss = objective(target, images, split.labels[index].to(device))
-                if not torch.isfinite(loss):
-                    raise TargetError(f"training diverged at step {step} (loss {loss.item()}); "
-                                      "lower lr")
+                with precision.autocast(device):
+                    loss = objective(target, images, labels)
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, GRAD_CLIP)
-                optimiser.step()
+                scaler.step(loss, optimiser, max_grad_norm=GRAD_CLIP)
                 schedule.step()
                 step += 1
-                losses.append(loss.item())
+                loss_sum += loss.detach().double()
                 bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            last_epoch_loss = sum(losses) / len(losses)
+            last_epoch_loss = loss_sum.item() / len(batches)
+            if not math.isfinite(last_epoch_loss):
+                raise TargetError(f"training diverged in epoch {epoch + 1} (mean loss "
+                                  f"{last_epoch_loss}); lower lr")
+            bar.set_postfix(loss=f"{last_epoch_loss:.3f}")
     target.eval()
     return step, last_epoch_loss
 
 
 @torch.no_grad()
 def accuracy(target: Target, split: Split, batch_size: int = EVAL_BATCH) -> float:
-    """Top-1 accuracy of ``target``'s logits on ``split`` (eval mode)."""
+    """Top-1 accuracy of ``target``'s logits on ``split`` (eval mode, the run's autocast),
+    counted on the device and read once."""
     target.eval()
     device = next(target.parameters()).device
-    correct = sum(int((target(x.to(device))[0].argmax(1).cpu() == y).sum())
-                  for x, y in split.batches(batch_size))
-    return correct / max(1, len(split))
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for x, y in split.batches(batch_size):
+        with precision.autocast(device):
+            logits = target(x.to(device))[0]
+        correct += (logits.argmax(1) == y.to(device)).sum()
+    return int(correct) / max(1, len(split))
 
 
 def template_accuracy(target: Target, split: Split) -> float:

@@ -23,6 +23,7 @@ from typing import Any, Literal, Mapping
 
 import torch
 
+from mibench import precision
 from mibench.cache import Cache, atomic_write_bytes
 from mibench.registry import TARGETS
 from mibench.target import Target
@@ -116,8 +117,10 @@ def entry_key(entry: AnyEntry, world: World | WorldSummary, cache: Cache, preset
     if user.is_file():
         return f"user-{_file_sha256(user)[:16]}"
     parent = None if entry.parent is None else entry_key(entry.parent, world, cache, preset)
-    return cache.key(COMPONENT, {"config": entry.resolve(preset).identity(), "parent": parent},
-                     data=world.fingerprint, version=ZOO_VERSION)
+    identity = {"config": entry.resolve(preset).identity(), "parent": parent}
+    if precision.key_tag():  # trained under mixed precision: another model (fp32 keys as before)
+        identity["precision"] = precision.key_tag()
+    return cache.key(COMPONENT, identity, data=world.fingerprint, version=ZOO_VERSION)
 
 
 def _train(entry: ZooEntry, cfg: TargetConfig, world: World, cache: Cache, preset: str,

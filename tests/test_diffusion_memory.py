@@ -14,8 +14,9 @@ from mibench.access import QueryLedger, view_for
 from mibench.attack import AttackContext
 from mibench.attacks.diffmi import DiffMI, DiffMIConfig
 from mibench.attacks.fgmia import FGMIA, FGMIAConfig
-from mibench.attacks.priors.diffusion import (AccumulatingScaler, ConditionalDenoiser,
-                                              micro_batches, noise_scheduler, train_denoiser)
+from mibench.attacks.priors.diffusion import (ConditionalDenoiser, micro_batches,
+                                              noise_scheduler, train_denoiser)
+from mibench.precision import LossScaler
 from mibench.testing import colour_aux, toy_context
 from mibench.world import Split
 
@@ -98,7 +99,7 @@ def test_finetuning_micro_batches_accumulate_the_full_step_gradient(ctx):
         model.zero_grad(set_to_none=True)
         middle.requires_grad_(True)
         hit = attack._finetune_backward(prior, ctx.target, x, labels, scheduler,
-                                        ctx.generator(0), AccumulatingScaler("cpu"))
+                                        ctx.generator(0), LossScaler("cpu"))
         results.append((hit, [p.grad.clone() for p in middle.parameters()]))
         middle.requires_grad_(False)
     (hit_whole, grads_whole), (hit_chunked, grads_chunked) = results

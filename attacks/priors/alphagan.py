@@ -8,7 +8,8 @@ losses, with BCE on logits:
 - D: real x against reconstructions G(E(x)) and samples G(z);
 - C: prior codes z against encoded codes E(x);
 Adam (lr 8e-4, betas (0.5, 0.9)) with ``eg_steps`` (2) E/G steps per D/C step, the defaults of
-victor-shepardson/alpha-GAN.
+victor-shepardson/alpha-GAN. Forwards run under the run's autocast, steps through its loss
+scaler (:mod:`mibench.precision`); the BCE and L1 losses are autocast to float32.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mibench import precision
 from mibench.attack import AttackContext
+from mibench.attacks.latent import show_losses
 from mibench.attacks.priors.dcgan import Critic
 
 
@@ -71,28 +74,29 @@ def train_alpha_gan(prior: nn.ModuleDict, ctx: AttackContext, *, epochs: float, 
                               betas=betas)
     opt_dc = torch.optim.Adam([*disc.parameters(), *code_disc.parameters()], lr=lr, betas=betas)
     steps = max(1, math.ceil(epochs * len(data) / batch_size))
+    scale_eg, scale_dc = precision.LossScaler(ctx.device), precision.LossScaler(ctx.device)
     bar = ctx.progress(range(steps), desc="α-GAN prior", unit="step")
-    for _ in bar:
+    for step in bar:
         index = torch.randint(len(data), (batch_size,), device=ctx.device, generator=gen)
         x = data[index].float().div_(255)
         for _ in range(eg_steps):
-            code = encoder(x)
-            recon = generator(code)
-            sample = generator(torch.randn(code.shape, device=ctx.device, generator=gen))
-            loss_eg = (recon_weight * F.l1_loss(recon, x) + real(disc(recon))
-                       + real(disc(sample)) + real(code_disc(code)))
+            with precision.autocast(ctx.device):
+                code = encoder(x)
+                recon = generator(code)
+                sample = generator(torch.randn(code.shape, device=ctx.device, generator=gen))
+                loss_eg = (recon_weight * F.l1_loss(recon, x) + real(disc(recon))
+                           + real(disc(sample)) + real(code_disc(code)))
             opt_eg.zero_grad(set_to_none=True)
-            loss_eg.backward()
-            opt_eg.step()
-        with torch.no_grad():
+            scale_eg.step(loss_eg, opt_eg)
+        with torch.no_grad(), precision.autocast(ctx.device):
             code = encoder(x)
             recon = generator(code)
             prior_code = torch.randn(code.shape, device=ctx.device, generator=gen)
             sample = generator(prior_code)
-        loss_dc = (real(disc(x)) + fake(disc(recon)) + fake(disc(sample))
-                   + real(code_disc(prior_code)) + fake(code_disc(code)))
+        with precision.autocast(ctx.device):
+            loss_dc = (real(disc(x)) + fake(disc(recon)) + fake(disc(sample))
+                       + real(code_disc(prior_code)) + fake(code_disc(code)))
         opt_dc.zero_grad(set_to_none=True)
-        loss_dc.backward()
-        opt_dc.step()
-        bar.set_postfix(eg=f"{loss_eg.item():.2f}", dc=f"{loss_dc.item():.2f}")
+        scale_dc.step(loss_dc, opt_dc)
+        show_losses(bar, step, eg=loss_eg, dc=loss_dc)
     prior.eval()

@@ -11,6 +11,7 @@ doubling the channels, then a 4×4 conv to a scalar (InstanceNorm stands in for 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -68,8 +69,13 @@ class Critic(nn.Module):
 
 def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """WGAN-GP penalty E[(‖∇D(x̂)‖₂ − 1)²] on random interpolates x̂ (Gulrajani et al., 2017)."""
+    """WGAN-GP penalty E[(‖∇D(x̂)‖₂ − 1)²] on random interpolates x̂ (Gulrajani et al., 2017),
+    always in float32: autocast is disabled for its double backward."""
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=generator)
-    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    grad, = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    device_type = real.device.type
+    fp32 = (torch.autocast(device_type, enabled=False)
+            if torch.amp.is_autocast_available(device_type) else nullcontext())
+    with fp32:
+        mixed = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+        grad, = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+        return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()

@@ -25,7 +25,6 @@ from torch import nn
 
 from mibench import precision
 from mibench.attack import AttackContext
-from mibench.precision import LossScaler
 
 TRAIN_TIMESTEPS = 1000
 
@@ -118,26 +117,6 @@ def ema_decay(step: int, max_decay: float, inv_gamma: float = 1.0, power: float 
     return min(max_decay, 1.0 - (1.0 + step / inv_gamma) ** -power)
 
 
-class AccumulatingScaler(LossScaler):
-    """A :class:`LossScaler` whose backward and step are apart, so that the gradients of
-    several micro-batches accumulate before one clipped optimiser step."""
-
-    def backward(self, loss: torch.Tensor) -> None:
-        """Back-propagate ``loss`` (scaled under fp16), adding to the gradients."""
-        self._scaler.scale(loss).backward()
-
-    def clipped_step(self, optimiser: torch.optim.Optimizer,
-                     max_grad_norm: float | None = None) -> None:
-        """Clip the unscaled gradients to ``max_grad_norm`` if given and step ``optimiser``
-        (skipped by the scaler when its gradients overflowed)."""
-        if max_grad_norm is not None:
-            self._scaler.unscale_(optimiser)
-            nn.utils.clip_grad_norm_([p for group in optimiser.param_groups
-                                      for p in group["params"]], max_grad_norm)
-        self._scaler.step(optimiser)
-        self._scaler.update()
-
-
 def micro_batches(batch: int, micro_batch: int) -> list[slice]:
     """The slices of a ``batch`` cut into micro-batches of ``micro_batch`` (0: one slice)."""
     size = micro_batch if 0 < micro_batch < batch else batch
@@ -185,7 +164,7 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(
         (s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * max(s - warmup, 0)
                                              / max(steps - warmup, 1)))))
-    scaler = AccumulatingScaler(ctx.device)
+    scaler = precision.LossScaler(ctx.device)
     parts = micro_batches(batch_size, micro_batch)
     model.train()
     bar = ctx.progress(range(steps), desc=desc, unit="step")
@@ -209,7 +188,7 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
             loss = weighted(F.mse_loss(out.float(), target[part]), part, batch_size)
             scaler.backward(loss)
             total += loss.detach()
-        scaler.clipped_step(optimiser, 1.0)
+        scaler.apply(optimiser, 1.0)
         scheduler.step()
         with torch.no_grad():
             torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()],

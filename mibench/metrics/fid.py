@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mibench import precision
 from mibench.batching import in_batches
 from mibench.metrics.base import MetricUnavailable, metric
 from mibench.metrics.batching import evaluating, module_device
@@ -24,12 +25,18 @@ CPU_BATCH = 16  # 299-px activations of smaller batches stay in cache: ~10 % fas
 
 
 def inception_features(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """N×2048 pool3 features (float64) of [0,1] images, on the model's device."""
+    """N×2048 pool3 features (float64) of [0,1] images, on the model's device; only the
+    network forward runs under the run's autocast, its features are float32 per batch."""
     check_images(images, "FID inputs")
+    device = module_device(model)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with precision.autocast(device):
+            pooled = model(x.contiguous(memory_format=torch.channels_last))[0]
+        return pooled.flatten(1).float()
+
     with evaluating(model):
-        features = in_batches(
-            lambda x: model(x.contiguous(memory_format=torch.channels_last))[0].flatten(1),
-            images, module_device(model), batch_size)
+        features = in_batches(forward, images, device, batch_size)
     return features.double()
 
 

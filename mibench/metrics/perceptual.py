@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mibench import precision
 from mibench.metrics.base import MetricUnavailable, metric
 from mibench.metrics.batching import evaluating
 from mibench.metrics.context import EvalContext
@@ -118,8 +119,10 @@ def perceptual_embedding(net: nn.Module, images: torch.Tensor, size: tuple[int, 
         for batch in images.split(batch_size):
             x = batch * 2 - 1
             x = net.scaling_layer(x) if net.version == "0.1" else x
+            with precision.autocast(x.device):
+                trunk = net.net.forward(x)
             layers = []
-            for feature, w in zip(net.net.forward(x), weights):
+            for feature, w in zip((f.float() for f in trunk), weights):
                 unit = feature / (feature.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
                 scale = w.sqrt()[None, :, None, None] / feature[0, 0].numel() ** 0.5
                 layers.append((unit * scale).flatten(1))

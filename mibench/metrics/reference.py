@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from mibench import precision
 from mibench.cache import Cache
 from mibench.errors import CacheError
 from mibench.metrics.batching import logits_and_features, module_device
@@ -49,6 +50,8 @@ class ReferenceStore:
         """The ``rows``-row tensor stored under ``name``, computed (and stored) on first use.
         An unreadable or mis-shaped entry is reported, removed and computed again."""
         config = {"name": name, "eval_model": self.eval_key if uses_eval_model else None}
+        if precision.key_tag():  # embedded under autocast: not the fp32 features
+            config["precision"] = precision.key_tag()
         key = self.cache.key(COMPONENT, config, data=self.data_key, version=REFERENCE_VERSION)
 
         def build(folder: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from mibench.config import PRESETS
 from mibench.planning.count import CALIBRATION
-from mibench.planning.gpus import (DEFAULT_GPU, DEFAULT_UTILISATION, GPUS, PRECISIONS,
+from mibench.planning.gpus import (DEFAULT_GPU, DEFAULT_UTILISATION, GPUS, POLICY_RATES,
                                    get_gpu)
 from mibench.planning.plan import Plan, Row, build_plan
 from mibench.runconfig import resolve
@@ -44,9 +44,10 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, as for `mibench run`")
     parser.add_argument("--gpu", default=DEFAULT_GPU, choices=sorted(GPUS))
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="throughput used for the hours: fp32 (today's code: no autocast) "
-                             "or bf16 tensor cores; memory is always counted in fp32")
+    parser.add_argument("--precision", choices=POLICY_RATES,
+                        help="throughput used for the hours; default the run's run.precision "
+                             "(auto: the loops autocast, bf16 tensor-core rate); fp32 for no "
+                             "autocast; memory is always counted in fp32")
     parser.add_argument("--utilisation", type=float, default=DEFAULT_UTILISATION,
                         help="share of the GPU's peak throughput reached (ours: 0.3)")
     parser.add_argument("--budget-gib", type=float,
@@ -61,10 +62,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = build_plan(tree)
     gpu = get_gpu(args.gpu)
     budget = gpu.memory_gib if args.budget_gib is None else args.budget_gib
-    rate = gpu.tflops(args.precision) * 1e12 * args.utilisation
+    policy = throughput_policy(args.precision, tree)
+    rate = gpu.tflops(policy) * 1e12 * args.utilisation
     print(f"Plan: {tree['run'].get('experiment') or 'run'} at preset {plan.preset}, "
           f"{tree['run']['identities']} identities × {tree['run']['samples']} samples, on "
-          f"{gpu.title} at {gpu.tflops(args.precision):g} {args.precision} TFLOP/s × "
+          f"{gpu.title} at {gpu.tflops(policy):g} {POLICY_RATES[policy]} TFLOP/s "
+          f"(precision {policy}) × "
           f"{args.utilisation:g}; budget {budget:g} GiB; activations × {CALIBRATION:g} "
           "(CPU calibration)")
     for section, title in SECTIONS:
@@ -77,6 +80,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
           + (f"; no estimate for {', '.join(missing)}" if missing else "")
           + f" (planned in {time.perf_counter() - started:.1f} s)")
     return OVER_BUDGET_STATUS if over and args.budget_gib is not None else 0
+
+
+def throughput_policy(requested: str | None, tree: dict[str, Any]) -> str:
+    """The precision whose throughput the hours use: ``--precision``, else the run's
+    ``run.precision`` (``auto``: the loops autocast on a CUDA GPU, the bf16 rate)."""
+    return requested or tree["run"].get("precision", "auto")
 
 
 def _hours(flops: float, rate: float) -> float:

@@ -1,7 +1,8 @@
 """Named GPU classes: memory and peak dense throughput from the vendors' datasheets.
 
-Throughput is *dense* (no 2:4 sparsity). ``fp32`` is the non-tensor FP32 rate, what today's code
-gets (it never autocasts); ``bf16`` the BF16/FP16 tensor rate with FP32 accumulation. Sources:
+Throughput is *dense* (no 2:4 sparsity). ``fp32`` is the non-tensor FP32 rate (``run.precision
+fp32``: no autocast); ``bf16`` the BF16/FP16 tensor rate with FP32 accumulation, what the code
+gets under ``auto`` on a CUDA GPU (bf16 autocast, or fp16 with loss scaling; precision.py). Sources:
 NVIDIA Ada Lovelace GPU architecture whitepaper v1.01, appendix A (RTX 4090: 82.6 FP32,
 165.2 FP16/BF16 tensor with FP32 accumulate; L4 datasheet: 30.3 FP32, 121 BF16 dense);
 NVIDIA Ampere GA102 whitepaper (RTX 3090: 35.6 FP32, 71 FP16 tensor with FP32 accumulate);
@@ -19,7 +20,8 @@ DEFAULT_GPU = "rtx4090"
 # Ours, not a datasheet value: the share of peak a well-fed PyTorch training loop reaches
 # (the hand estimate of review-paper-scale.md uses the same 30 %).
 DEFAULT_UTILISATION = 0.3
-PRECISIONS = ("fp32", "bf16")
+# run.precision (mibench/precision.py) → the rate its loops get on a CUDA GPU.
+POLICY_RATES = {"auto": "bf16", "bf16": "bf16", "fp16": "bf16", "fp32": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,11 @@ class GPU:
     bf16_tflops: float
 
     def tflops(self, precision: str) -> float:
-        if precision not in PRECISIONS:
+        """Peak TFLOP/s at a rate (``fp32``, ``bf16``) or under a ``run.precision`` policy."""
+        if precision not in POLICY_RATES:
             raise UnknownNameError(f"unknown precision {precision!r}; choose one of "
-                                   f"{', '.join(PRECISIONS)}")
-        return self.fp32_tflops if precision == "fp32" else self.bf16_tflops
+                                   f"{', '.join(POLICY_RATES)}")
+        return self.fp32_tflops if POLICY_RATES[precision] == "fp32" else self.bf16_tflops
 
 
 GPUS: dict[str, GPU] = {g.name: g for g in (
