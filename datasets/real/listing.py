@@ -62,9 +62,11 @@ def listing_stamp(plans: Sequence[SplitPlan]) -> tuple[str, int]:
     return digest.hexdigest()[:16], len(folders)
 
 
-def listing_fingerprint(plans: Sequence[SplitPlan], cache: Cache, verify: bool = False) -> str:
+def listing_fingerprint(plans: Sequence[SplitPlan], cache: Cache, verify: bool = False,
+                        record_listing: bool = True) -> str:
     """:func:`full_listing` of ``plans``: from the cached listing when its stamp is fresh (and
-    not ``verify``), else computed and cached. Logs which check ran and how long it took."""
+    not ``verify``), else computed and cached (unless ``record_listing`` is off: a read-only
+    look such as ``zoo list`` writes nothing). Logs which check ran and how long it took."""
     clock = time.perf_counter()
     stamp, folders = listing_stamp(plans)
     record = cache.root / LISTINGS / f"{stamp}.json"
@@ -74,7 +76,8 @@ def listing_fingerprint(plans: Sequence[SplitPlan], cache: Cache, verify: bool =
                  "true checks every file)", folders, time.perf_counter() - clock)
         return str(listing)
     listing = full_listing(plans)
-    atomic_write_bytes(record, json.dumps({"listing": listing}).encode())
+    if record_listing:
+        atomic_write_bytes(record, json.dumps({"listing": listing}).encode())
     files = sum(len(plan) for plan in plans)
     log.info("world listing checked file by file: %d file(s) in %.2f s", files,
              time.perf_counter() - clock)

@@ -238,11 +238,13 @@ def load_real_world(path: Path, missing: dict[str, str]) -> RealWorld:
                      meta={**meta, "path": str(path)}, missing=absent)
 
 
-def plan_world(name: str, planner: Planner, config: RealWorldConfig,
-               cache: Cache) -> tuple[list[SplitPlan], str]:
-    """The split plans of the world ``name`` and its key (= fingerprint): config and listing."""
+def plan_world(name: str, planner: Planner, config: RealWorldConfig, cache: Cache,
+               record_listing: bool = True) -> tuple[list[SplitPlan], str]:
+    """The split plans of the world ``name`` and its key (= fingerprint): config and listing
+    (recorded in the cache for the next fast check unless ``record_listing`` is off)."""
     plans = planner(config) + plan_aux_sources(config)
-    listing = listing_fingerprint(plans, cache, verify=config.verify_listing)
+    listing = listing_fingerprint(plans, cache, verify=config.verify_listing,
+                                  record_listing=record_listing)
     key = cache.key(COMPONENT, {"dataset": name, "config": config.identity()}, data=listing,
                     version=BUILDER_VERSION)
     return plans, key
@@ -263,7 +265,7 @@ def summarise_real_world(name: str, planner: Planner, config: RealWorldConfig,
     :func:`build_real_world` builds under). The private classes are counted in the built world
     when it is cached, else in the plan (an identity all of whose images turn out unreadable
     would drop out when it is built)."""
-    plans, key = plan_world(name, planner, config, cache)
+    plans, key = plan_world(name, planner, config, cache, record_listing=False)
     built = cache.lookup(COMPONENT, key)
     if built is not None:
         return load_real_world(built, _missing(name, plans)).summary()
