@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from typing import Iterator
 
 import pytest
 import torch
 
+from mibench import precision
 from mibench.attack import AttackContext
 from mibench.cache import Cache
 from mibench.testing import toy_context
@@ -17,10 +19,15 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
-def _seed(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _seed(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[None]:
+    """Seeds, a private cache, and this process's precision back to fp32 afterwards (a test
+    that configures bf16 must not leak it into the next)."""
     random.seed(0)
     torch.manual_seed(0)
     monkeypatch.setenv("MIBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    precision.configure("fp32", torch.device("cpu"))
 
 
 @pytest.fixture

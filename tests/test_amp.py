@@ -30,12 +30,6 @@ from mibench.world import World
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def restore():
-    yield
-    precision.configure("fp32", CPU)
-
-
 def smoke(**overrides: object) -> TargetConfig:
     return TargetConfig.resolve("smoke", {"depth": 18, "arch": "iresnet", "kind": "closed",
                                           "loss": "softmax", "epochs": 2, "batch_size": 8,

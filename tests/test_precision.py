@@ -11,12 +11,6 @@ from mibench.errors import ConfigError
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def restore():
-    yield
-    precision.configure("fp32", CPU)
-
-
 def test_auto_is_fp32_on_the_cpu_and_keys_stay_untagged():
     assert precision.configure("auto", CPU).dtype is None
     assert precision.key_tag() == ""

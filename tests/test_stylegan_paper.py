@@ -24,12 +24,6 @@ from mibench.testing import noise_aux, toy_context
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def fp32_afterwards():
-    yield
-    precision.configure("fp32", CPU)
-
-
 def test_residual_critic_at_256_px_has_stylegan2s_size_and_shapes():
     with torch.device("meta"):
         critic = ResidualCritic(256)
