@@ -24,6 +24,7 @@ from torch import nn
 
 from mibench import precision
 from mibench.attack import FORWARD_BATCH, AttackContext
+from mibench.attacks.latent import show_losses
 from mibench.attacks.priors.cached import cached_module
 from mibench.batching import in_batches
 from mibench.config import Config, param
@@ -75,7 +76,6 @@ class ConvAutoencoder(nn.Module):
         return self.decoder(latents / self.scale).add(1).div(2).clamp(0, 1)
 
 
-LOG_EVERY = 50                       # steps between the loss reaching the host (progress bar)
 
 
 def train_autoencoder(model: ConvAutoencoder, ctx: AttackContext, *, steps: int,
@@ -100,8 +100,7 @@ def train_autoencoder(model: ConvAutoencoder, ctx: AttackContext, *, steps: int,
         optimiser.zero_grad(set_to_none=True)
         scaler.step(loss, optimiser)
         schedule.step()
-        if step % LOG_EVERY == LOG_EVERY - 1 or step == steps - 1:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+        show_losses(bar, step, loss=loss)
     model.eval()
     with torch.no_grad():
         latents = in_batches(lambda batch: model.encoder(batch.float().div(255) * 2 - 1), data,

@@ -25,6 +25,7 @@ from torch import nn
 
 from mibench import precision
 from mibench.attack import AttackContext
+from mibench.attacks.latent import show_losses
 
 TRAIN_TIMESTEPS = 1000
 
@@ -137,9 +138,6 @@ def clip_to(grad: torch.Tensor, max_norm: torch.Tensor) -> None:
     grad.mul_(torch.clamp((total + 1e-6).reciprocal() * max_norm.to(total.dtype), max=1.0))
 
 
-LOG_EVERY = 50
-
-
 def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: Callable[
         [torch.Tensor, torch.Tensor], torch.Tensor], conditions: torch.Tensor, steps: int,
         batch_size: int, lr: float, warmup: int, weight_decay: float,
@@ -153,7 +151,8 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
     Each step's ``batch_size`` is drawn at once and back-propagated in micro-batches of
     ``micro_batch`` (0: the whole batch) whose losses are weighted by their share of the batch,
     so the accumulated gradient is the full batch's (gradient accumulation, issue 17). Forward
-    passes run under the run's autocast; the loss reaches the host every ``LOG_EVERY`` steps."""
+    passes run under the run's autocast; the loss reaches the host every
+    :data:`~mibench.attacks.latent.SHOW_EVERY` steps."""
     gen = ctx.generator(104729)
     schedule = noise_scheduler(clip_sample=False)
     alphas = schedule.alphas_cumprod.to(ctx.device)
@@ -193,8 +192,7 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
         with torch.no_grad():
             torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()],
                                  1.0 - ema_decay(step, max_ema_decay))
-        if step % LOG_EVERY == LOG_EVERY - 1 or step == steps - 1:
-            bar.set_postfix(loss=f"{total.item():.4f}")
+        show_losses(bar, step, loss=total)
     with torch.no_grad():
         for p, averaged in zip(model.parameters(), ema):
             p.copy_(averaged)
