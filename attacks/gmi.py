@@ -100,6 +100,12 @@ class GMI(Attack):
         self.generator = prior["generator"].requires_grad_(False)
         self.critic = prior["critic"].requires_grad_(False)
 
+    def identity_loss(self, target: TargetView, images: torch.Tensor,
+                      labels: torch.Tensor) -> torch.Tensor:
+        """The identity term per sample: cross-entropy of the target's logits (GMI); LOMMA
+        (``attacks/lomma.py``) replaces it."""
+        return cross_entropy(target.logits(images), labels)
+
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
         return invert_in_chunks(ctx, labels, self.config.batch_size,
@@ -119,9 +125,8 @@ class GMI(Attack):
 
         def loss() -> torch.Tensor:
             images = self.generator(z)
-            logits = target.logits(images)
             return (-self.critic(images) + cfg.identity_weight
-                    * cross_entropy(logits, chunk.labels)).mean()
+                    * self.identity_loss(target, images, chunk.labels)).mean()
 
         optimiser = BoxedNesterov([z], lr=cfg.lr, momentum=cfg.momentum, clamp=cfg.clamp)
         descend(optimiser, loss, cfg.iterations, ctx, "GMI")

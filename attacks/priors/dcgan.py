@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 
-def _levels(resolution: int) -> int:
+def stride_levels(resolution: int) -> int:
     """Number of stride-2 stages between 4×4 and ``resolution``."""
     levels = math.log2(resolution / 4)
     if resolution < 16 or not levels.is_integer():
@@ -30,7 +30,7 @@ class Generator(nn.Module):
 
     def __init__(self, z_dim: int = 100, resolution: int = 64, width: float = 1.0) -> None:
         super().__init__()
-        levels = _levels(resolution)
+        levels = stride_levels(resolution)
         channels = [max(8, int(64 * width * 2 ** (levels - 1 - i))) for i in range(levels)]
         self.z_dim, self.resolution = z_dim, resolution
         self.project = nn.Sequential(nn.Linear(z_dim, channels[0] * 16, bias=False),
@@ -53,7 +53,7 @@ class Critic(nn.Module):
 
     def __init__(self, resolution: int = 64, width: float = 1.0) -> None:
         super().__init__()
-        levels = _levels(resolution)
+        levels = stride_levels(resolution)
         channels = [max(8, int(64 * width * 2 ** i)) for i in range(levels)]
         layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 5, 2, padding=2),
                                    nn.LeakyReLU(0.2)]

@@ -1,5 +1,5 @@
-"""Pseudo-labelling the aux split by the target (PLG-MI, Diff-MI, UAMI; attacks.md §4.2, §5.2,
-§7.2).
+"""Pseudo-labelling the aux split by the target (PLG-MI, Diff-MI, UAMI, KEDMI; attacks.md
+§4.2, §5.2, §7.2).
 
 Aux images carry no private labels, so these attacks ask the target which private identity each
 aux image looks like and train a class-conditional prior on the answers. Both queries run
@@ -41,3 +41,19 @@ def top1_pseudo_labels(view: TargetView, images: torch.Tensor,
                        batch_size: int = FORWARD_BATCH) -> torch.Tensor:
     """UAMI's labelling: the target's top-1 answer for every uint8 aux image (label-only)."""
     return _batched(view.labels, images, batch_size)
+
+
+def soft_labels(view: TargetView, images: torch.Tensor,
+                batch_size: int = FORWARD_BATCH) -> torch.Tensor:
+    """KEDMI's knowledge from the target: its class probabilities of every uint8 aux image
+    (score access; one forward query per image)."""
+    return _batched(view.probs, images, batch_size)
+
+
+def target_outputs(view: TargetView, images: torch.Tensor, batch_size: int = FORWARD_BATCH
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The white-box target's (logits, features) of every uint8 aux image, without gradients
+    (LOMMA's distillation targets and feature anchor; one forward query per image)."""
+    with torch.no_grad():
+        both = _batched(lambda x: torch.cat(view(x), dim=1), images, batch_size)
+    return both[:, :view.num_classes], both[:, view.num_classes:]
