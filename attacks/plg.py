@@ -15,9 +15,10 @@ max-margin loss of two independently augmented copies of G(z, y); the label stay
 discriminator term is used. ``samples`` per identity play PLG-MI's 5 seeds.
 
 Conventions: G's tanh output in [−1, 1] is what D sees; the target gets (x + 1)/2, our [0, 1]
-contract (the public code feeds [−1, 1] into [0, 1] targets, §4.2 quirk). Augmentation is aug64
-without its colour jitter and ±5° rotation: RandomResizedCrop(0.8–1.0, ratio 1) and a flip
-(the card's scaled-down variant, §4.6).
+contract (the public code feeds [−1, 1] into [0, 1] targets, §4.2 quirk). Augmentation is the
+official aug64 (``augment.PLGAugment``, §A.3) in training and attack: RandomResizedCrop(0.8–1.0,
+ratio 1), ColorJitter(brightness 0.2, contrast 0.2; p 0.5 in training, 1 in the attack), flip,
+RandomRotation(5°, p 0.5).
 Queries: |aux| forward for the labels and gan_steps · gan_batch_size gradient queries in
 training (``prepare``); 2 · ``iterations`` gradient queries per sample in the attack.
 
@@ -38,7 +39,7 @@ from torch import nn
 from mibench import precision
 from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
-from mibench.attacks.augment import Augment
+from mibench.attacks.augment import PLGAugment
 from mibench.attacks.latent import Chunk, descend, invert_in_chunks, show_losses
 from mibench.attacks.losses import IDENTITY_LOSSES
 from mibench.attacks.priors.cached import cached_module
@@ -63,7 +64,16 @@ class PLGPriorConfig(GANPriorConfig):
     inv_loss: str = param("max_margin", "identity loss in training and attack",
                           choices=("max_margin", "ce", "poincare"))
     aug_scale: tuple[float, ...] = param((0.8, 1.0), "RandomResizedCrop area range (aug64)")
+    aug_jitter: tuple[float, ...] = param((0.2, 0.2), "ColorJitter brightness, contrast (aug64)")
     aug_flip: float = param(0.5, "horizontal-flip probability (aug64)", ge=0, le=1)
+    aug_rotation: float = param(5.0, "RandomRotation degrees, p 0.5 (aug64)", ge=0)
+    train_jitter_p: float = param(0.5, "ColorJitter probability in cGAN training", ge=0, le=1)
+
+    def validate(self) -> None:
+        for name in ("aug_scale", "aug_jitter"):
+            if len(getattr(self, name)) != 2:
+                raise ConfigError(f"PLGConfig.{name}: needs two values, e.g. "
+                                  f"{self.__dataclass_fields__[name].default}")
 
 
 @dataclass
@@ -73,6 +83,8 @@ class PLGConfig(PLGPriorConfig):
     iterations: int = param(600, "Adam steps on z per sample", ge=1)
     lr: float = param(0.1, "attack learning rate", gt=0)
     augmentations: int = param(2, "independently augmented copies per step", ge=1)
+    attack_jitter_p: float = param(1.0, "ColorJitter probability in the attack (kornia's "
+                                   "default)", ge=0, le=1)
     batch_size: int = param(60, "latents optimised together", ge=1)
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -120,8 +132,11 @@ class PLG(Attack):
                               lambda module: self._train(module, target, ctx))
         self.generator = prior.generator.requires_grad_(False)
 
-    def _augment(self) -> Augment:
-        return Augment(scale=tuple(self.config.aug_scale), flip=self.config.aug_flip)
+    def _augment(self, jitter_p: float) -> PLGAugment:
+        cfg = self.config
+        brightness, contrast = cfg.aug_jitter
+        return PLGAugment(scale=tuple(cfg.aug_scale), brightness=brightness, contrast=contrast,
+                          jitter_p=jitter_p, flip=cfg.aug_flip, degrees=cfg.aug_rotation)
 
     def _train(self, prior: PLGPrior, target: TargetView, ctx: AttackContext) -> None:
         """Hinge cGAN on the top-n pseudo-labelled aux images plus α · L_inv (train_cgan.py)."""
@@ -133,7 +148,7 @@ class PLG(Attack):
         opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.gan_lr, betas=tuple(cfg.gan_betas))
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.gan_lr,
                                  betas=tuple(cfg.gan_betas))
-        inv_loss, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment()
+        inv_loss, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment(cfg.train_jitter_p)
         gen = ctx.generator(15485863)
         n, classes = cfg.gan_batch_size, target.num_classes
 
@@ -178,7 +193,7 @@ class PLG(Attack):
         labels, gen = chunk.labels, chunk.generator
         z = torch.randn(len(labels), cfg.z_dim, device=ctx.device,
                         generator=gen).requires_grad_(True)
-        loss_fn, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment()
+        loss_fn, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment(cfg.attack_jitter_p)
 
         def loss() -> torch.Tensor:
             images = (self.generator(z, labels) + 1) / 2
