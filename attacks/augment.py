@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from kornia.geometry.transform import crop_and_resize
+from kornia.geometry.transform import crop_and_resize, rotate
 
 
 def center_crop(images: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -51,6 +51,59 @@ def random_flip(images: torch.Tensor, p: float, generator: torch.Generator) -> t
     """Mirror each image horizontally with probability ``p``."""
     flip = torch.rand(len(images), device=images.device, generator=generator) < p
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def colour_jitter(images: torch.Tensor, brightness: float, contrast: float, p: float,
+                  generator: torch.Generator) -> torch.Tensor:
+    """kornia 0.6's ColorJitter (today's ``ColorJiggle``) with brightness and contrast only: with
+    probability ``p`` per image, add b − 1 and multiply by c, b, c ~ U[1 − ·, 1 + ·], in one
+    random order for the batch, each result clamped to [0, 1]."""
+    n, device = len(images), images.device
+
+    def factor(spread: float) -> torch.Tensor:
+        u = torch.rand(n, device=device, generator=generator) * 2 * spread - spread
+        return (1 + u)[:, None, None, None]
+
+    b, c = factor(brightness), factor(contrast)
+    apply = torch.rand(n, device=device, generator=generator) < p
+    steps = [lambda x: (x + b - 1).clamp(0, 1), lambda x: (x * c).clamp(0, 1)]
+    if torch.rand((), device=device, generator=generator) < 0.5:
+        steps.reverse()
+    jittered = images.clamp(0, 1)
+    for step in steps:
+        jittered = step(jittered)
+    return torch.where(apply[:, None, None, None], jittered, images)
+
+
+def random_rotation(images: torch.Tensor, degrees: float, p: float,
+                    generator: torch.Generator) -> torch.Tensor:
+    """kornia's RandomRotation: with probability ``p`` per image, rotate about the centre by an
+    angle ~ U[−degrees, degrees] (bilinear, zero padding)."""
+    n, device = len(images), images.device
+    angle = torch.rand(n, device=device, generator=generator) * 2 * degrees - degrees
+    apply = torch.rand(n, device=device, generator=generator) < p
+    return torch.where(apply[:, None, None, None], rotate(images, angle.to(images.dtype)), images)
+
+
+@dataclass(frozen=True)
+class PLGAugment:
+    """PLG-MI's ``aug_list`` (train_cgan.py, reconstruct.py; attacks.md §A.3), in its order:
+    RandomResizedCrop(scale, ratio 1), ColorJitter(brightness, contrast, p ``jitter_p``),
+    RandomHorizontalFlip(``flip``), RandomRotation(``degrees``, p ``rotation_p``)."""
+
+    scale: tuple[float, float] = (0.8, 1.0)
+    brightness: float = 0.2
+    contrast: float = 0.2
+    jitter_p: float = 1.0
+    flip: float = 0.5
+    degrees: float = 5.0
+    rotation_p: float = 0.5
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        images = random_resized_crop(images, self.scale, (1.0, 1.0), generator)
+        images = colour_jitter(images, self.brightness, self.contrast, self.jitter_p, generator)
+        images = random_flip(images, self.flip, generator)
+        return random_rotation(images, self.degrees, self.rotation_p, generator)
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,25 @@ max-margin loss of two independently augmented copies of G(z, y); the label stay
 discriminator term is used. ``samples`` per identity play PLG-MI's 5 seeds.
 
 Conventions: G's tanh output in [−1, 1] is what D sees; the target gets (x + 1)/2, our [0, 1]
-contract (the public code feeds [−1, 1] into [0, 1] targets, §4.2 quirk). Augmentation is aug64
-without its colour jitter and ±5° rotation: RandomResizedCrop(0.8–1.0, ratio 1) and a flip
-(the card's scaled-down variant, §4.6).
+contract (the public code feeds [−1, 1] into [0, 1] targets, §4.2 quirk). Augmentation is the
+official aug64 (``augment.PLGAugment``, §A.3) in training and attack: RandomResizedCrop(0.8–1.0,
+ratio 1), ColorJitter(brightness 0.2, contrast 0.2; p 0.5 in training, 1 in the attack), flip,
+RandomRotation(5°, p 0.5).
 Queries: |aux| forward for the labels and gan_steps · gan_batch_size gradient queries in
 training (``prepare``); 2 · ``iterations`` gradient queries per sample in the attack.
 
-``mini`` runs 50 of the paper's 600 attack iterations, the fraction GMI's ``mini`` keeps
-(120 of 1,500). Eval Acc@1 (10 identities × 16 samples) with 70 → 50 iterations: arcface-18
-9.4 → 9.4 %, ir152 10.0 → 8.7 %.
+``mini`` scales the paper's budget (see the preset): a 32 px, width-16 cGAN (D 16→128 like
+GMI's ``mini`` critic; the paper's 64 px, 64) with n_dis 4 of 5, 600 of 30,000 generator steps
+at batch 32 of 64, top-10 of 30, and 50 of 600 attack iterations (GMI's ``mini`` fraction).
+
+Remaining deviations from the official code (train_cgan.py, reconstruct.py):
+
+- The target and the augmentations see [0, 1] images; the official code feeds G's [−1, 1] (so
+  its kornia ColorJitter first clamps away the negative half of the range).
+- Each generator step follows its n_dis critic steps (official: the generator step comes first
+  in every iteration); the official per-step target-accuracy logging queries are not made.
+- ``samples`` latents per identity replace the official 5 seeds × 60-identity batches; which
+  identities are attacked and how results are averaged is the harness's protocol.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ from torch import nn
 from mibench import precision
 from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
-from mibench.attacks.augment import Augment
+from mibench.attacks.augment import PLGAugment
 from mibench.attacks.latent import Chunk, descend, invert_in_chunks, show_losses
 from mibench.attacks.losses import IDENTITY_LOSSES
 from mibench.attacks.priors.cached import cached_module
@@ -63,7 +73,16 @@ class PLGPriorConfig(GANPriorConfig):
     inv_loss: str = param("max_margin", "identity loss in training and attack",
                           choices=("max_margin", "ce", "poincare"))
     aug_scale: tuple[float, ...] = param((0.8, 1.0), "RandomResizedCrop area range (aug64)")
+    aug_jitter: tuple[float, ...] = param((0.2, 0.2), "ColorJitter brightness, contrast (aug64)")
     aug_flip: float = param(0.5, "horizontal-flip probability (aug64)", ge=0, le=1)
+    aug_rotation: float = param(5.0, "RandomRotation degrees, p 0.5 (aug64)", ge=0)
+    train_jitter_p: float = param(0.5, "ColorJitter probability in cGAN training", ge=0, le=1)
+
+    def validate(self) -> None:
+        for name in ("aug_scale", "aug_jitter"):
+            if len(getattr(self, name)) != 2:
+                raise ConfigError(f"PLGConfig.{name}: needs two values, e.g. "
+                                  f"{self.__dataclass_fields__[name].default}")
 
 
 @dataclass
@@ -73,13 +92,16 @@ class PLGConfig(PLGPriorConfig):
     iterations: int = param(600, "Adam steps on z per sample", ge=1)
     lr: float = param(0.1, "attack learning rate", gt=0)
     augmentations: int = param(2, "independently augmented copies per step", ge=1)
+    attack_jitter_p: float = param(1.0, "ColorJitter probability in the attack (kornia's "
+                                   "default)", ge=0, le=1)
     batch_size: int = param(60, "latents optimised together", ge=1)
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"top_n": 4, "z_dim": 16, "resolution": 16, "width": 4, "gan_steps": 4,
                   "gan_batch_size": 8, "n_dis": 1, "iterations": 3},
-        "mini": {"top_n": 10, "width": 4, "gan_steps": 600, "gan_batch_size": 32, "n_dis": 1,
-                 "iterations": 50, "batch_size": 80},
+        # scaled: resolution, width, top_n, gan_steps, gan_batch_size, n_dis, iterations
+        "mini": {"top_n": 10, "resolution": 32, "width": 16, "gan_steps": 600,
+                 "gan_batch_size": 32, "n_dis": 4, "iterations": 50, "batch_size": 80},
     }
 
 
@@ -120,8 +142,11 @@ class PLG(Attack):
                               lambda module: self._train(module, target, ctx))
         self.generator = prior.generator.requires_grad_(False)
 
-    def _augment(self) -> Augment:
-        return Augment(scale=tuple(self.config.aug_scale), flip=self.config.aug_flip)
+    def _augment(self, jitter_p: float) -> PLGAugment:
+        cfg = self.config
+        brightness, contrast = cfg.aug_jitter
+        return PLGAugment(scale=tuple(cfg.aug_scale), brightness=brightness, contrast=contrast,
+                          jitter_p=jitter_p, flip=cfg.aug_flip, degrees=cfg.aug_rotation)
 
     def _train(self, prior: PLGPrior, target: TargetView, ctx: AttackContext) -> None:
         """Hinge cGAN on the top-n pseudo-labelled aux images plus α · L_inv (train_cgan.py)."""
@@ -133,7 +158,7 @@ class PLG(Attack):
         opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.gan_lr, betas=tuple(cfg.gan_betas))
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.gan_lr,
                                  betas=tuple(cfg.gan_betas))
-        inv_loss, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment()
+        inv_loss, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment(cfg.train_jitter_p)
         gen = ctx.generator(15485863)
         n, classes = cfg.gan_batch_size, target.num_classes
 
@@ -178,7 +203,7 @@ class PLG(Attack):
         labels, gen = chunk.labels, chunk.generator
         z = torch.randn(len(labels), cfg.z_dim, device=ctx.device,
                         generator=gen).requires_grad_(True)
-        loss_fn, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment()
+        loss_fn, augment = IDENTITY_LOSSES[cfg.inv_loss], self._augment(cfg.attack_jitter_p)
 
         def loss() -> torch.Tensor:
             images = (self.generator(z, labels) + 1) / 2

@@ -8,10 +8,11 @@ import torch
 
 from mibench.access import Labels, QueryLedger, Scores
 from mibench.attack import AttackContext
+from mibench.attacks.augment import PLGAugment, colour_jitter, random_rotation
 from mibench.attacks.plg import PLG, PLGConfig
 from mibench.attacks.priors.cgan import ConditionalGenerator, ProjectionDiscriminator
 from mibench.attacks.priors.pseudo_labels import top1_pseudo_labels, top_n_pseudo_labels
-from mibench.errors import AccessError
+from mibench.errors import AccessError, ConfigError
 from mibench.testing import (ColourTarget, assert_loaded_from_cache, colour_aux, colour_images,
                              toy_context)
 
@@ -87,3 +88,42 @@ def test_inversion_counts_queries_and_raises_the_target_score(cache):
         logits = ColourTarget()(torch.cat([start, images[:4]]))[0].gather(
             1, labels[:4].repeat(2)[:, None]).view(2, 4)
     assert logits[1].mean() > logits[0].mean()
+
+
+@pytest.mark.parametrize("preset", ["smoke", "mini", "paper"])
+def test_augmentations_are_the_official_aug_list_at_every_preset(preset):
+    """train_cgan.py and reconstruct.py: RandomResizedCrop(0.8–1, ratio 1), ColorJitter(0.2, 0.2;
+    p 0.5 in training, kornia's default 1 in the attack), flip, RandomRotation(5) (p 0.5)."""
+    attack = PLG(PLGConfig.resolve(preset))
+    official = dict(scale=(0.8, 1.0), brightness=0.2, contrast=0.2, flip=0.5, degrees=5.0,
+                    rotation_p=0.5)
+    cfg = attack.config
+    assert attack._augment(cfg.train_jitter_p) == PLGAugment(jitter_p=0.5, **official)
+    assert attack._augment(cfg.attack_jitter_p) == PLGAugment(jitter_p=1.0, **official)
+    with pytest.raises(ConfigError, match="aug_jitter"):
+        PLGConfig.resolve(preset, {"aug_jitter": (0.2,)})
+
+
+def test_colour_jitter_adds_brightness_and_scales_contrast():
+    grey = torch.full((256, 3, 4, 4), 0.5)
+    out = colour_jitter(grey, 0.2, 0.2, 1.0, torch.Generator().manual_seed(0))
+    values = out[:, 0, 0, 0]
+    assert torch.equal(out, values[:, None, None, None].expand_as(out))   # one factor per image
+    assert values.min() >= 0.5 * 0.8 - 0.2 - 1e-6 and values.max() <= 0.7 * 1.2 + 1e-6
+    assert values.std() > 0.05
+    assert torch.equal(colour_jitter(grey, 0.2, 0.2, 0.0, torch.Generator()), grey)
+    half = colour_jitter(grey, 0.2, 0.2, 0.5, torch.Generator().manual_seed(0))
+    assert 0.3 < (half[:, 0, 0, 0] == 0.5).float().mean() < 0.7
+
+
+def test_rotation_and_pipeline_are_seeded_differentiable_and_keep_the_size():
+    images = torch.rand(64, 3, 16, 16, requires_grad=True)
+    rotated = random_rotation(images, 5.0, 0.5, torch.Generator().manual_seed(0))
+    moved = (rotated - images).abs().flatten(1).amax(1) > 1e-4
+    assert 0.3 < moved.float().mean() < 0.7                      # p 0.5
+    assert torch.equal(random_rotation(images, 5.0, 0.0, torch.Generator()), images)
+    out = PLGAugment()(images, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape
+    assert torch.equal(out, PLGAugment()(images, torch.Generator().manual_seed(1)))
+    out.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
