@@ -133,7 +133,7 @@ class IFGMI(WSpaceAttack):
     def refine(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
                ctx: AttackContext) -> torch.Tensor:
         """All stages for one batch; each sample keeps its most confident stage's image."""
-        cfg, prior, labels = self.config, self.prior, chunk.labels
+        cfg, labels = self.config, chunk.labels
         augment = Augment(crop=cfg.crop, scale=tuple(cfg.opt_scale))
         features = None
         best = best_score = None
