@@ -18,8 +18,8 @@ Layer-wise optimisation over stages s = 0 … len(stage_steps) − 1 (§6.3.2):
   values are projected onto L1 balls, ‖w − w⁰‖₁ ≤ ``radius_w[s]`` and
   ‖h_s − h_s⁰‖₁ ≤ ``radius_features[s]`` (Duchi et al.'s projection, per sample).
 
-Image sets: IF-GMI has no filtering final selection (it keeps 50 of 50); it evaluates every
-stage's images and reports the best stage. Our ``all`` set is one image per candidate (its
+Image sets: IF-GMI's final selection does not filter (its CelebA config keeps 50 of its 50
+candidates); it evaluates every stage's images and reports the best stage. Our ``all`` set is one image per candidate (its
 best stage, below), ``selected`` the protocol's best per identity by target confidence.
 Precision: synthesis and target run under the run's autocast (``mibench/precision.py``); w,
 the block inputs h_s (computed between stages in fp32) and the L1 projections stay fp32. The
