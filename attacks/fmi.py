@@ -5,10 +5,12 @@ Prior: an α-GAN (``priors/alphagan.py``: encoder, generator, code and image dis
 trained once on the aux split, independent of the target.
 Attack: for each sample, Adam on z minimises
 ``identity(T(G(z)), y) + β·(−log C(z)) + γ·(−log D(G(z)))``; the harness's ``samples`` per
-identity are the restarts and ``select`` keeps the most confident one (the default selection).
+identity are the restarts and ``select`` keeps the most confident one (the default selection);
+``all`` holds every restart.
 
-No code of FMI is public, so these choices are ours (attacks.md §3.3 marks them
-[PAPER?]/[INFERRED]) and each is a Config switch:
+No code of FMI is public and the paper text was not available, so no default here is the
+paper's: every field is marked ``source="ours"`` (attacks.md §3.3 marks these choices
+[PAPER?]/[INFERRED]), and the uncertain ones are Config switches:
 - ``init="aux"``: z⁰ = E(x) of a random aux image per sample. The encoder is why FMI integrates
   an α-GAN: it starts the search on the data manifold, and a different aux face per sample
   keeps the restarts independent. ``"mean"`` encodes the mean aux face (every sample of an
@@ -18,11 +20,20 @@ No code of FMI is public, so these choices are ours (attacks.md §3.3 marks them
 - β = γ = 0: the code and realism terms are optional in the summary; enabling them needs no
   other change.
 - Adam lr 0.03 and 1,000 iterations: the middle of the recommended 0.01–0.05, 500–1,500.
-The α-GAN sizes (z 128, DCGAN width 1, 64 px as in the P64 protocol) are likewise our choice;
-``mini`` follows the card's scaled variant (32 px, z 32), which the targets upsample.
+The α-GAN's optimiser, λ and code-discriminator width are the α-GAN reference code's; its
+sizes (z 128, DCGAN width 1, 64 px as in the P64 protocol) are likewise our choice; ``mini``
+follows the card's scaled variant (32 px, z 32), which the targets upsample.
 
-``mini`` runs 80 of the 1,000 Adam steps, the 8 % of the paper's iterations GMI's and PLG-MI's
+``mini`` runs 80 of the 1,000 Adam steps, the 8 % of the full iterations GMI's and PLG-MI's
 ``mini`` keep (Eval Acc@1 on arcface-18, 10 identities × 16 samples: 45.6 % with 100 and 80).
+
+Remaining deviations from the official code:
+- There is no official code: the whole configuration is ours (see the field sources), so
+  FMI's published numbers are not a reference for this implementation.
+- Against the card's reading of the paper: ``samples`` (16) restarts per identity instead of
+  about 5, each started from a different aux face rather than one average face; the α-GAN is
+  DCGAN-shaped at 64 px (the paper's architecture and resolution are unknown to us); the
+  optional latent cycle loss of the α-GAN reference code is not implemented.
 """
 
 from __future__ import annotations
@@ -46,28 +57,43 @@ from mibench.registry import ATTACKS
 
 @dataclass
 class FMIPriorConfig(GANPriorConfig):
-    """FMI's α-GAN prior, defaults from the reference code (its fields are the cache key)."""
+    """FMI's α-GAN prior (its fields are the cache key). FMI has no public code and the paper
+    text was not available: every default is ours (``source="ours"``), the α-GAN's taken from
+    the reference implementation the card read (victor-shepardson/alpha-GAN)."""
 
-    gan_lr: float = param(8e-4, "Adam learning rate of the α-GAN", gt=0)
-    gan_betas: tuple[float, ...] = param((0.5, 0.9), "Adam betas of the α-GAN")
-    code_hidden: int = param(750, "hidden units of the code discriminator", ge=1)
-    gan_epochs: float = param(100.0, "passes over the aux split", gt=0)
-    recon_weight: float = param(10.0, "λ, weight of the L1 reconstruction loss", ge=0)
-    eg_steps: int = param(2, "encoder/generator steps per discriminator step", ge=1)
+    sources: ClassVar[Mapping[str, str]] = dict.fromkeys(
+        ("z_dim", "resolution", "width", "gan_batch_size"), "ours")   # DCGAN-sized, as GMI's
+
+    gan_lr: float = param(8e-4, "Adam learning rate of the α-GAN (the α-GAN reference code's)",
+                          gt=0, source="ours")
+    gan_betas: tuple[float, ...] = param((0.5, 0.9), "Adam betas of the α-GAN (the α-GAN "
+                                         "reference code's)", source="ours")
+    code_hidden: int = param(750, "hidden units of the code discriminator (the α-GAN "
+                             "reference code's)", ge=1, source="ours")
+    gan_epochs: float = param(100.0, "passes over the aux split", gt=0, source="ours")
+    recon_weight: float = param(10.0, "λ, weight of the L1 reconstruction loss (the α-GAN "
+                                "reference code's)", ge=0, source="ours")
+    eg_steps: int = param(2, "encoder/generator steps per discriminator step (the α-GAN "
+                          "reference code's)", ge=1, source="ours")
 
 
 @dataclass
 class FMIConfig(FMIPriorConfig):
-    """FMI hyper-parameters: α-GAN defaults from the reference code, attack values inferred."""
+    """FMI hyper-parameters: all ours (no public code; the card's ranges, attacks.md §3.3)."""
 
     init: Literal["aux", "mean", "random"] = param("aux", "start: E(aux image), E(mean aux "
-                                                   "image) or N(0, I)")
-    loss: Literal["ce", "logit"] = param("ce", "identity loss on the target logits")
-    code_weight: float = param(0.0, "β, weight of −log C(z)", ge=0)
-    realism_weight: float = param(0.0, "γ, weight of −log D(G(z))", ge=0)
-    iterations: int = param(1000, "Adam steps per sample", ge=1)
-    lr: float = param(0.03, "Adam learning rate on z", gt=0)
-    batch_size: int = param(64, "latents optimised together", ge=1)
+                                                   "image) or N(0, I)", source="ours")
+    loss: Literal["ce", "logit"] = param("ce", "identity loss on the target logits (the card's "
+                                         "summary of the paper's objective)", source="ours")
+    code_weight: float = param(0.0, "β, weight of −log C(z) (optional in the card)", ge=0,
+                               source="ours")
+    realism_weight: float = param(0.0, "γ, weight of −log D(G(z)) (optional in the card)",
+                                  ge=0, source="ours")
+    iterations: int = param(1000, "Adam steps per sample (the card's 500–1,500)", ge=1,
+                            source="ours")
+    lr: float = param(0.03, "Adam learning rate on z (the card's 0.01–0.05)", gt=0,
+                      source="ours")
+    batch_size: int = param(64, "latents optimised together", ge=1, source="ours")
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"z_dim": 16, "resolution": 16, "width": 0.125, "code_hidden": 32,

@@ -8,17 +8,19 @@ IF-GMI's 50 candidates).
 Layer-wise optimisation over stages s = 0 … len(stage_steps) − 1 (§6.3.2):
 - stage 0 optimises the single w (broadcast to every style input) through the whole synthesis;
 - stage s ≥ 1 optimises w together with h_s, the output of block s − 1 computed at the end of
-  stage s − 1 from the then-current w and h_{s−1}; synthesis starts at block s from h_s;
+  stage s − 1 from the then-current w and h_{s−1}; synthesis starts at block s from h_s and,
+  as in IF-GMI's ``SynthesisNetwork.forward`` (its image accumulator starts as None at the
+  start layer; ``attacks_intermediate/optimize.py`` keeps only block s − 1's features),
+  without the skip-RGB image of the blocks before s, so a stage does not start from the
+  previous stage's last image;
 - each step: Poincaré loss on centre-cropped, RandomResizedCrop(0.9–1.0)-augmented images, a
   fresh Adam per stage (lr 0.005, betas (0.1, 0.1)), then the deviations from the stage's start
   values are projected onto L1 balls, ‖w − w⁰‖₁ ≤ ``radius_w[s]`` and
   ‖h_s − h_s⁰‖₁ ≤ ``radius_features[s]`` (Duchi et al.'s projection, per sample).
 
-Deviations, stated: (1) IF-GMI drops the skip-RGB image accumulated by blocks before s when it
-starts at block s; we carry it (as a constant) so the image does not jump at a stage boundary.
-(2) IF-GMI evaluates every stage's images with the *evaluation* model and reports the best
-stage; an attack may not see that model, so each sample keeps the stage whose image the
-target is most confident about (one forward query per sample and stage).
+Image sets: IF-GMI's final selection does not filter (its CelebA config keeps 50 of its 50
+candidates); it evaluates every stage's images and reports the best stage. Our ``all`` set is one image per candidate (its
+best stage, below), ``selected`` the protocol's best per identity by target confidence.
 Precision: synthesis and target run under the run's autocast (``mibench/precision.py``); w,
 the block inputs h_s (computed between stages in fp32) and the L1 projections stay fp32. The
 returned images are resized to the target's resolution where larger (``w_space``).
@@ -26,8 +28,21 @@ Radii scale with the tensors: our ``mini`` prior has a quarter of StyleGAN2's ch
 preset divides the paper's radii by four.
 
 ``mini`` runs 4 stages of (20, 5, 5, 5) steps, a fifth of the paper's 170, for the ``make run``
-time budget (Eval Acc@1 on arcface-18, 10 identities × 16 samples: 64.4 % with (30, 10, 10,
-10), 62.5 % with (20, 5, 5, 5)).
+time budget (Eval Acc@1 on arcface-18, 10 identities × 16 samples, measured while the skip
+image was still carried across stages: 64.4 % with (30, 10, 10, 10), 62.5 % with (20, 5, 5, 5)).
+
+Remaining deviations from the official code:
+- Stage choice: IF-GMI evaluates every stage's images with the *evaluation* model and reports
+  the best stage; an attack may not see that model, so each sample keeps the stage whose image
+  the target is most confident about (one forward query per sample and stage).
+- Prior: without ``stylegan_checkpoint``, a StyleGAN2 trained on the aux split (128 px at
+  ``paper``), not NVLabs' FFHQ 1024 px generator; at 128 px it has 6 synthesis blocks, so at
+  most 6 stages (the paper's 5 fit).
+- Candidates: the run's ``samples`` (16) per identity instead of 50.
+- A radius of 0 pins the tensor to its start value; IF-GMI's code skips the projection at
+  radius 0 (no constraint). The paper's radii are all positive.
+- Images reach the target at its resolution instead of 224 px; random numbers come from our
+  seeded generators, not IF-GMI's seed 42.
 """
 
 from __future__ import annotations
@@ -118,19 +133,17 @@ class IFGMI(WSpaceAttack):
     def refine(self, target: TargetView, w: torch.Tensor, chunk: Chunk,
                ctx: AttackContext) -> torch.Tensor:
         """All stages for one batch; each sample keeps its most confident stage's image."""
-        cfg, prior, labels = self.config, self.prior, chunk.labels
+        cfg, labels = self.config, chunk.labels
         augment = Augment(crop=cfg.crop, scale=tuple(cfg.opt_scale))
-        state = None
+        features = None
         best = best_score = None
         for stage, steps in enumerate(cfg.stage_steps):
             if stage > 0:
-                with torch.no_grad():
-                    state = prior.synthesise(prior.broadcast(w), stage - 1, state, stage)
-            w, state = self._stage(target, w, state, labels, stage, steps, augment,
-                                   chunk.generator, ctx)
+                features = self._block_output(w, stage - 1, features)
+            w, features = self._stage(target, w, features, labels, stage, steps, augment,
+                                      chunk.generator, ctx)
             with torch.no_grad(), precision.autocast(ctx.device):
-                images = center_crop(prior.image(prior.synthesise(prior.broadcast(w), stage,
-                                                                  state)), cfg.crop).float()
+                images = center_crop(self._synthesise(w, stage, features), cfg.crop).float()
                 score = target.probs(images).float().gather(1, labels[:, None]).flatten()
             if best is None:
                 best, best_score = images, score
@@ -140,33 +153,48 @@ class IFGMI(WSpaceAttack):
                 best_score = torch.maximum(score, best_score)
         return best
 
-    def _stage(self, target: TargetView, w: torch.Tensor,
-               state: tuple[torch.Tensor, torch.Tensor] | None, labels: torch.Tensor,
-               stage: int, steps: int, augment: Augment, gen: torch.Generator,
-               ctx: AttackContext) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def _synthesise(self, w: torch.Tensor, stage: int,
+                    features: torch.Tensor | None) -> torch.Tensor:
+        """Images of single w's synthesised from block ``stage`` on, fed ``features`` (h_s) and
+        no skip image: IF-GMI starts the RGB accumulation afresh at its start block."""
+        prior = self.prior
+        state = None if features is None else (features, None)
+        return prior.image(prior.synthesise(prior.broadcast(w), stage, state))
+
+    def _block_output(self, w: torch.Tensor, block: int,
+                      features: torch.Tensor | None) -> torch.Tensor:
+        """h_{block+1}: the features block ``block`` computes from ``features`` (fp32, no grad);
+        its RGB output is discarded, as IF-GMI does."""
+        state = None if features is None else (features, None)
+        with torch.no_grad():
+            return self.prior.synthesise(self.prior.broadcast(w), block, state, block + 1)[0]
+
+    def _stage(self, target: TargetView, w: torch.Tensor, features: torch.Tensor | None,
+               labels: torch.Tensor, stage: int, steps: int, augment: Augment,
+               gen: torch.Generator, ctx: AttackContext
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Adam on w (and h_s) with L1-ball projection around the stage's start values."""
-        cfg, prior = self.config, self.prior
+        cfg = self.config
         w0 = w.detach()
         w = w0.clone().requires_grad_(True)
         params = [w]
-        if state is not None:
-            h0, skip = state[0].detach(), state[1].detach()
+        if features is not None:
+            h0 = features.detach()
             h = h0.clone().requires_grad_(True)
             params.append(h)
         optimiser = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas))
 
         def loss() -> torch.Tensor:
-            current = None if state is None else (h, skip)
             with precision.autocast(ctx.device):
-                images = prior.image(prior.synthesise(prior.broadcast(w), stage, current))
+                images = self._synthesise(w, stage, None if features is None else h)
                 logits = target.logits(augment(images, gen))
             return poincare(logits.float(), labels).mean()
 
         def project() -> None:
             with torch.no_grad():
                 w.copy_(w0 + project_l1_ball(w - w0, cfg.radius_w[stage]))
-                if state is not None:
+                if features is not None:
                     h.copy_(h0 + project_l1_ball(h - h0, cfg.radius_features[stage]))
 
         descend(optimiser, loss, steps, ctx, f"IF-GMI stage {stage}", after_step=project)
-        return w.detach(), None if state is None else (h.detach(), skip)
+        return w.detach(), None if features is None else h.detach()

@@ -2,21 +2,32 @@
 
 Prior: the StyleGAN prior (``priors/stylegan.py``), trained once on the aux split and shared
 with IF-GMI; target-agnostic (PPA itself plugs in NVLabs' pre-trained FFHQ StyleGAN2).
+Defaults follow PPA's CelebA attack, ``configs/attacking/CelebA_FFHQ.yaml`` (our private
+identities are CelebA-like faces): search 5,000, 70 Adam steps, no learning-rate schedule.
+The FaceScrub attack (``default_attacking.yaml``) is ``--set search_space=2000 iterations=50
+lr_milestones=30,40``.
 
 1. Initial selection (§2.3.1): ``search_space`` seeded z's are mapped with truncation ψ on the
    first ``truncation_cutoff`` style inputs and scored by the target's softmax averaged over
    {x, flip(x)}; each identity keeps its k best distinct w's. k is the run's ``samples`` per
    identity: it plays PPA's ``num_candidates`` (200).
 2. Optimisation (§2.3.2): a single w per candidate (the first style input, broadcast to all,
-   ``single_w``) is optimised with Adam (lr 0.005, betas (0.1, 0.1), MultiStepLR at 30 and 40,
-   50 steps) on the Poincaré loss of the target logits of centre-cropped,
-   RandomResizedCrop(0.9–1.0)-augmented images. No discriminator term (PPA's weight 0).
-   Returned images are centre-cropped like the target saw them and, where larger, resized to
-   the target's resolution (PPA's Resize 224 after the crop; ``w_space.fit_to_target``).
-   The loss runs under the run's autocast (``mibench/precision.py``), w stays fp32.
+   ``single_w``) is optimised with Adam (lr 0.005, betas (0.1, 0.1), ``iterations`` steps,
+   optional MultiStepLR at ``lr_milestones``) on the Poincaré loss of the target logits of
+   centre-cropped, RandomResizedCrop(0.9–1.0)-augmented images. No discriminator term (PPA's
+   weight 0). Returned images are centre-cropped like the target saw them and, where larger,
+   resized to the target's resolution (PPA's Resize 224 after the crop;
+   ``w_space.fit_to_target``). The loss runs under the run's autocast
+   (``mibench/precision.py``), w stays fp32.
 3. Final selection (§2.3.3) is ``select``: the identity's softmax averaged over ``final_draws``
    random RRC(0.5–0.9, ratio 0.8–1.2) + flip(0.5) augmentations; PPA keeps the best 50 of 200,
    the protocol's selected set keeps the best one.
+
+Image sets: PPA's ``attack.py`` evaluates Acc@1/@5 twice, "unfiltered" on every optimised
+candidate (200 per identity) and "filtered" on the final selection's 50; FID, PRDC and the
+feature distances only on the filtered set. Our ``all`` set is PPA's unfiltered set (every
+optimised candidate, ``samples`` per identity, before the final selection); ``selected`` is
+the filtered set at one image per identity.
 
 Queries: the search's 2·``search_space`` forward queries are shared by all identities (the
 ledger records them as unattributed); each candidate then costs ``iterations`` gradient queries
@@ -24,7 +35,7 @@ and ``final_draws`` forward queries.
 ``crop`` is PPA's CenterCrop 800 of FFHQ's 1024 px, which frames the face like CelebA; the
 ``paper`` preset keeps the fraction at our 128 px prior (a 100 px crop, resized to the target's
 112 px). Our prior trains on aux images framed like the private ones, so ``mini`` and ``smoke``
-do not crop.
+do not crop. ``mini`` scales the CelebA attack to 500 z's and 40 steps.
 
 Pretrained generator: ``stylegan_checkpoint`` set to NVLabs' stylegan2-ada-pytorch pickle
 (PPA's own ``ffhq.pkl``) or a rosinality ``.pt`` replaces the trained prior by that generator
@@ -32,6 +43,19 @@ Pretrained generator: ``stylegan_checkpoint`` set to NVLabs' stylegan2-ada-pytor
 weights drive StyleGAN2's exact synthesis (FIR resampling, constant noise, ``conv_clamp``,
 images (x + 1)/2), and resolution, z/w sizes and ``num_ws`` come from the file, so the prior's
 size fields are ignored. Use it with ``crop`` 0.78125 (the paper preset) on FFHQ's 1024 px.
+
+Remaining deviations from the official code:
+- Prior: without ``stylegan_checkpoint``, a StyleGAN2 trained on the aux split (128 px at
+  ``paper``), not NVLabs' FFHQ 1024 px generator; no such generator exists for our world.
+- Candidates: the run's ``samples`` (16) per identity instead of 200, and the final selection
+  keeps 1 instead of 50: the protocol's sizes, shared by every attack.
+- Images reach the target at its resolution (112 px at ``paper``) instead of 224 px, and the
+  search scores them without PPA's clip to [−1, 1] (our trained prior's sigmoid images lie in
+  [0, 1]); the imported generator's images are clamped to [0, 1] also while optimising, where
+  PPA feeds the unclipped synthesis (``clip: false``) to the target.
+- Candidates are optimised in batches of ``batch_size`` (64) instead of 25 per GPU; Adam
+  makes each candidate's update independent of the batch (``w_space``), up to its ε.
+- Random numbers (search z's, crops, flips) come from our seeded generators, not PPA's seed 42.
 """
 
 from __future__ import annotations
@@ -57,12 +81,18 @@ from mibench.selection import augmented_confidence, best_per_identity
 
 @dataclass
 class PPAConfig(CandidateSearchConfig):
-    """PPA hyper-parameters; defaults from configs/attacking/default_attacking.yaml."""
+    """PPA hyper-parameters; defaults from configs/attacking/CelebA_FFHQ.yaml (the CelebA
+    attack: search 5,000, 70 steps, no learning-rate schedule) and, where it is silent,
+    default_attacking.yaml."""
 
-    iterations: int = param(50, "Adam steps per candidate", ge=1)
+    search_space: int = param(5000, "z's scored in the initial selection (CelebA_FFHQ.yaml; "
+                              "FaceScrub's default_attacking.yaml: 2,000)", ge=1)
+    iterations: int = param(70, "Adam steps per candidate (CelebA_FFHQ.yaml; FaceScrub: 50)",
+                            ge=1)
     lr: float = param(0.005, "Adam learning rate on w", gt=0)
     betas: tuple[float, ...] = param((0.1, 0.1), "Adam betas")
-    lr_milestones: tuple[int, ...] = param((30, 40), "steps where the learning rate drops")
+    lr_milestones: tuple[int, ...] = param((), "steps where the learning rate drops (none in "
+                                           "CelebA_FFHQ.yaml; FaceScrub: 30, 40)")
     lr_gamma: float = param(0.1, "learning-rate factor at each milestone", gt=0, le=1)
     opt_scale: tuple[float, ...] = param((0.9, 1.0), "RandomResizedCrop area range (opt.)")
     final_draws: int = param(100, "random augmentations of the final selection", ge=1)
@@ -73,8 +103,7 @@ class PPAConfig(CandidateSearchConfig):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {**CandidateSearchConfig.presets["smoke"], "iterations": 3,
                   "lr_milestones": (2,), "final_draws": 2},
-        "mini": {**CandidateSearchConfig.presets["mini"], "iterations": 40,
-                 "lr_milestones": (24, 32), "final_draws": 20},
+        "mini": {**CandidateSearchConfig.presets["mini"], "iterations": 40, "final_draws": 20},
     }
 
 

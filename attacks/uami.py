@@ -38,11 +38,18 @@ from mibench.selection import label_hits
 
 @dataclass
 class UAMIConfig(ClassDiffusionConfig):
-    """UAMI hyper-parameters: the prior's are Diff-MI's (the card's [INFERRED] choice); the
-    filter's are the card's [INFERRED] N_gen ≈ 4 per kept sample (32–64 drawn, 5–16 kept)."""
+    """UAMI hyper-parameters, all ours (``source="ours"``: UAMI has no public code and its
+    paper text was not available): the prior's are Diff-MI's (the card's [INFERRED] choice);
+    the filter's are the card's [INFERRED] N_gen ≈ 4 per kept sample (32–64 drawn, 5–16
+    kept)."""
 
-    candidates: int = param(4, "images drawn per returned sample for the label filter", ge=1)
-    filter: bool = param(True, "keep candidates the target labels as the identity first")
+    sources: ClassVar[Mapping[str, str]] = dict.fromkeys(ClassDiffusionConfig.field_names(),
+                                                         "ours")   # Diff-MI's prior values
+
+    candidates: int = param(4, "images drawn per returned sample for the label filter (the "
+                            "card's inferred N_gen ≈ 4 per kept sample)", ge=1, source="ours")
+    filter: bool = param(True, "keep candidates the target labels as the identity first (the "
+                         "card's inferred label-only filter)", source="ours")
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {**ClassDiffusionConfig.presets["smoke"], "candidates": 2},

@@ -1,7 +1,9 @@
 """Typed, validated configuration dataclasses.
 
 Every component (attack, target, world, run) has a ``Config`` dataclass whose defaults are the
-paper's values. Fields are declared with :func:`param`, which records a description and bounds.
+paper's values. Fields are declared with :func:`param`, which records a description and bounds
+and, optionally, where the default comes from (``source``, one of :data:`SOURCES`): attacks
+without public code mark every field, so no value of ours passes for the paper's.
 A preset (``smoke``/``mini``/``paper``) only *scales* a config: it is a mapping of field overrides
 stored on the class as ``presets``. Values are checked on construction; a wrong type or an
 out-of-range value raises :class:`ConfigError` naming the field.
@@ -25,13 +27,22 @@ PRESETS: dict[str, str] = {
     "paper": "the paper's resolution, sizes and hyper-parameters (GPU + real data)",
 }
 DEFAULT_PRESET = "mini"
+SOURCES: dict[str, str] = {
+    "paper": "stated in the attack's paper",
+    "code": "the attack's official code",
+    "ours": "mibench's choice (neither the paper nor official code gives it)",
+}
 
 
 def param(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,
           le: float | None = None, lt: float | None = None,
-          choices: tuple[Any, ...] | None = None) -> Any:
-    """Declare a config field with a description, optional bounds and allowed choices."""
-    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+          choices: tuple[Any, ...] | None = None, source: str | None = None) -> Any:
+    """Declare a config field with a description, optional bounds and allowed choices, and
+    optionally the ``source`` of its default (a key of :data:`SOURCES`)."""
+    if source is not None and source not in SOURCES:
+        raise ConfigError(f"param source {source!r} is unknown; use one of {sorted(SOURCES)}")
+    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices,
+            "source": source}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -98,6 +109,9 @@ class Config:
     """Base class: subclasses are dataclasses whose fields are declared with :func:`param`."""
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    sources: ClassVar[Mapping[str, str]] = {}
+    """Source (a key of :data:`SOURCES`) of fields this class inherits, for this class and its
+    subclasses; fields declared here carry theirs in :func:`param`."""
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -135,13 +149,31 @@ class Config:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
+    def source(cls, name: str) -> str | None:
+        """Where the default of field ``name`` comes from (a key of :data:`SOURCES`), or None
+        where unmarked: the nearest class in the MRO that marks it (``sources``) or declares
+        it (``param(source=...)``) decides."""
+        if name not in cls.field_names():
+            raise ConfigError(f"{cls.__qualname__} has no field {name!r}")
+        for klass in cls.__mro__:
+            marked = vars(klass).get("sources", {})
+            if name in marked:
+                return marked[name]
+            if name in vars(klass).get("__annotations__", {}):
+                return klass.__dataclass_fields__[name].metadata.get("source")
+        return None
+
+    @classmethod
     def describe(cls) -> list[tuple[str, str, Any, str]]:
-        """(name, type, default, description) for every field, for ``--help`` and docs."""
+        """(name, type, default, description) for every field, for ``--help`` and docs; the
+        description ends with the default's source in brackets where it is marked."""
         hints = typing.get_type_hints(cls)
         rows = []
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append((f.name, _type_name(hints[f.name]), default, f.metadata.get("help", "")))
+            source = cls.source(f.name)
+            text = f.metadata.get("help", "") + (f" [{source}]" if source else "")
+            rows.append((f.name, _type_name(hints[f.name]), default, text))
         return rows
 
 

@@ -15,7 +15,9 @@ from tqdm.auto import tqdm
 
 from mibench import __version__
 from mibench.cache import atomic_write_bytes
+from mibench.config import SOURCES
 from mibench.errors import MibenchError
+from mibench.registry import ATTACKS
 from mibench.reports.experiment import ExperimentView, experiment_view, verdict_mark
 from mibench.reports.figures import identity_centroids, similarity_heatmap, tsne_figure
 from mibench.reports.private import PrivateView, load_private
@@ -82,8 +84,30 @@ def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
     ]
     if spaces:
         rows.append(("diffusion priors", "; ".join(spaces)))
+    rows += value_source_rows(run.config.get("attacks", {}))
     if run.warnings:
         rows.append(("warnings", "; ".join(run.warnings)))
+    return rows
+
+
+def value_source_rows(attacks: dict[str, Any]) -> list[tuple[str, str]]:
+    """For each attack whose config marks where its defaults come from (``param(source=...)``,
+    the attacks without public code), which fields are the paper's and which are ours
+    (``config.SOURCES``); "paper: none" is said outright."""
+    rows = []
+    for name in attacks:
+        if name not in ATTACKS:
+            continue
+        config = ATTACKS.get(name).Config
+        by_source: dict[str, list[str]] = {}
+        for field in config.field_names():
+            source = config.source(field)
+            if source is not None:
+                by_source.setdefault(source, []).append(field)
+        if by_source:
+            rows.append((f"{name} defaults by source", "; ".join(
+                f"{source}: {', '.join(by_source.get(source, ['none']))}"
+                for source in SOURCES if source in by_source or source == "paper")))
     return rows
 
 

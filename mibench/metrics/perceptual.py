@@ -27,7 +27,7 @@ from mibench import precision
 from mibench.metrics.base import MetricUnavailable, metric
 from mibench.metrics.batching import evaluating
 from mibench.metrics.context import EvalContext
-from mibench.metrics.inception import hub_checkpoint
+from mibench.metrics.inception import HUB_CHECKPOINTS, hub_checkpoint
 
 ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
 ST_LPIPS_PACKAGE = "stlpips_pytorch"
@@ -45,7 +45,7 @@ def load_lpips(device: torch.device) -> nn.Module:
     alexnet = hub_checkpoint(ALEXNET_WEIGHTS)
     if not alexnet.is_file():
         raise MetricUnavailable(f"standard LPIPS needs torchvision's ImageNet AlexNet weights "
-                                f"{ALEXNET_WEIGHTS} in {alexnet.parent} (not shipped by any "
+                                f"{ALEXNET_WEIGHTS} in {HUB_CHECKPOINTS} (not shipped by any "
                                 f"package; st_lpips is reported instead)")
     key = ("lpips", str(device))
     if key not in _loaded:
