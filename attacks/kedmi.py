@@ -116,7 +116,7 @@ class KEDMI(Attack):
                ctx: AttackContext) -> torch.Tensor:
         """One Gaussian per identity, optimised in chunks of ``batch_size`` identities; every
         entry of ``labels`` is one draw from its identity's Gaussian."""
-        identities, row_of = labels.unique(return_inverse=True)
+        identities, row_of = labels.cpu().unique(return_inverse=True)
         counts = torch.bincount(row_of, minlength=len(identities))
         order = torch.argsort(row_of, stable=True)
 
