@@ -57,7 +57,8 @@ class CellSetting:
         """Build (or load from the cache) the world, unless given, and the reference."""
         cache = Cache(tree["run"]["cache_dir"] or None)
         device = resolve_device(tree["run"]["device"])
-        precision.configure(tree["run"].get("precision", "auto"), device)
+        precision.configure(tree["run"].get("precision", "auto"), device,
+                           tree["run"].get("compile", "off"))
         world = world or build_world(tree, cache, progress=show_progress)
         for aux in dict.fromkeys(c.aux for c in plan_cells(tree["run"])):
             world.aux(aux)  # a world without a planned aux split fails here, once

@@ -92,7 +92,8 @@ class Harness:
         self.preset = tree["preset"]
         self.show_progress = show_progress
         self.device = resolve_device(self.run_cfg["device"])
-        precision.configure(self.run_cfg.get("precision", "auto"), self.device)
+        precision.configure(self.run_cfg.get("precision", "auto"), self.device,
+                           self.run_cfg.get("compile", "off"))
         self.cache = Cache(self.run_cfg["cache_dir"] or None)
         self.store = Store(self.run_cfg["results_dir"])
         self.plan = plan_cells(self.run_cfg)

@@ -15,18 +15,28 @@ each worker); loops then call :func:`autocast` around forward passes and step th
 through a :class:`LossScaler`. Models trained under reduced precision are different artefacts,
 so :func:`key_tag` names the precision for cache keys of trained models (empty under fp32: the
 keys of every CPU run stay as they were).
+
+``run.compile`` (``off`` by default, or ``on``) wraps the diffusion UNets — the bulk of a
+``paper`` run's GPU time (Diff-MI, UAMI and FGMIA train and sample them) — in ``torch.compile``
+through :func:`compiled`, in training and in DDIM sampling. It is optional because compiling
+costs minutes per new shape and pays only over long loops; ``benchmarks/compile_speed.py``
+measures eager against compiled steps. Compiled modules share the parameters of the original,
+so checkpoints and cache keys are unchanged.
 """
 
 from __future__ import annotations
 
+import weakref
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from mibench.errors import ConfigError
 
 POLICIES = ("auto", "fp32", "bf16", "fp16")
+COMPILE = ("off", "on")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -44,6 +54,8 @@ class Precision:
 
 
 _ACTIVE = Precision()
+_COMPILE = False
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
 
 
 def resolve(policy: str, device: torch.device) -> Precision:
@@ -58,11 +70,15 @@ def resolve(policy: str, device: torch.device) -> Precision:
     return Precision(device.type, DTYPES[policy])
 
 
-def configure(policy: str, device: torch.device) -> Precision:
-    """Make ``policy`` this process's precision for ``device`` and tune the CUDA back-ends
-    (cuDNN autotuning, TF32 matmuls); returns the resolved precision."""
-    global _ACTIVE
-    _ACTIVE = resolve(policy, device)
+def configure(policy: str, device: torch.device, compile: str = "off") -> Precision:
+    """Make ``policy`` this process's precision for ``device``, ``compile`` its
+    ``torch.compile`` setting, and tune the CUDA back-ends (cuDNN autotuning, TF32 matmuls);
+    returns the resolved precision."""
+    global _ACTIVE, _COMPILE
+    if compile not in COMPILE:
+        raise ConfigError(f"unknown compile setting {compile!r}; choose one of "
+                          f"{', '.join(COMPILE)}")
+    _ACTIVE, _COMPILE = resolve(policy, device), compile == "on"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -82,6 +98,16 @@ def autocast(device: torch.device | str) -> AbstractContextManager[object]:
     if _ACTIVE.dtype is None or device_type != _ACTIVE.device_type:
         return nullcontext()
     return torch.autocast(device_type, dtype=_ACTIVE.dtype)
+
+
+def compiled(module: nn.Module) -> nn.Module:
+    """``module`` itself, or under ``run.compile=on`` its ``torch.compile`` wrapper (made once
+    per module and kept while the module lives; it shares the module's parameters)."""
+    if not _COMPILE:
+        return module
+    if module not in _COMPILED:
+        _COMPILED[module] = torch.compile(module)
+    return _COMPILED[module]
 
 
 def key_tag() -> str:

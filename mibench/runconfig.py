@@ -44,6 +44,9 @@ class RunConfig(Config):
         "auto", "mixed precision of training, sampling and metric loops: auto = bf16 autocast "
         "on CUDA (fp16 + loss scaling where bf16 is unsupported), fp32 on the CPU "
         "(mibench/precision.py)")
+    compile: Literal["off", "on"] = param(
+        "off", "torch.compile the diffusion UNets in training and sampling (pays over long "
+        "loops on a GPU; benchmarks/compile_speed.py measures it)")
     eval_model: str = param("", "evaluation model ('' = the zoo's default, densenet-121; or a "
                             "pretrained model such as dlib-resnet)")
     results_dir: str = param("runs", "directory of the results store")

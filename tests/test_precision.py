@@ -53,3 +53,48 @@ def test_auto_on_cuda_is_reduced_precision_with_scaling_only_for_fp16():
 def test_unknown_policy_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown precision 'fp8'; choose one of auto"):
         precision.configure("fp8", CPU)
+
+
+def test_compile_is_off_by_default_and_refuses_unknown_settings():
+    layer = torch.nn.Linear(4, 4)
+    precision.configure("auto", CPU)
+    assert precision.compiled(layer) is layer
+    with pytest.raises(ConfigError, match="unknown compile setting 'yes'"):
+        precision.configure("auto", CPU, "yes")
+
+
+def test_compile_on_wraps_each_module_once_sharing_its_parameters():
+    precision.configure("fp32", CPU, "on")
+    layer = torch.nn.Linear(4, 4)
+    wrapped = precision.compiled(layer)
+    assert isinstance(wrapped, torch._dynamo.eval_frame.OptimizedModule)
+    assert precision.compiled(layer) is wrapped
+    assert wrapped._orig_mod is layer and list(wrapped.parameters()) == list(layer.parameters())
+
+
+def test_diffusion_training_and_sampling_run_through_the_compiled_unet(monkeypatch, ctx):
+    from mibench.attacks.priors.diffusion import ConditionalDenoiser, ddim_sample, train_denoiser
+
+    calls = []
+
+    class Recorded(torch.nn.Module):  # stands in for torch.compile's wrapper (no code generation)
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args):
+            calls.append(len(args[0]))
+            return self.module(*args)
+
+    monkeypatch.setattr(torch, "compile", Recorded)
+    precision.configure("fp32", CPU, "on")
+    model = ConditionalDenoiser(sample_size=8, channels=3, condition_dim=4, block_channels=(8,),
+                                attention=(True,), layers_per_block=1, token_dim=4, head_dim=4)
+    conditions = torch.randn(6, 4)
+    train_denoiser(model, ctx, samples=lambda i, g: torch.rand(len(i), 3, 8, 8, generator=g),
+                   conditions=conditions, steps=2, batch_size=3, lr=1e-3, warmup=1,
+                   weight_decay=0.0, betas=(0.9, 0.99), max_ema_decay=0.9,
+                   condition_dropout=0.0)
+    ddim_sample(model, conditions[:2], steps=2, generator=torch.Generator().manual_seed(0),
+                clip_sample=False)
+    assert calls == [3, 3, 2, 2]   # two training steps of 3, two sampling steps of 2

@@ -165,6 +165,7 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
                                              / max(steps - warmup, 1)))))
     scaler = precision.LossScaler(ctx.device)
     parts = micro_batches(batch_size, micro_batch)
+    network = precision.compiled(model)
     model.train()
     bar = ctx.progress(range(steps), desc=desc, unit="step")
     for step in bar:
@@ -183,7 +184,7 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
         total = torch.zeros((), device=ctx.device)
         for part in parts:
             with precision.autocast(ctx.device):
-                out = model(noisy[part], t[part], context[part])
+                out = network(noisy[part], t[part], context[part])
             loss = weighted(F.mse_loss(out.float(), target[part]), part, batch_size)
             scaler.backward(loss)
             total += loss.detach()
@@ -204,10 +205,11 @@ def guided_output(model: ConditionalDenoiser, x: torch.Tensor, t: torch.Tensor,
     """The network output at x_t; with w ≠ 1, o(∅) + w·(o(c) − o(∅)) (classifier-free
     guidance), where ``context`` stacks the null context on top of the conditional one. The
     network runs under the run's autocast; the output is fp32."""
+    network = precision.compiled(model)
     with precision.autocast(x.device):
         if guidance_scale == 1.0:
-            return model(x, t, context).float()
-        out = model(torch.cat([x, x]), t, context).float()
+            return network(x, t, context).float()
+        out = network(torch.cat([x, x]), t, context).float()
     out_null, out_cond = out.chunk(2)
     return out_null + guidance_scale * (out_cond - out_null)
 

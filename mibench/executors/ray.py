@@ -227,7 +227,8 @@ def _enter(spec: WorkerSpec) -> None:
     """Make this worker process match the driver: threads, plugins, precision."""
     torch.set_num_threads(spec.threads)
     run = spec.tree["run"]
-    precision.configure(run.get("precision", "auto"), resolve_device(run["device"]))
+    precision.configure(run.get("precision", "auto"), resolve_device(run["device"]),
+                        run.get("compile", "off"))
     for path in spec.plugins:
         if path not in _WORKER["plugins"]:
             load_plugin_file(path)
