@@ -157,6 +157,10 @@ def load_entry(entry: AnyEntry, world: World, cache: Cache, preset: str = "mini"
     user = user_weights_path(cache, preset, entry.name)
     if user.is_file():
         return _load_user_weights(entry, user, world, device)
+    if entry.imported:
+        raise TargetError(f"{entry.name} is never trained here; get {entry.weights_file} and "
+                          f"run `mibench zoo import FILE --as {entry.name}` (installs it at "
+                          f"{user})")
     cfg = entry.resolve(preset)
     key = entry_key(entry, world, cache, preset)
     source: Source = "cache" if cache.lookup(COMPONENT, key) else "trained"
@@ -285,7 +289,7 @@ def entry_status(entry: AnyEntry, world: World | WorldSummary, cache: Cache,
         state, metrics = "user weights", load_checkpoint(user).metrics
     else:
         found = cache.lookup(COMPONENT, entry_key(entry, world, cache, preset))
-        state = "cached" if found else "not trained"
+        state = "cached" if found else "not imported" if entry.imported else "not trained"
         if found:
             metrics = json.loads((found / INFO).read_text())["metrics"]
     return ZooStatus(entry.name, entry.role, cfg.kind,
