@@ -41,7 +41,7 @@ from mibench.targets.train import TrainMetrics, accuracy, train_target
 from mibench.world import World, WorldSummary
 
 __all__ = ["AnyEntry", "DEFAULT_EVALUATOR", "EVALUATORS", "FINE_TUNE_EPOCHS", "FINE_TUNE_ROUNDS",
-           "PretrainedEntry", "ZooEntry", "ZooModel", "ZooStatus", "entry_key", "entry_status",
+           "PretrainedEntry", "ZooEntry", "ZooModel", "ZooStatus", "awaits_import", "entry_key", "entry_status",
            "evaluator_entry", "expand_names", "get_entry", "import_weights", "load_entry",
            "load_evaluator", "load_target", "parameter_count", "recipe", "recipe_summary",
            "resolve_device", "user_weights_path"]
@@ -253,6 +253,12 @@ def import_weights(file: str | os.PathLike[str], name: str, world: World, cache:
     save_checkpoint(path, target, cfg, metrics=_measured(target, metrics, world),
                     data_fingerprint=world.fingerprint)
     return path
+
+
+def awaits_import(entry: AnyEntry, cache: Cache, preset: str) -> bool:
+    """Whether ``entry`` is import-only and its weights have not been installed at ``preset``."""
+    return isinstance(entry, ZooEntry) and entry.imported and \
+        not user_weights_path(cache, preset, entry.name).is_file()
 
 
 def load_target(name: str, world: World, cache: Cache, preset: str = "mini",

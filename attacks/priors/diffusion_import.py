@@ -52,7 +52,7 @@ class DiffusionCheckpointError(MibenchError):
 
 def locate(path: PathLike) -> tuple[Path, Path | None]:
     """(weights file, its ``config.json`` or None) of a pipeline folder, UNet folder or file."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_dir() and (path / "unet").is_dir():
         path = path / "unet"
     if path.is_dir():
