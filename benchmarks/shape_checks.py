@@ -64,11 +64,19 @@ class Plan:
     classes: int | None = None
 
 
+# a DCGAN prior: 2 critic steps and 1 generator step at batch 64; 2 latent steps
+DCGAN_OVERRIDES = {"gan_epochs": epochs_for(2, 64), "n_critic": 2, "iterations": 2}
 FGMIA_PLAN = Plan({"train_steps": 2, "batch_size": 2, "sampler_steps": 2}, 2, 2)
 PLANS: dict[str, Plan] = {
     # WGAN-GP: 2 critic steps and 1 generator step (n_critic 5 → 2) at the paper batch 64;
     # 2 latent steps.
-    "gmi": Plan({"gan_epochs": epochs_for(2, 64), "n_critic": 2, "iterations": 2}, 2, 2),
+    "gmi": Plan(DCGAN_OVERRIDES, 2, 2),
+    # KEDMI GAN: 2 discriminator steps and 1 generator step (n_critic 5 → 2) at batch 64; 2 Adam
+    # steps on (μ, log σ²).
+    "kedmi": Plan(DCGAN_OVERRIDES, 2, 2),
+    # the same, then 2 distillation steps per EfficientNet surrogate at batch 64 (3 × 2).
+    "gmi+lomma": Plan({**DCGAN_OVERRIDES, "kd_epochs": epochs_for(2, 64)}, 8, 2),
+    "kedmi+lomma": Plan({**DCGAN_OVERRIDES, "kd_epochs": epochs_for(2, 64)}, 8, 2),
     # α-GAN: 2 steps (each 2 E/G steps + 1 D/C step) at the paper batch 64; 2 Adam steps on z.
     "fmi": Plan({"gan_epochs": epochs_for(2, 64), "iterations": 2}, 2, 2),
     # cGAN: 2 generator steps with 1 discriminator step each (n_dis 5 → 1), batch 64 → 8 (the

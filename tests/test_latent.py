@@ -9,6 +9,7 @@ import torch
 
 from mibench.attacks.fmi import FMIConfig, FMIPriorConfig
 from mibench.attacks.gmi import BoxedNesterov, GMIConfig, GMIPriorConfig
+from mibench.attacks.kedmi import KEDMIConfig, KEDMIPriorConfig
 from mibench.attacks.latent import Chunk, descend, invert_in_chunks
 from mibench.attacks.losses import cross_entropy
 from mibench.attacks.plg import PLGConfig, PLGPriorConfig
@@ -100,12 +101,15 @@ def test_boxed_nesterov_is_gmis_update():
 @pytest.mark.parametrize("block, config, fields", [
     (GMIPriorConfig, GMIConfig, {"z_dim", "resolution", "width", "gan_epochs", "gan_batch_size",
                                  "gan_lr", "gan_betas", "n_critic", "gp_weight"}),
+    (KEDMIPriorConfig, KEDMIConfig, {"z_dim", "resolution", "width", "gan_epochs",
+                                     "gan_batch_size", "gan_lr", "gan_betas", "n_critic"}),
     (FMIPriorConfig, FMIConfig, {"z_dim", "resolution", "width", "code_hidden", "gan_epochs",
                                  "gan_batch_size", "gan_lr", "gan_betas", "recon_weight",
                                  "eg_steps"}),
     (PLGPriorConfig, PLGConfig, {"top_n", "z_dim", "resolution", "width", "gan_steps",
                                  "gan_batch_size", "gan_lr", "gan_betas", "n_dis", "inv_weight",
-                                 "inv_loss", "aug_scale", "aug_flip"}),
+                                 "inv_loss", "aug_scale", "aug_flip", "aug_jitter",
+                                 "aug_rotation", "train_jitter_p"}),
 ])
 def test_the_prior_is_keyed_by_its_config_class_alone(block, config, fields):
     """The key fields are the ones each attack listed before the shared block (cached priors

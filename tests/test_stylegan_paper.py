@@ -195,7 +195,10 @@ def test_w_space_parts_optimise_the_batch_in_pieces(ctx):
         attack.prepare(ctx)
         with ctx.ledger.scope(labels):
             runs.append(attack.invert(ctx.target, labels, ctx))
-    assert torch.equal(runs[0][:2], runs[1][:2]) and torch.equal(runs[0][2:], runs[1][2:])
+    # equal up to float rounding: a batch of 4 and one of 2 may sum convolutions in another
+    # order (thread count follows the machine's load), ~1e-7 here
+    torch.testing.assert_close(runs[0][:2], runs[1][:2], rtol=0, atol=1e-5)
+    torch.testing.assert_close(runs[0][2:], runs[1][2:], rtol=0, atol=1e-5)
 
 
 def test_paper_cells_of_the_stylegan_attacks_fit_24_gib():
