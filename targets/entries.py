@@ -129,7 +129,6 @@ def _closed(arch: str, depth: int) -> dict[str, Any]:
             "pixel_norm": "none", **CLOSED_SET_RECIPE}
 
 
-# ResNet-152's mini recipe is ir152's (width 0.125, 20 epochs, lr 0.1), not tuned for it.
 def _register_targets() -> None:
     # IR-152 at mini: width 0.25 fits 10 epochs into the budget (88.8 %); at width 0.125 each
     # step costs ~40 % as much and 20 epochs reach 91.5 %.
@@ -140,6 +139,7 @@ def _register_targets() -> None:
     TARGETS.add("evolve", ZooEntry(
         "evolve", "face.evoLVe IR-50, closed set on private-train (KEDMI's FaceNet64)",
         _closed("irse", 50), {"smoke": {"epochs": 2}, "mini": {"epochs": 16, "lr": 0.1}}))
+    # ResNet-152 at mini: ir152's recipe (width 0.125, 20 epochs, lr 0.1), not measured for it.
     TARGETS.add("resnet152", ZooEntry(
         "resnet152", "torchvision ResNet-152, closed set on private-train (PPA's target)",
         {**_closed("resnet", 152), "pixel_norm": "arch"},

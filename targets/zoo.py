@@ -41,9 +41,9 @@ from mibench.targets.train import TrainMetrics, accuracy, train_target
 from mibench.world import World, WorldSummary
 
 __all__ = ["AnyEntry", "DEFAULT_EVALUATOR", "EVALUATORS", "FINE_TUNE_EPOCHS", "FINE_TUNE_ROUNDS",
-           "PretrainedEntry", "ZooEntry", "ZooModel", "ZooStatus", "awaits_import", "entry_key", "entry_status",
-           "evaluator_entry", "expand_names", "get_entry", "import_weights", "load_entry",
-           "load_evaluator", "load_target", "parameter_count", "recipe", "recipe_summary",
+           "PretrainedEntry", "ZooEntry", "ZooModel", "ZooStatus", "awaits_import", "entry_key",
+           "entry_status", "evaluator_entry", "expand_names", "get_entry", "import_weights",
+           "load_entry", "load_evaluator", "load_target", "parameter_count", "recipe", "recipe_summary",
            "resolve_device", "user_weights_path"]
 
 ZOO_VERSION = "1"
@@ -150,7 +150,8 @@ def _measured(target: Target, metrics: Mapping[str, Any], world: World) -> dict[
 
 def load_entry(entry: AnyEntry, world: World, cache: Cache, preset: str = "mini",
                device: str | torch.device = "cpu", progress: bool = True) -> ZooModel:
-    """Load ``entry`` for ``world``: installed user weights, else the cache, else train it."""
+    """Load ``entry`` for ``world``: installed user weights, else the cache, else train it (an
+    import-only entry without weights is an error saying how to import them)."""
     device = resolve_device(device)
     if isinstance(entry, PretrainedEntry):
         return _load_pretrained(entry, world, cache, device)

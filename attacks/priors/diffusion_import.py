@@ -1,4 +1,4 @@
-"""Import the official FGMIA prior (Lu et al., TIFS 2025, §8.4 of attacks.md) instead of training it.
+"""Import the official FGMIA prior (Lu et al., TIFS 2025; attacks.md §8.4) instead of training.
 
 ``knowonething/FGMIA_codes`` (``src/t55_FGDM_new``) samples with a diffusers
 ``DiffusionPipeline`` saved by ``save_pretrained`` (weights: ``huggingface.co/MMCT/FGMIA_Models``):
@@ -33,6 +33,7 @@ from safetensors.torch import load_file
 
 from mibench.attacks.priors.diffusion import ConditionalDenoiser
 from mibench.errors import MibenchError
+from mibench.targets.strict import check_state_dict
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 CONFIG = "config.json"
@@ -158,23 +159,6 @@ def unwrapped(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return dict(zip(keys, state.values(), strict=True))
 
 
-def check_tensors(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor],
-                  source: Path) -> None:
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(found)
-                   if tuple(expected[k].shape) != tuple(found[k].shape))
-    problems = [f"{len(keys)} {what} (e.g. {keys[0]})" for what, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected)) if keys]
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatches (e.g. {wrong[0]}: checkpoint "
-                        f"{tuple(found[wrong[0]].shape)} vs ours {tuple(expected[wrong[0]].shape)})")
-    if problems:
-        raise DiffusionCheckpointError(f"{source} does not fit the FGMIA UNet: "
-                                       f"{'; '.join(problems)}; check its config.json or the "
-                                       f"fgmia {', '.join(SIZE_FIELDS)} fields")
-
-
 def import_fgmia_unet(path: PathLike, condition_dim: int,
                       fallback: Mapping[str, Any]) -> ConditionalDenoiser:
     """The official FGMIA UNet at ``path`` as our denoiser over ``condition_dim``-d conditions
@@ -195,6 +179,8 @@ def import_fgmia_unet(path: PathLike, condition_dim: int,
     if config and config_path:
         check_config(config, denoiser, config_path)
     state = unwrapped(read_weights(weights))
-    check_tensors(denoiser.unet.state_dict(), state, weights)
+    check_state_dict(denoiser.unet.state_dict(), state, str(weights),
+                     error=DiffusionCheckpointError, network="the FGMIA UNet",
+                     hint=f"check its config.json or the fgmia {', '.join(SIZE_FIELDS)} fields")
     denoiser.unet.load_state_dict(state, strict=True)
     return denoiser
