@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from mibench.attacks.fgmia import FGMIA, FGMIAConfig
 from mibench.attacks.priors.diffusion_import import DiffusionCheckpointError, import_fgmia_unet
@@ -42,6 +42,7 @@ def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pipeline folder as ``DiffusionPipeline.save_pretrained`` writes it (unet part)."""
     root = tmp_path_factory.mktemp("fgmia") / "Arcface18-FG"
     official_unet().save_pretrained(root / "unet")
+    DDIMScheduler(num_train_timesteps=1000).save_pretrained(root / "scheduler")  # FGMIA_codes'
     (root / "model_index.json").write_text(json.dumps({"_class_name": "PDMTargetToImagePipeline"}))
     return root
 
@@ -104,6 +105,18 @@ def test_a_config_with_other_settings_is_refused(pipeline_dir: Path, tmp_path: P
     (unet / "config.json").write_text(json.dumps({**config, "sample_size": [112, 96]}))
     with pytest.raises(DiffusionCheckpointError, match="not square"):
         import_fgmia_unet(unet, TOKEN, SIZES)
+
+
+def test_a_pipeline_trained_with_another_noise_schedule_is_refused(pipeline_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    other = tmp_path / "pipeline"
+    (other / "unet").mkdir(parents=True)
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        (other / "unet" / name).write_bytes((pipeline_dir / "unet" / name).read_bytes())
+    DDIMScheduler(beta_schedule="scaled_linear").save_pretrained(other / "scheduler")
+    with pytest.raises(DiffusionCheckpointError,
+                       match="another noise schedule: beta_schedule 'scaled_linear'"):
+        import_fgmia_unet(other, TOKEN, SIZES)
 
 
 class Payload:

@@ -1,21 +1,22 @@
 """Import the official FGMIA prior (Lu et al., TIFS 2025; attacks.md §8.4) instead of training.
 
 ``knowonething/FGMIA_codes`` (``src/t55_FGDM_new``) samples with a diffusers
-``DiffusionPipeline`` saved by ``save_pretrained`` (weights: ``huggingface.co/MMCT/FGMIA_Models``):
-a folder with ``model_index.json``, ``scheduler/`` and ``unet/`` = ``config.json`` plus
+``DiffusionPipeline`` saved by ``save_pretrained`` (``huggingface.co/MMCT/FGMIA_Models``): a
+folder with ``model_index.json``, ``scheduler/`` and ``unet/`` = ``config.json`` plus
 ``diffusion_pytorch_model.safetensors`` (or ``.bin``), the state dict of a
 ``UNet2DConditionModel`` in pixel space (3 channels, images in [−1, 1]) that predicts ε and
 takes the target's L2-normalised feature, reshaped to ``(1, −1, 512)``, as
 ``encoder_hidden_states``. Our :class:`~mibench.attacks.priors.diffusion.ConditionalDenoiser`
 holds the same diffusers UNet as ``unet``, so the mapping is the ``unet.`` prefix; its condition
-statistics stay at their initial mean 0 / std 1, so the context it builds is the raw feature, as the
-official pipeline feeds it.
+statistics stay at mean 0 / std 1, so its context is the raw feature, as the pipeline feeds it.
 
 ``prior_checkpoint`` may name the pipeline folder, its ``unet/`` folder or a weights file
 (``.safetensors`` read without pickle; ``.bin`` / ``.pt`` / ``.pth`` with
 ``torch.load(weights_only=True)``). The UNet's sizes come from ``config.json`` when there is one
 (beside the file or in its folder), else from the FGMIA config fields; every other setting in
 ``config.json`` must equal the UNet we build (a different one would compute something else).
+A pipeline folder's ``scheduler/scheduler_config.json`` must give the schedule we sample with
+(linear β 1e-4 → 0.02 over 1,000 steps, ε-prediction: FGMIA_codes' ``DDIMScheduler``).
 Loading is strict: missing, unexpected or mis-shaped tensors are one-line errors.
 """
 
@@ -31,7 +32,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from mibench.attacks.priors.diffusion import ConditionalDenoiser
+from mibench.attacks.priors.diffusion import ConditionalDenoiser, noise_scheduler
 from mibench.errors import MibenchError
 from mibench.targets.strict import check_state_dict
 
@@ -42,6 +43,8 @@ PIXEL_CHANNELS = 3
 SIZE_FIELDS = ("resolution", "block_channels", "attention", "layers_per_block", "token_dim",
                "head_dim")
 WRAPPERS = ("module.", "unet.")
+SCHEDULE_FIELDS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
+                   "prediction_type")
 WHERE_TO_GET = ("download an FGMIA prior folder (huggingface.co/MMCT/FGMIA_Models, e.g. "
                 "FGDMs/Arcface18-FG) and set fgmia.prior_checkpoint to it")
 PathLike = str | os.PathLike[str]
@@ -68,6 +71,21 @@ def locate(path: PathLike) -> tuple[Path, Path | None]:
         raise DiffusionCheckpointError(f"FGMIA prior {path} does not exist; {WHERE_TO_GET}")
     config = weights.parent / CONFIG
     return weights, config if config.is_file() else None
+
+
+def check_schedule(path: PathLike) -> None:
+    """A pipeline folder's ``scheduler/scheduler_config.json`` must describe the noise schedule
+    we sample with (:func:`~mibench.attacks.priors.diffusion.noise_scheduler`)."""
+    file = Path(path).expanduser() / "scheduler" / "scheduler_config.json"
+    if not file.is_file():
+        return
+    config = read_config(file, kind=None)
+    ours = noise_scheduler(clip_sample=True).config
+    differ = [f"{k} {config[k]!r} (ours {ours[k]!r})" for k in SCHEDULE_FIELDS
+              if k in config and config[k] != ours[k]]
+    if differ:
+        raise DiffusionCheckpointError(f"{file}: the prior was trained with another noise "
+                                       f"schedule: {', '.join(differ)}")
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -97,17 +115,18 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path, kind: str | None = UNET_CLASS) -> dict[str, Any]:
+    """A diffusers JSON config; with ``kind``, it must describe that class (if it names one)."""
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DiffusionCheckpointError(f"{path} is not a diffusers config ({err})") from None
     if not isinstance(config, dict):
         raise DiffusionCheckpointError(f"{path} is not a diffusers config (a JSON object)")
-    kind = config.get("_class_name", UNET_CLASS)
-    if kind != UNET_CLASS:
-        raise DiffusionCheckpointError(f"{path} describes a {kind}; the FGMIA prior is a "
-                                       f"{UNET_CLASS} (the condition enters by cross-attention)")
+    named = config.get("_class_name", kind)
+    if kind and named != kind:
+        raise DiffusionCheckpointError(f"{path} describes a {named}; the FGMIA prior is a "
+                                       f"{kind} (the condition enters by cross-attention)")
     return config
 
 
@@ -163,6 +182,7 @@ def import_fgmia_unet(path: PathLike, condition_dim: int,
                       fallback: Mapping[str, Any]) -> ConditionalDenoiser:
     """The official FGMIA UNet at ``path`` as our denoiser over ``condition_dim``-d conditions
     (sizes from its ``config.json``, else ``fallback``: the FGMIA config's :data:`SIZE_FIELDS`)."""
+    check_schedule(path)
     weights, config_path = locate(path)
     config = read_config(config_path) if config_path else None
     sizes = sizes_from_config(config, config_path) if config and config_path \
