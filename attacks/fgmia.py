@@ -39,6 +39,9 @@ class-mean of the real private features — not available to an attacker — as 
 66.9 %; TransF with the full aux covariance 52.5 %, with only its diagonal 39.4 %; the ScaleFT
 radius (0.75–2 × √d) changes little.
 
+Official weights: ``prior_checkpoint`` set to an FGMIA prior from FGMIA_codes' release (an
+open-set, pixel-space UNet) replaces the trained prior (``priors/diffusion_import.py``).
+
 Ablations (paper Table VI), registered as their own attacks: ``fgmia-no-fg`` conditions the prior
 on the target's logits instead of its features (the identity's condition is then TransF/ScaleFT
 of the identity matrix — the one-hot direction, scaled onto the aux logits);
@@ -62,6 +65,7 @@ from mibench.attacks.priors.autoencoder import (ConvAutoencoder, LatentSpaceConf
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.diffusion import (PREDICTIONS, ConditionalDenoiser, ddim_sample,
                                               train_denoiser)
+from mibench.attacks.priors.diffusion_import import SIZE_FIELDS, import_fgmia_unet
 from mibench.batching import in_batches
 from mibench.config import Config, param
 from mibench.errors import ConfigError
@@ -118,6 +122,9 @@ class FGMIAConfig(LatentSpaceConfig):
     guidance_scale: float = param(1.0, "classifier-free guidance (1 = none, as published)",
                                   ge=0)
     sample_batch: int = param(64, "images sampled together", ge=1)
+    prior_checkpoint: str | None = param(None, "official FGMIA prior to import (pipeline or "
+                                         "unet folder, or weights file) instead of training "
+                                         "one; open-set targets, pixel space, epsilon only")
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"space": "latent", "prediction": "v_prediction", "resolution": 32, "block_channels": (16, 32),
@@ -135,6 +142,12 @@ class FGMIAConfig(LatentSpaceConfig):
     def validate(self) -> None:
         if len(self.block_channels) != len(self.attention):
             raise ConfigError("FGMIAConfig.attention: needs one entry per block_channels level")
+        official = (self.condition, self.space, self.prediction) == ("feature", "pixel",
+                                                                     "epsilon")
+        if self.prior_checkpoint and not official:
+            raise ConfigError("FGMIAConfig.prior_checkpoint: the official priors denoise pixels, "
+                              "predict epsilon and take features; set condition=feature "
+                              "space=pixel prediction=epsilon")
         if self.guidance_scale != 1.0 and self.condition_dropout == 0:
             raise ConfigError("FGMIAConfig.guidance_scale: classifier-free guidance needs a "
                               "prior trained with condition_dropout > 0 (e.g. 0.1)")
@@ -193,8 +206,17 @@ class FGMIA(Attack):
             raise ConfigError("FGMIA trains its prior on the target's features: it needs "
                               "the target view in the attack context")
         self.normalised = cfg.condition == "feature" and target.kind == "open"
-        self.autoencoder = self._autoencoder(ctx) if cfg.space == "latent" else None
         condition_dim = target.feature_dim if cfg.condition == "feature" else target.num_classes
+        if cfg.prior_checkpoint:
+            if not self.normalised:
+                raise ConfigError("FGMIA's official priors are conditioned on open-set "
+                                  "(normalised) features; use an open-set target")
+            self.autoencoder = None
+            denoiser = import_fgmia_unet(cfg.prior_checkpoint, condition_dim,
+                                         {k: getattr(cfg, k) for k in SIZE_FIELDS})
+            self.prior = FGMIAPrior(denoiser).to(ctx.device).requires_grad_(False)
+            return
+        self.autoencoder = self._autoencoder(ctx) if cfg.space == "latent" else None
         prior_config = {k: getattr(cfg, k) for k in PRIOR_FIELDS}
         if self.autoencoder is not None:
             prior_config["autoencoder"] = cfg.autoencoder_settings()

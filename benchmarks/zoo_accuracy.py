@@ -27,8 +27,8 @@ from mibench.registry import DATASETS
 from mibench.targets.finetune import gallery_margin
 from mibench.targets.models import OpenSetModel
 from mibench.targets.train import accuracy
-from mibench.targets.zoo import (EVALUATORS, FINE_TUNE_ROUNDS, ZooModel, expand_names,
-                                 get_entry, load_entry, parameter_count)
+from mibench.targets.zoo import (EVALUATORS, FINE_TUNE_ROUNDS, ZooModel, awaits_import,
+                                 expand_names, get_entry, load_entry, parameter_count)
 from mibench.world import World
 
 BUDGET_S = {"target": 180.0, "evaluator": 300.0}
@@ -109,7 +109,8 @@ def main() -> None:
     print(f"preset {args.preset}, world {world.fingerprint}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     started = time.perf_counter()
-    names = expand_names(args.names)
+    names = [n for n in expand_names(args.names)
+             if not awaits_import(get_entry(n), cache, args.preset)]
     models = {name: load_entry(get_entry(name), world, cache, args.preset, args.device,
                                progress=False) for name in names}
     print(accuracy_table(models, world, args.preset))

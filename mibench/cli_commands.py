@@ -213,12 +213,15 @@ def _percent(value: float | None) -> str:
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:
-    from mibench.targets.zoo import expand_names, get_entry, load_entry
+    from mibench.targets.zoo import awaits_import, expand_names, get_entry, load_entry
 
     names = expand_names(args.names)
     world, cache, preset = _world_context(args)
     rows = []
     for name in names:
+        if len(names) > 1 and awaits_import(get_entry(name), cache, preset):
+            rows.append([name, "closed", "-", "-", f"not imported (zoo import FILE --as {name})"])
+            continue
         model = load_entry(get_entry(name), world, cache, preset, args.device,
                            progress=not args.quiet)
         seconds = model.metrics.get("wall_time_s")

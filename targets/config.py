@@ -14,16 +14,20 @@ from typing import Any, ClassVar, Mapping
 
 from mibench.config import Config, param
 from mibench.errors import ConfigError
-from mibench.targets.architectures import DENSENET_MIN_RESOLUTION, MIN_RESOLUTION
+from mibench.targets.architectures import (DENSENET_MIN_RESOLUTION, MIN_RESOLUTION,
+                                          RESNET_MIN_RESOLUTION)
 
 DEPTHS: dict[str, tuple[int, ...]] = {
     "iresnet": (18, 34, 50, 100),
     "irse": (50, 100, 152),
     "inception_resnet": (),
     "densenet": (121, 161, 169, 201),
+    "resnet": (18, 34, 50, 101, 152),
 }
 MIN_RESOLUTIONS: dict[str, int] = {"inception_resnet": MIN_RESOLUTION,
-                                   "densenet": DENSENET_MIN_RESOLUTION}
+                                   "densenet": DENSENET_MIN_RESOLUTION,
+                                   "resnet": RESNET_MIN_RESOLUTION}
+NO_DROPOUT: tuple[str, ...] = ("irse", "resnet")
 LOSSES: dict[str, tuple[str, ...]] = {
     "closed": ("softmax",),
     "open": ("arcface", "cosface", "triplet"),
@@ -41,22 +45,25 @@ class TargetConfig(Config):
 
     arch: str = param("iresnet", "network family: iresnet (ArcFace/CosFace), irse (IR-152, "
                       "face.evoLVe IR-50), inception_resnet (FaceNet), densenet (the "
-                      "evaluation model)",
+                      "evaluation model), resnet (torchvision, PPA's ResNet-152)",
                       choices=tuple(DEPTHS))
     depth: int = param(50, "layers: iresnet 18/34/50/100, irse 50/100/152, densenet "
-                       "121/161/169/201; not used by inception_resnet")
+                       "121/161/169/201, resnet 18/34/50/101/152; not used by "
+                       "inception_resnet")
     layout: str = param("kedmi", "irse key layout: kedmi (IR152/FaceNet64 targets) or "
                         "evolve112 (the FaceNet112 evaluation model)",
                         choices=("kedmi", "evolve112"))
     width: float = param(1.0, "channel multiplier (1.0 = published widths)", gt=0.0, le=4.0)
     resolution: int = param(112, "input side in pixels (Inception-ResNet needs at least "
-                            f"{MIN_RESOLUTION}, DenseNet {DENSENET_MIN_RESOLUTION}; smaller "
+                            f"{MIN_RESOLUTION}, DenseNet {DENSENET_MIN_RESOLUTION}, ResNet "
+                            f"{RESNET_MIN_RESOLUTION}; smaller "
                             "values are raised to it)", ge=8)
-    feature_dim: int = param(512, "embedding size (DenseNet: set by its width instead)", ge=2)
+    feature_dim: int = param(512, "embedding size (DenseNet, ResNet: set by their width "
+                            "instead)", ge=2)
     dropout: float | None = param(None, "dropout probability; default = the architecture's "
                                   "published value (FaceNet 0.6 before its last linear layer, "
-                                  "IResNet and DenseNet (between dense layers) 0; IR-SE has "
-                                  "none)", ge=0.0, lt=1.0)
+                                  "IResNet and DenseNet (between dense layers) 0; IR-SE and "
+                                  "ResNet have none)", ge=0.0, lt=1.0)
     kind: str = param("open", "closed: linear head over the private identities; open: "
                       "embedding model + enrolled gallery", choices=tuple(LOSSES))
     loss: str = param("arcface", "softmax (closed-set) or arcface / cosface / triplet (open-set)",
@@ -66,8 +73,10 @@ class TargetConfig(Config):
     scale: float = param(64.0, "logit scale s of the margin heads and the open-set gallery",
                          gt=0.0)
     pixel_norm: str = param("arch", "input normalisation: arch (the published (x-0.5)/0.5, "
-                            "facenet-pytorch (x-127.5)/128) or none ([0,1], KEDMI/GMI targets)",
-                            choices=("arch", "none"))
+                            "PPA's default for ResNets, facenet-pytorch (x-127.5)/128), half "
+                            "((x-0.5)/0.5 for any arch), imagenet (torchvision's ImageNet "
+                            "mean/std, PPA's alternative) or none ([0,1], KEDMI/GMI targets)",
+                            choices=("arch", "half", "imagenet", "none"))
     epochs: int = param(20, "training epochs", ge=1)
     batch_size: int = param(128, "training batch size", ge=2)
     lr: float = param(0.1, "SGD learning rate (cosine decay to 0)", gt=0.0)
@@ -95,11 +104,13 @@ class TargetConfig(Config):
         if depths and self.depth not in depths:
             raise ConfigError(f"TargetConfig.depth: {self.arch} comes in depths "
                               f"{list(depths)}, got {self.depth}")
-        if self.arch == "densenet" and self.kind == "open":
-            raise ConfigError("TargetConfig.arch: densenet is built as a closed-set classifier "
-                              "(its features are its pooled channels); use kind=closed")
-        if self.arch == "irse" and self.dropout is not None:
-            raise ConfigError("TargetConfig.dropout: the irse networks have no dropout layer")
+        if self.arch in ("densenet", "resnet") and self.kind == "open":
+            raise ConfigError(f"TargetConfig.arch: {self.arch} is built as a closed-set "
+                              "classifier (its features are its pooled channels); use "
+                              "kind=closed")
+        if self.arch in NO_DROPOUT and self.dropout is not None:
+            raise ConfigError(f"TargetConfig.dropout: the {self.arch} networks have no dropout "
+                              "layer")
         if self.loss != "softmax" and self.label_smoothing:
             raise ConfigError("TargetConfig.label_smoothing applies to the softmax loss only, "
                               f"not {self.loss}")

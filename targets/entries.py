@@ -4,7 +4,9 @@ Targets (paper.md "Targets"), registered in ``TARGETS``:
 
 * closed-set, trained on private-train with cross-entropy and KEDMI's recipe
   (``CLOSED_SET_RECIPE``), inputs in [0, 1] as KEDMI's: ``ir152`` (IR-152) and ``evolve``
-  (face.evoLVe IR-50, KEDMI's "FaceNet64");
+  (face.evoLVe IR-50, KEDMI's "FaceNet64"); ``resnet152``, PPA's torchvision ResNet-152
+  (§4.1), with PPA's default (x − 0.5)/0.5 inputs and the same closed-set recipe (PPA's own,
+  Adam, is not what our trainer runs);
 * open-set, trained on the public pool (the analogue of a large public face dataset), then a
   gallery of the private identities is enrolled: ``facenet`` (Inception-ResNet-v1, triplet
   loss), ``arcface-{18,34,50,100}`` and ``cosface-{18,34,50,100}`` (IResNet). ``arcface`` and
@@ -21,6 +23,11 @@ Targets (paper.md "Targets"), registered in ``TARGETS``:
 Evaluation models are *not* targets: they live in ``EVALUATORS`` (never in ``TARGETS``, so
 ``all`` and patterns cannot hand one to an attack). The default, ``densenet-121``, is an
 architecture no target uses (DenseNet, torchvision layout), trained closed-set on private-train.
+``kedmi-facenet`` is import-only (``imported=True``): KEDMI's / GMI's evaluation model
+``FaceNet_95.88.tar`` (``FaceNet``: face.evoLVe IR-50 at 112 px, ``feature.output_layer`` inside,
+``fc_layer`` over the 1,000 CelebA identities of the GMI split, inputs in [0, 1], 64 px
+reconstructions resized to 112), never trained here: ``mibench zoo import FILE --as
+kedmi-facenet`` installs it.
 
 Presets: an entry's ``config`` is its architecture and published recipe, which the ``paper``
 preset trains as is; the ``smoke`` / ``mini`` presets scale it (``TargetConfig.presets``) and
@@ -47,6 +54,7 @@ from mibench.targets.finetune import FINE_TUNE_LR_FACTOR
 FINE_TUNE_ROUNDS = 4
 FINE_TUNE_EPOCHS = 5  # per round; the paper gives no number (see mibench.targets.finetune)
 DEFAULT_EVALUATOR = "densenet-121"
+KEDMI_FACENET = "kedmi-facenet"
 Role = Literal["target", "evaluator"]
 DLIB_RESNET_PARAMS = 5_614_592
 
@@ -64,6 +72,8 @@ class ZooEntry:
     role: Role = "target"
     parent: ZooEntry | None = None
     round: int = 0
+    imported: bool = False  # never trained by us: only `mibench zoo import` provides weights
+    weights_file: str = ""  # the released file an imported entry's weights come from
 
     @property
     def base(self) -> ZooEntry:
@@ -129,6 +139,11 @@ def _register_targets() -> None:
     TARGETS.add("evolve", ZooEntry(
         "evolve", "face.evoLVe IR-50, closed set on private-train (KEDMI's FaceNet64)",
         _closed("irse", 50), {"smoke": {"epochs": 2}, "mini": {"epochs": 16, "lr": 0.1}}))
+    # ResNet-152 at mini: ir152's recipe (width 0.125, 20 epochs, lr 0.1), not measured for it.
+    TARGETS.add("resnet152", ZooEntry(
+        "resnet152", "torchvision ResNet-152, closed set on private-train (PPA's target)",
+        {**_closed("resnet", 152), "pixel_norm": "arch"},
+        {"smoke": {"epochs": 2}, "mini": {"epochs": 20, "lr": 0.1, "width": 0.125}}))
     # FaceNet at mini, 16 epochs: 86.8 % at lr 0.1, 88.5 % at lr 0.03; 24 epochs (88.7 %) or
     # width 0.125 (46 %) do not fit or do not learn, P×K = 32×4 learns slower (66 %; 80 % over
     # 20 epochs), 32×2 no better (88.8 %), 2 warm-up epochs to lr 0.1 worse (72.8 %). It
@@ -179,6 +194,12 @@ def _register_evaluators() -> None:
          "mini": {"epochs": 60, "lr": 0.1, "weight_decay": 1e-3, "label_smoothing": 0.1}},
         role="evaluator"),
         aliases=("densenet",))
+    EVALUATORS.add(KEDMI_FACENET, ZooEntry(
+        KEDMI_FACENET, "KEDMI/GMI FaceNet evaluator (IR-50 at 112 px, 1,000 CelebA "
+        "identities); import only",
+        {**_closed("irse", 50), "layout": "evolve112", "width": 1.0, "resolution": 112,
+         "feature_dim": 512}, role="evaluator", imported=True,
+        weights_file="FaceNet_95.88.tar (KEDMI's checkpoint/evaluate_model/)"))
 
 
 def get_entry(name: str) -> AnyEntry:
@@ -234,6 +255,8 @@ def recipe(entry: AnyEntry, preset: str) -> dict[str, Any]:
         return {"pretrained": entry.description, "input_resolution": entry.resolution,
                 "gallery": "private-train"}
     cfg = entry.resolve(preset)
+    if entry.imported:
+        return {"imported": f"mibench zoo import FILE --as {entry.name}", **cfg.to_dict()}
     if entry.parent is not None:
         data = {"fine_tunes": entry.parent.name, "train": "private-train"}
     elif cfg.kind == "closed":
@@ -247,6 +270,8 @@ def recipe_summary(entry: AnyEntry, preset: str) -> str:
     """:func:`recipe` in one short line: loss, epochs, learning rate, batch size and width."""
     if isinstance(entry, PretrainedEntry):
         return "pretrained"
+    if entry.imported:
+        return "imported only"
     cfg = entry.resolve(preset)
     return f"{cfg.loss} {cfg.epochs}ep lr {cfg.lr:g} bs {cfg.batch_size} w {cfg.width:g}"
 

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mibench.target import OpenSetTarget, Target
-from mibench.targets.architectures import IRSE, Backbone, DenseNet, InceptionResnetV1, IResNet
+from mibench.targets.architectures import (IRSE, Backbone, DenseNet, InceptionResnetV1,
+                                          IResNet, ResNet)
 from mibench.targets.config import TargetConfig
 from mibench.targets.errors import TargetError
 from mibench.targets.strict import load_strict
@@ -26,15 +27,19 @@ FACENET_MEAN, FACENET_STD = 127.5 / 255, 128.0 / 255  # fixed_image_standardizat
 FACENET: Stats = ((FACENET_MEAN, FACENET_MEAN, FACENET_MEAN),
                   (FACENET_STD, FACENET_STD, FACENET_STD))
 IDENTITY: Stats = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+IMAGENET: Stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's ImageNet stats
 BACKBONES: dict[str, type[Backbone]] = {
-    "iresnet": IResNet, "irse": IRSE, "inception_resnet": InceptionResnetV1, "densenet": DenseNet}
+    "iresnet": IResNet, "irse": IRSE, "inception_resnet": InceptionResnetV1, "densenet": DenseNet,
+    "resnet": ResNet}
 
 
 def pixel_stats(cfg: TargetConfig) -> Stats:
     """(mean, std) applied to [0,1] inputs: the architecture's published convention or none."""
     if cfg.pixel_norm == "none":
         return IDENTITY
-    return FACENET if cfg.arch == "inception_resnet" else HALF
+    if cfg.pixel_norm == "imagenet":
+        return IMAGENET
+    return FACENET if cfg.arch == "inception_resnet" and cfg.pixel_norm == "arch" else HALF
 
 
 def build_backbone(cfg: TargetConfig, num_classes: int | None = None) -> Backbone:
@@ -49,6 +54,8 @@ def build_backbone(cfg: TargetConfig, num_classes: int | None = None) -> Backbon
                     layout="evolve112" if cfg.layout == "evolve112" else "kedmi")
     if cfg.arch == "densenet":
         return DenseNet(cfg.depth, width=cfg.width, num_classes=num_classes, **dropout)
+    if cfg.arch == "resnet":
+        return ResNet(cfg.depth, width=cfg.width, num_classes=num_classes)
     return InceptionResnetV1(width=cfg.width, feature_dim=cfg.feature_dim,
                              num_classes=num_classes, **dropout)
 

@@ -10,6 +10,7 @@ from torch import nn
 from mibench.targets.errors import CheckpointError
 
 SHOWN = 5
+TARGET_HINT = "check arch/depth/width/resolution/feature_dim and num_classes"
 
 
 def _listed(keys: Iterable[str]) -> str:
@@ -19,8 +20,10 @@ def _listed(keys: Iterable[str]) -> str:
 
 
 def check_state_dict(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor],
-                     source: str) -> None:
-    """Raise :class:`CheckpointError` unless ``found`` has ``expected``'s keys and shapes."""
+                     source: str, *, error: type[Exception] = CheckpointError,
+                     network: str = "the architecture", hint: str = TARGET_HINT) -> None:
+    """Raise ``error`` (:class:`CheckpointError`) unless ``found`` has ``expected``'s keys and
+    shapes; the message names ``source``, the ``network`` it should fit and the ``hint``."""
     missing = set(expected) - set(found)
     unexpected = set(found) - set(expected)
     wrong = sorted(k for k in set(expected) & set(found)
@@ -35,8 +38,7 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], found: Mapping[str, t
         problems.append(f"{len(wrong)} shape mismatches (e.g. {first}: checkpoint "
                         f"{tuple(found[first].shape)} vs model {tuple(expected[first].shape)})")
     if problems:
-        raise CheckpointError(f"{source} does not fit the architecture: {'; '.join(problems)}; "
-                              "check arch/depth/width/resolution/feature_dim and num_classes")
+        raise error(f"{source} does not fit {network}: {'; '.join(problems)}; {hint}")
 
 
 def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:

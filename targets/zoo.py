@@ -41,9 +41,9 @@ from mibench.targets.train import TrainMetrics, accuracy, train_target
 from mibench.world import World, WorldSummary
 
 __all__ = ["AnyEntry", "DEFAULT_EVALUATOR", "EVALUATORS", "FINE_TUNE_EPOCHS", "FINE_TUNE_ROUNDS",
-           "PretrainedEntry", "ZooEntry", "ZooModel", "ZooStatus", "entry_key", "entry_status",
-           "evaluator_entry", "expand_names", "get_entry", "import_weights", "load_entry",
-           "load_evaluator", "load_target", "parameter_count", "recipe", "recipe_summary",
+           "PretrainedEntry", "ZooEntry", "ZooModel", "ZooStatus", "awaits_import", "entry_key",
+           "entry_status", "evaluator_entry", "expand_names", "get_entry", "import_weights",
+           "load_entry", "load_evaluator", "load_target", "parameter_count", "recipe", "recipe_summary",
            "resolve_device", "user_weights_path"]
 
 ZOO_VERSION = "1"
@@ -150,13 +150,18 @@ def _measured(target: Target, metrics: Mapping[str, Any], world: World) -> dict[
 
 def load_entry(entry: AnyEntry, world: World, cache: Cache, preset: str = "mini",
                device: str | torch.device = "cpu", progress: bool = True) -> ZooModel:
-    """Load ``entry`` for ``world``: installed user weights, else the cache, else train it."""
+    """Load ``entry`` for ``world``: installed user weights, else the cache, else train it (an
+    import-only entry without weights is an error saying how to import them)."""
     device = resolve_device(device)
     if isinstance(entry, PretrainedEntry):
         return _load_pretrained(entry, world, cache, device)
     user = user_weights_path(cache, preset, entry.name)
     if user.is_file():
         return _load_user_weights(entry, user, world, device)
+    if entry.imported:
+        raise TargetError(f"{entry.name} is never trained here; get {entry.weights_file} and "
+                          f"run `mibench zoo import FILE --as {entry.name}` (installs it at "
+                          f"{user})")
     cfg = entry.resolve(preset)
     key = entry_key(entry, world, cache, preset)
     source: Source = "cache" if cache.lookup(COMPONENT, key) else "trained"
@@ -251,6 +256,12 @@ def import_weights(file: str | os.PathLike[str], name: str, world: World, cache:
     return path
 
 
+def awaits_import(entry: AnyEntry, cache: Cache, preset: str) -> bool:
+    """Whether ``entry`` is import-only and its weights have not been installed at ``preset``."""
+    return isinstance(entry, ZooEntry) and entry.imported and \
+        not user_weights_path(cache, preset, entry.name).is_file()
+
+
 def load_target(name: str, world: World, cache: Cache, preset: str = "mini",
                 device: str | torch.device = "cpu", progress: bool = True) -> Target:
     """The target ``name`` (or alias) for ``world``, trained and cached on first use."""
@@ -285,7 +296,7 @@ def entry_status(entry: AnyEntry, world: World | WorldSummary, cache: Cache,
         state, metrics = "user weights", load_checkpoint(user).metrics
     else:
         found = cache.lookup(COMPONENT, entry_key(entry, world, cache, preset))
-        state = "cached" if found else "not trained"
+        state = "cached" if found else "not imported" if entry.imported else "not trained"
         if found:
             metrics = json.loads((found / INFO).read_text())["metrics"]
     return ZooStatus(entry.name, entry.role, cfg.kind,

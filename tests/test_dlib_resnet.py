@@ -119,7 +119,8 @@ def test_zoo_entry_is_pretrained_open_set_and_an_evaluation_model() -> None:
     assert zoo.evaluator_entry("dlib-resnet") is entry
     with pytest.raises(TargetError, match="trained here as a target"):
         zoo.evaluator_entry("arcface")
-    with pytest.raises(TargetError, match="choose one of densenet-121, dlib-resnet"):
+    with pytest.raises(TargetError,
+                       match="choose one of densenet-121, kedmi-facenet, dlib-resnet"):
         zoo.evaluator_entry("nope")
     with pytest.raises(TargetError, match="nothing to import"):
         zoo.import_weights("x.pt", "dlib-resnet", None, None)  # type: ignore[arg-type]

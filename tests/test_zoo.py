@@ -41,7 +41,8 @@ def forbid_training(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_names_aliases_and_patterns() -> None:
     expected = {f"{loss}-{d}" for loss in ("arcface", "cosface") for d in DEPTHS}
     expected |= {f"{loss}-18@ft{r}" for loss in ("arcface", "cosface") for r in range(1, 5)}
-    assert set(TARGETS.names()) == expected | {"ir152", "evolve", "facenet", "dlib-resnet"}
+    assert set(TARGETS.names()) == expected | {"ir152", "evolve", "resnet152", "facenet",
+                                               "dlib-resnet"}
     assert TARGETS.canonical("arcface") == "arcface-18"
     assert TARGETS.canonical("cosface") == "cosface-18"
     assert {f"arcface-{d}" for d in DEPTHS} <= set(TARGETS.expand("arcface-*"))
@@ -49,11 +50,11 @@ def test_names_aliases_and_patterns() -> None:
     assert TARGETS.expand("ir152,arcface,ir152") == ["ir152", "arcface-18"]
     kinds = {name: get_entry(name).resolve("smoke").kind for name in TARGETS.names()
              if not isinstance(get_entry(name), PretrainedEntry)}
-    assert {n for n, k in kinds.items() if k == "closed"} == {"ir152", "evolve"}
+    assert {n for n, k in kinds.items() if k == "closed"} == {"ir152", "evolve", "resnet152"}
 
 
 def test_evaluation_model_is_not_a_target_and_has_its_own_architecture() -> None:
-    assert EVALUATORS.names() == ["densenet-121"]
+    assert EVALUATORS.names() == ["densenet-121", "kedmi-facenet"]
     assert "densenet-121" not in TARGETS and "densenet-121" not in TARGETS.expand("all")
     assert "densenet-121" in expand_names("all") and expand_names("densenet") == ["densenet-121"]
     target_archs = {get_entry(n).resolve("paper").arch for n in TARGETS.names()

@@ -141,8 +141,9 @@ def _target_rows(tree: Mapping[str, Any], world: Mapping[str, Any],
     rows = []
     for name in names:
         entry = get_entry(name)
-        if isinstance(entry, PretrainedEntry):
-            rows.append(Row("target", entry.name, 0.0, 0, note="pretrained: nothing to train"))
+        if isinstance(entry, PretrainedEntry) or entry.imported:
+            how = "pretrained" if isinstance(entry, PretrainedEntry) else "imported"
+            rows.append(Row("target", entry.name, 0.0, 0, note=f"{how}: nothing to train"))
             continue
         entries.update((e.name, e) for e in _chain(entry))
     for entry in entries.values():
