@@ -48,7 +48,8 @@ from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
 from mibench.attacks.latent import Chunk, descend, invert_in_chunks
 from mibench.attacks.losses import IDENTITY_LOSSES
-from mibench.attacks.priors.alphagan import CodeDiscriminator, Encoder, real, train_alpha_gan
+from mibench.attacks.priors.alphagan import (CodeDiscriminator, Encoder, real_per_sample,
+                                             train_alpha_gan)
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.dcgan import Critic, Generator
 from mibench.attacks.priors.gan_prior import GANPriorConfig
@@ -161,10 +162,12 @@ class FMI(Attack):
             images = generator(z)
             value = identity(target.logits(images), chunk.labels)
             if cfg.code_weight:
-                value = value + cfg.code_weight * real(self.prior["code_discriminator"](z))
+                code = self.prior["code_discriminator"](z)
+                value = value + cfg.code_weight * real_per_sample(code)
             if cfg.realism_weight:
-                value = value + cfg.realism_weight * real(self.prior["discriminator"](images))
-            return value.mean()
+                realism = self.prior["discriminator"](images)
+                value = value + cfg.realism_weight * real_per_sample(realism)
+            return value
 
         descend(torch.optim.Adam([z], lr=cfg.lr), loss, cfg.iterations, ctx, "FMI")
         return z.detach()

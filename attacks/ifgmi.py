@@ -188,7 +188,7 @@ class IFGMI(WSpaceAttack):
             with precision.autocast(ctx.device):
                 images = self._synthesise(w, stage, None if features is None else h)
                 logits = target.logits(augment(images, gen))
-            return poincare(logits.float(), labels).mean()
+            return poincare(logits.float(), labels)
 
         def project() -> None:
             with torch.no_grad():

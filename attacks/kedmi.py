@@ -147,9 +147,8 @@ class KEDMI(Attack):
         def loss() -> torch.Tensor:
             eps = torch.randn(n, cfg.z_dim, device=ctx.device, generator=chunk.generator)
             images = self.generator(mu + eps * log_var.mul(0.5).exp())
-            prior = prior_loss(self.discriminator(images)[1]).mean()
-            return prior + cfg.identity_weight * self.identity_loss(target, images,
-                                                                    chunk.labels).mean()
+            prior = prior_loss(self.discriminator(images)[1])
+            return prior + cfg.identity_weight * self.identity_loss(target, images, chunk.labels)
 
         descend(torch.optim.Adam([mu, log_var], lr=cfg.lr), loss, cfg.iterations, ctx, "KEDMI")
         return mu.detach(), log_var.detach()

@@ -210,7 +210,7 @@ class PLG(Attack):
             copies = torch.cat([augment(images, gen) for _ in range(cfg.augmentations)])
             logits = target.logits(copies)
             return loss_fn(logits, labels.repeat(cfg.augmentations)).view(
-                cfg.augmentations, -1).sum(0).mean()
+                cfg.augmentations, -1).sum(0)
 
         descend(torch.optim.Adam([z], lr=cfg.lr), loss, cfg.iterations, ctx, "PLG-MI")
         return z.detach()

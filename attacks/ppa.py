@@ -132,7 +132,7 @@ class PPA(WSpaceAttack):
         def loss() -> torch.Tensor:
             with precision.autocast(ctx.device):
                 logits = target.logits(augment(self.prior.render(w), chunk.generator))
-            return poincare(logits.float(), chunk.labels).mean()
+            return poincare(logits.float(), chunk.labels)
 
         descend(optimiser, loss, cfg.iterations, ctx, "PPA", after_step=schedule.step)
         return w.detach()

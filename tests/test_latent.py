@@ -105,7 +105,8 @@ def test_boxed_nesterov_is_gmis_update():
                                  "eg_steps"}),
     (PLGPriorConfig, PLGConfig, {"top_n", "z_dim", "resolution", "width", "gan_steps",
                                  "gan_batch_size", "gan_lr", "gan_betas", "n_dis", "inv_weight",
-                                 "inv_loss", "aug_scale", "aug_flip"}),
+                                 "inv_loss", "aug_scale", "aug_flip", "aug_jitter",
+                                 "aug_rotation", "train_jitter_p"}),
 ])
 def test_the_prior_is_keyed_by_its_config_class_alone(block, config, fields):
     """The key fields are the ones each attack listed before the shared block (cached priors
