@@ -37,14 +37,16 @@ reconstructions):
 - ``oversample`` > 1 draws that many samples per requested one and keeps each identity's best
   by cosine to its condition (the official code: 2, 32 drawn and 16 kept).
 
-The readings besides today's defaults (``total``, no MAP, ``moment``, ``oversample`` 1) are
-candidates of issue 18.6, selectable until measured; the ablations keep the paper's semantics
-under every reading (no-TransF: raw head rows; no-ScaleFT: the TransF vector unscaled).
+Readings other than the defaults (``total``, no MAP, ``moment``, ``oversample`` 1) are the
+candidates of issue 18.6 (``attacks/fgmia_readings.py``), selectable until measured; the
+ablations keep the paper's semantics under each (no-TransF: raw head rows; no-ScaleFT: the
+TransF vector unscaled).
 
 ``mini`` samples with 10 DDIM steps, scaled down like every other attack's iterations (GMI:
 1,500 → 120): Eval Acc@1 of all samples with 50 / 10 steps, 10 identities × 16 samples,
 arcface-18 79.4 / 83.7 %, cosface-18 82.5 / 83.7 %, ir152 58.1 / 60.0 %, evolve 39.4 / 40.0 %,
-facenet 51.2 / 53.8 % (``sampler_steps`` is not part of the prior's cache key).
+facenet 51.2 / 53.8 % (open-set targets with the ``mean`` enrolment; ``sampler_steps`` is not
+part of the prior's cache key).
 
 Measured at ``mini`` on IR-152 (10 identities × 16 samples, Eval Acc@1 of all samples): the
 class-mean of the real private features — not available to an attacker — as condition gives
@@ -55,6 +57,18 @@ Ablations (paper Table VI), registered as their own attacks: ``fgmia-no-fg`` con
 on the target's logits instead of its features (the identity's condition is then TransF/ScaleFT
 of the identity matrix — the one-hot direction, scaled onto the aux logits);
 ``fgmia-no-transf`` uses the raw head row w_k; ``fgmia-no-scaleft`` uses t_k unscaled.
+
+Remaining deviations from the official code (FGMIA_codes):
+
+- Open set: the condition is the run's enrolled template (``run.enrolment``; the default
+  ``single``, one seeded private-train image per identity, is the official protocol; ``mean``
+  is the centroid of all of them).
+- Closed set: TransF and ScaleFT are our reconstructions (not in the public code); which
+  reading is chosen awaits the measurement of issue 18.6.
+- ``oversample`` defaults to 1 (the run's 16 samples drawn, all kept); the official code
+  draws 32 and keeps the best 16 by cosine (``oversample=2``).
+- A flipped training image is paired with the unflipped image's feature (``flip_p``);
+  ``smoke``/``mini`` denoise autoencoder latents with v-prediction (see above).
 """
 
 from __future__ import annotations
@@ -69,7 +83,7 @@ from torch import nn
 from mibench.access import TargetView
 from mibench.attack import FORWARD_BATCH, Attack, AttackContext, AttackSpec
 from mibench.attacks.fgmia_readings import (SCALEFT_MODES, aux_identity_stats, keep_best,
-                                            map_features, scaleft, transf)
+                                            scaleft, transf_directions)
 from mibench.attacks.priors.autoencoder import (ConvAutoencoder, LatentSpaceConfig, random_flip,
                                                 shared_autoencoder)
 from mibench.attacks.priors.cached import cached_module
@@ -274,14 +288,9 @@ class FGMIA(Attack):
         covariance = {"total": self.prior.covariance, "none": None,
                       "within": None if self.stats is None else self.stats.within_covariance
                       }[cfg.transf_covariance]
-        if not cfg.transf:
-            directions = head
-        elif cfg.transf_map:
-            sigma = torch.eye(head.shape[1], device=device) if covariance is None else covariance
-            directions = map_features(head, None if bias is None else bias.to(device),
-                                      self.prior.mean, sigma, cfg.map_steps) - self.prior.mean
-        else:
-            directions = transf(head, covariance)
+        directions = transf_directions(head, None if bias is None else bias.to(device),
+                                       self.prior.mean, covariance, enabled=cfg.transf,
+                                       use_map=cfg.transf_map, map_steps=cfg.map_steps)
         radius = None if self.stats is None else self.stats.radius.item()
         conditions = scaleft(directions, self.prior.mean, self.prior.std,
                              self.prior.mean_norm.item(), cfg.scaleft, radius)

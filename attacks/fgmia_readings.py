@@ -46,6 +46,20 @@ def transf(head: torch.Tensor, covariance: torch.Tensor | None = None) -> torch.
     return centred if covariance is None else centred @ covariance
 
 
+def transf_directions(head: torch.Tensor, bias: torch.Tensor | None, mean: torch.Tensor,
+                      covariance: torch.Tensor | None, *, enabled: bool, use_map: bool,
+                      map_steps: int) -> torch.Tensor:
+    """TransF's vector per identity under the chosen reading: the raw head rows (``enabled``
+    off: ablation no-TransF), the MAP offsets f_k − μ (``use_map``; Σ = I where ``covariance``
+    is None) or Σ·(w_k − w̄) (:func:`transf`)."""
+    if not enabled:
+        return head
+    if use_map:
+        sigma = torch.eye(head.shape[1], device=head.device) if covariance is None else covariance
+        return map_features(head, bias, mean, sigma, map_steps) - mean
+    return transf(head, covariance)
+
+
 def scaleft(directions: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
             mean_norm: float, mode: str, radius: float | None = None) -> torch.Tensor:
     """ScaleFT: map per-identity directions onto the distribution of real conditions

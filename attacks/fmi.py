@@ -34,6 +34,8 @@ Remaining deviations from the official code:
   about 5, each started from a different aux face rather than one average face; the α-GAN is
   DCGAN-shaped at 64 px (the paper's architecture and resolution are unknown to us); the
   optional latent cycle loss of the α-GAN reference code is not implemented.
+- The loss is summed over the latents (``latent.descend``, issue 18.4), so each latent's Adam
+  step does not depend on ``batch_size``.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ Remaining deviations from the official code:
 - The aux images for the labelled and unlabelled batches are drawn with replacement per step
   (the public code iterates three shuffled loaders per epoch).
 - ``mini``/``smoke`` scale the GAN's epochs and width and the attack's iterations (ours).
+- The attack loss is summed over the chunk's identities, not averaged (``latent.descend``,
+  issue 18.4): each Gaussian's Adam step is independent of ``batch_size`` (the official batch
+  mean's up to Adam's ε).
 """
 
 from __future__ import annotations

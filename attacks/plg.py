@@ -34,6 +34,8 @@ Remaining deviations from the official code (train_cgan.py, reconstruct.py):
   in every iteration); the official per-step target-accuracy logging queries are not made.
 - ``samples`` latents per identity replace the official 5 seeds × 60-identity batches; which
   identities are attacked and how results are averaged is the harness's protocol.
+- The attack loss is summed over the latents, not averaged (``latent.descend``, issue 18.4):
+  each latent's Adam step is independent of ``batch_size`` (the official mean's up to ε).
 """
 
 from __future__ import annotations

@@ -13,24 +13,12 @@ from mibench.reports.render import protocol_rows
 from mibench.reports.runs import CellRecord, RunRecord
 from mibench.reports.tables import cell_label
 from mibench.runconfig import RunConfig
-from mibench.target import OpenSetTarget
 from mibench.targets.enrolment import enrol, run_enrolment, single_image_rows
 from mibench.targets.errors import TargetError
 from mibench.testing import ColourTarget, colour_aux, colour_images, toy_context
 from mibench.world import Split
 
-
-class ColourGallery(OpenSetTarget):
-    """Open set: feature = centred mean colour; the loaded (``mean``) gallery = red, green, blue."""
-
-    def __init__(self) -> None:
-        super().__init__(num_classes=3, resolution=16, feature_dim=3, mean=(0, 0, 0),
-                         std=(1, 1, 1), scale=10.0)
-        self.enrol(torch.eye(3) - 1 / 3)
-
-    def embed(self, x):
-        colour = x.mean(dim=(2, 3))
-        return colour - colour.mean(dim=1, keepdim=True)
+from test_fgmia import ColourGallery   # the loaded (``mean``) gallery: red, green, blue
 
 
 def private_train(per_identity: int = 5) -> Split:
