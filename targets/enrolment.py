@@ -5,8 +5,9 @@ Two protocols, chosen by ``run.enrolment`` and shared by every attack and target
 - ``single`` (default, the paper's and FGMIA's code): one private-train image per identity. The
   image is a seeded, deterministic choice: for identity k, position
   ``randint(n_k)`` among its n_k private-train images (in split order), drawn from one
-  ``torch.Generator`` seeded with the run's seed, identities in order 0, 1, …; the same seed
-  picks the same images for every attack and target.
+  ``torch.Generator`` seeded with the run's ``seed`` (not a cell's: with ``--seeds`` every
+  cell of the run sees one gallery, as it sees one trained target), identities in order 0, 1,
+  …; the same seed picks the same images for every attack and target.
 - ``mean``: the L2-normalised mean of the normalised embeddings of all the identity's
   private-train images (:func:`~mibench.targets.models.class_templates`): the gallery the zoo
   caches with every open-set target, which such a target is loaded with.

@@ -9,14 +9,17 @@ import torch
 import torch.nn.functional as F
 
 from mibench.attacks.fgmia import FGMIA, FGMIAConfig
+from mibench.cell import attack_setting
+from mibench.registry import ATTACKS
 from mibench.reports.render import protocol_rows
 from mibench.reports.runs import CellRecord, RunRecord
 from mibench.reports.tables import cell_label
 from mibench.runconfig import RunConfig
 from mibench.targets.enrolment import enrol, run_enrolment, single_image_rows
 from mibench.targets.errors import TargetError
-from mibench.testing import ColourTarget, colour_aux, colour_images, toy_context
-from mibench.world import Split
+from mibench.targets.zoo import get_entry, load_entry
+from mibench.testing import ColourTarget, colour_aux, colour_images, toy_context, toy_split
+from mibench.world import Split, World
 
 from test_fgmia import ColourGallery   # the loaded (``mean``) gallery: red, green, blue
 
@@ -96,3 +99,28 @@ def test_the_report_names_the_enrolment_and_keeps_the_protocols_apart():
     assert [cell_label(c, cells) for c in cells] == ["fgmia · enrolment single",
                                                      "fgmia · enrolment mean"]
     assert cell_label(single.cells[0], single.cells) == "fgmia"
+
+
+def test_a_cells_open_set_target_is_enrolled_under_the_run_protocol(cache):
+    """``attack_setting``: ``single`` re-enrols the zoo's (mean) gallery with the run seed's
+    images and keys a target-dependent prior apart; ``mean`` keeps the cached gallery."""
+    splits = [toy_split(4, 6, seed=0, noise=0.3, name="private-train"),
+              toy_split(4, 2, seed=1, noise=0.3, name="private-test"),
+              toy_split(6, 4, seed=2, identity_offset=100, noise=0.3, name="public"),
+              toy_split(6, 2, seed=3, identity_offset=100, noise=0.3, name="aux")]
+    world = World(name="toy", fingerprint="toy-enrol", splits={s.name: s for s in splits})
+    attack = ATTACKS.get("fgmia")(FGMIAConfig.resolve("smoke"))
+    setting = {"world": world, "cache": cache, "preset": "smoke",
+               "device": torch.device("cpu"), "show_progress": False}
+    mean, mean_ctx = attack_setting(attack, "arcface", **setting, enrolment="mean")
+    single, ctx = attack_setting(attack, "arcface", **setting, seed=5, enrolment="single",
+                                 enrolment_seed=2)
+    cached = load_entry(get_entry("arcface"), world, cache, "smoke", progress=False).target
+    assert torch.equal(mean.gallery, cached.gallery)
+    train = world.split("private-train")
+    rows = single_image_rows(train.labels, 4, seed=2)
+    with torch.no_grad():
+        expected = F.normalize(single.embed(single.preprocess(train.float_images(rows))), dim=1)
+    assert torch.allclose(single.gallery, expected, atol=1e-6)
+    assert torch.allclose(ctx.target.gallery, expected, atol=1e-6)
+    assert ctx.data_fingerprint == mean_ctx.data_fingerprint + ":enrol-single-2"

@@ -286,7 +286,7 @@ def _prior_job(spec: WorkerSpec, key: CellKey, _target_done: str) -> PrepareCost
     _, ctx = attack_setting(attack, key.target, _world(spec), Cache(tree["run"]["cache_dir"]),
                             tree["preset"], resolve_device(tree["run"]["device"]), aux=key.aux,
                             seed=key.seed, enrolment=run_enrolment(tree["run"]),
-                            show_progress=False)
+                            enrolment_seed=tree["run"]["seed"], show_progress=False)
     return seeded_prepare(attack, ctx)
 
 
