@@ -20,19 +20,33 @@ reconstructions):
 
 - open-set: the identity's enrolled gallery template (ScaleFT reduces to unit norm);
 - closed-set, **TransF**: the class-mean offset the linear head implies, d_k = Σ·(w_k − w̄). With
-  Gaussian classes sharing a covariance Σ, the Bayes classifier has rows w_k = Σ⁻¹m_k (+ const),
-  so Σ·(w_k − w̄) = m_k − m̄ exactly (LDA); Σ is the covariance of the aux features the prior was
-  trained on. With Σ = I it is the centred row w_k − w̄, the direction that maximises the
-  identity's logit margin over the average class per unit norm (``transf_covariance=False``);
+  Gaussian classes sharing a within-class covariance Σ_w, the Bayes classifier has rows
+  w_k = Σ_w⁻¹m_k (+ const), so Σ_w·(w_k − w̄) = m_k − m̄ exactly (LDA) — with the *within-class*
+  covariance of the labelled aux features (``transf_covariance="within"``) only. The default
+  (``"total"``) uses the total covariance of the aux features the prior was trained on, which
+  adds the between-class spread and is not exact. With Σ = I (``"none"``) it is the centred row
+  w_k − w̄, the direction that maximises the identity's logit margin over the average class per
+  unit norm. ``transf_map`` instead takes d_k = f_k − μ with f_k the MAP feature of class k under
+  N(μ, Σ) (``fgmia_readings.map_features``);
 - closed-set, **ScaleFT** (``moment``, default): the feature at μ plus d_k scaled so that its
   standardised coordinates u = (f − μ)/σ have the root-mean-square size of a real feature
   (‖u‖ = √d): f̂_k = μ + σ ⊙ √d·(d_k/σ)/‖d_k/σ‖, with μ, σ the per-dimension statistics of the
   aux features. ``norm`` is the simpler norm matching f̂_k = s·d_k/‖d_k‖, s = mean feature norm.
+  ``radius`` is ``moment`` at the mean standardised norm of the aux identity means instead of
+  √d (``fgmia_readings.identity_radius``).
+- ``oversample`` > 1 draws that many samples per requested one and keeps each identity's best
+  by cosine to its condition (the official code: 2, 32 drawn and 16 kept).
+
+Readings other than the defaults (``total``, no MAP, ``moment``, ``oversample`` 1) are the
+candidates of issue 18.6 (``attacks/fgmia_readings.py``), selectable until measured; the
+ablations keep the paper's semantics under each (no-TransF: raw head rows; no-ScaleFT: the
+TransF vector unscaled).
 
 ``mini`` samples with 10 DDIM steps, scaled down like every other attack's iterations (GMI:
 1,500 → 120): Eval Acc@1 of all samples with 50 / 10 steps, 10 identities × 16 samples,
 arcface-18 79.4 / 83.7 %, cosface-18 82.5 / 83.7 %, ir152 58.1 / 60.0 %, evolve 39.4 / 40.0 %,
-facenet 51.2 / 53.8 % (``sampler_steps`` is not part of the prior's cache key).
+facenet 51.2 / 53.8 % (open-set targets with the ``mean`` enrolment; ``sampler_steps`` is not
+part of the prior's cache key).
 
 Measured at ``mini`` on IR-152 (10 identities × 16 samples, Eval Acc@1 of all samples): the
 class-mean of the real private features — not available to an attacker — as condition gives
@@ -46,11 +60,22 @@ Ablations (paper Table VI), registered as their own attacks: ``fgmia-no-fg`` con
 on the target's logits instead of its features (the identity's condition is then TransF/ScaleFT
 of the identity matrix — the one-hot direction, scaled onto the aux logits);
 ``fgmia-no-transf`` uses the raw head row w_k; ``fgmia-no-scaleft`` uses t_k unscaled.
+
+Remaining deviations from the official code (FGMIA_codes):
+
+- Open set: the condition is the run's enrolled template (``run.enrolment``; the default
+  ``single``, one seeded private-train image per identity, is the official protocol; ``mean``
+  is the centroid of all of them).
+- Closed set: TransF and ScaleFT are our reconstructions (not in the public code); which
+  reading is chosen awaits the measurement of issue 18.6.
+- ``oversample`` defaults to 1 (the run's 16 samples drawn, all kept); the official code
+  draws 32 and keeps the best 16 by cosine (``oversample=2``).
+- A flipped training image is paired with the unflipped image's feature (``flip_p``);
+  ``smoke``/``mini`` denoise autoencoder latents with v-prediction (see above).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -60,6 +85,8 @@ from torch import nn
 
 from mibench.access import TargetView
 from mibench.attack import FORWARD_BATCH, Attack, AttackContext, AttackSpec
+from mibench.attacks.fgmia_readings import (SCALEFT_MODES, aux_identity_stats, keep_best,
+                                            scaleft, transf_directions)
 from mibench.attacks.priors.autoencoder import (ConvAutoencoder, LatentSpaceConfig, random_flip,
                                                 shared_autoencoder)
 from mibench.attacks.priors.cached import cached_module
@@ -88,11 +115,19 @@ class FGMIAConfig(LatentSpaceConfig):
                            "(FG) or its logits (ablation no-FG)", choices=("feature", "logits"))
     transf: bool = param(True, "closed-set: TransF (class-mean offsets implied by the head); "
                          "off = raw head rows (ablation no-TransF)")
-    transf_covariance: bool = param(True, "TransF multiplies the centred rows by the aux "
-                                    "feature covariance (LDA); off = centred rows only")
+    transf_covariance: str = param("total", "TransF's Σ: the total aux feature covariance, the "
+                                   "within-class one of the labelled aux split (exact under "
+                                   "LDA) or none (centred rows only)",
+                                   choices=("total", "within", "none"))
+    transf_map: bool = param(False, "TransF as the MAP feature of each class under N(μ, Σ) "
+                             "(a few Newton steps on the head) minus μ", source="ours")
+    map_steps: int = param(10, "Newton steps of the MAP feature", ge=1, source="ours")
     scaleft: str = param("moment", "closed-set ScaleFT: moment (μ + the TransF offset at a "
-                         "real feature's standardised spread), norm (mean feature norm) or "
-                         "none (ablation no-ScaleFT)", choices=("moment", "norm", "none"))
+                         "real feature's standardised spread √d), radius (at the aux identity "
+                         "means' standardised norm), norm (mean feature norm) or none (ablation "
+                         "no-ScaleFT)", choices=SCALEFT_MODES)
+    oversample: int = param(1, "samples drawn per requested one; each identity keeps its best "
+                            "by cosine to the condition (official code: 2)", ge=1)
     space: str = param("pixel", "denoise pixels (published) or the latents of the shared "
                        "autoencoder (CPU presets)", choices=("pixel", "latent"))
     prediction: str = param("epsilon", "what the UNet predicts: epsilon (published), "
@@ -151,25 +186,6 @@ class FGMIAConfig(LatentSpaceConfig):
         if self.guidance_scale != 1.0 and self.condition_dropout == 0:
             raise ConfigError("FGMIAConfig.guidance_scale: classifier-free guidance needs a "
                               "prior trained with condition_dropout > 0 (e.g. 0.1)")
-
-
-def transf(head: torch.Tensor, covariance: torch.Tensor | None = None) -> torch.Tensor:
-    """TransF: each head row minus the mean row (C×d), times ``covariance`` if given. Without it
-    row k maximises ℓ_k − mean_j ℓ_j per unit feature norm; with the classes' shared covariance
-    Σ it is the class-mean offset m_k − m̄ of an LDA model whose classifier is ``head``."""
-    centred = head - head.mean(0, keepdim=True)
-    return centred if covariance is None else centred @ covariance
-
-
-def scaleft(directions: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-            mean_norm: float, mode: str) -> torch.Tensor:
-    """ScaleFT: map per-identity directions onto the distribution of real conditions."""
-    if mode == "none":
-        return directions
-    if mode == "norm":
-        return mean_norm * F.normalize(directions, dim=1)
-    standardised = F.normalize(directions / std, dim=1) * math.sqrt(directions.shape[1])
-    return mean + std * standardised
 
 
 class FGMIAPrior(nn.Module):
@@ -233,6 +249,12 @@ class FGMIA(Attack):
         prior = cached_module(ctx, "prior-fgmia", prior_config, make,
                               lambda module: self._train(module, target, ctx), version="2")
         self.prior = prior.requires_grad_(False)
+        self.stats = None
+        if not self.normalised and (cfg.transf_covariance == "within" or cfg.scaleft == "radius"):
+            self.stats = aux_identity_stats(
+                ctx, condition_dim, {"condition": cfg.condition, "resolution": cfg.resolution},
+                lambda: self._conditions_of(target, ctx.aux_images(cfg.resolution)),
+                self.prior.mean, self.prior.std)
 
     def _autoencoder(self, ctx: AttackContext) -> ConvAutoencoder:
         return shared_autoencoder(ctx, self.config, self.config.resolution)
@@ -282,19 +304,27 @@ class FGMIA(Attack):
         if self.normalised:
             return target.gallery.to(device)[labels]
         if cfg.condition == "logits":
-            head = torch.eye(target.num_classes, device=device)
+            head, bias = torch.eye(target.num_classes, device=device), None
         else:
-            head = target.head_weight.to(device)
-        covariance = self.prior.covariance if cfg.transf_covariance else None
-        directions = transf(head, covariance) if cfg.transf else head
+            head, bias = target.head_weight.to(device), target.head_bias
+        covariance = {"total": self.prior.covariance, "none": None,
+                      "within": None if self.stats is None else self.stats.within_covariance
+                      }[cfg.transf_covariance]
+        directions = transf_directions(head, None if bias is None else bias.to(device),
+                                       self.prior.mean, covariance, enabled=cfg.transf,
+                                       use_map=cfg.transf_map, map_steps=cfg.map_steps)
+        radius = None if self.stats is None else self.stats.radius.item()
         conditions = scaleft(directions, self.prior.mean, self.prior.std,
-                             self.prior.mean_norm.item(), cfg.scaleft)
+                             self.prior.mean_norm.item(), cfg.scaleft, radius)
         return conditions[labels]
 
     def invert(self, target: TargetView, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
+        """``oversample`` draws per requested sample; each identity keeps its best ones by
+        cosine to its condition (one forward query per draw)."""
         cfg = self.config
-        labels = labels.to(ctx.device)
+        requested = labels.to(ctx.device)
+        labels = requested.repeat(cfg.oversample)
         conditions = self.identity_conditions(target, labels)
         out = []
         for start in ctx.progress(range(0, len(labels), cfg.sample_batch), desc="FGMIA sampling",
@@ -306,17 +336,30 @@ class FGMIA(Attack):
                             prediction=cfg.prediction)
             images = self.autoencoder.decode(x) if self.autoencoder else x.add(1).div(2)
             out.append(images.clamp(0, 1).cpu())
-        return torch.cat(out)
+        drawn = torch.cat(out)
+        if cfg.oversample == 1:
+            return drawn
+        scores = torch.cat([self._scores(target, drawn[rows], labels[rows], ctx)
+                            for rows in (slice(s, s + cfg.sample_batch)
+                                         for s in range(0, len(labels), cfg.sample_batch))])
+        return drawn[keep_best(scores, labels, requested)]
+
+    def _scores(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
+                ctx: AttackContext) -> torch.Tensor:
+        """Cosine of each image's target condition to its identity's condition (centred on the
+        aux mean when conditions are not normalised), queries booked to ``labels``."""
+        with ctx.ledger.scope(labels):
+            observed = self._conditions_of(target, images.to(ctx.device))
+        conditions = self.identity_conditions(target, labels)
+        centre = 0 if self.normalised else self.prior.mean
+        return F.cosine_similarity(observed - centre, conditions - centre, dim=1).cpu()
 
     def select(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
                ctx: AttackContext) -> torch.Tensor:
         """Each identity's sample whose target condition is most cosine-similar to the
         identity's condition (centred on the aux mean when conditions are not normalised)."""
-        conditions = self.identity_conditions(target, labels.to(ctx.device))
-        observed = self._conditions_of(target, images.to(ctx.device))
-        centre = 0 if self.normalised else self.prior.mean
-        scores = F.cosine_similarity(observed - centre, conditions - centre, dim=1)
-        return best_per_identity(scores.cpu(), labels.cpu())
+        return best_per_identity(self._scores(target, images, labels.to(ctx.device), ctx),
+                                 labels.cpu())
 
 
 @dataclass
@@ -339,7 +382,7 @@ class FGMIANoScaleFTConfig(FGMIAConfig):
     """FGMIA without ScaleFT: TransF directions are used unscaled."""
 
     scaleft: str = param("none", "ablation no-ScaleFT: unscaled TransF directions",
-                         choices=("moment", "norm", "none"))
+                         choices=SCALEFT_MODES)
 
 
 def _ablation_spec(name: str, title: str, *, closed_set_only: bool = False) -> AttackSpec:

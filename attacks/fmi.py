@@ -34,6 +34,8 @@ Remaining deviations from the official code:
   about 5, each started from a different aux face rather than one average face; the α-GAN is
   DCGAN-shaped at 64 px (the paper's architecture and resolution are unknown to us); the
   optional latent cycle loss of the α-GAN reference code is not implemented.
+- The loss is summed over the latents (``latent.descend``, issue 18.4), so each latent's Adam
+  step does not depend on ``batch_size``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from mibench.access import TargetView
 from mibench.attack import Attack, AttackContext, AttackSpec
 from mibench.attacks.latent import Chunk, descend, invert_in_chunks
 from mibench.attacks.losses import IDENTITY_LOSSES
-from mibench.attacks.priors.alphagan import CodeDiscriminator, Encoder, real, train_alpha_gan
+from mibench.attacks.priors.alphagan import (CodeDiscriminator, Encoder, real_per_sample,
+                                             train_alpha_gan)
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.dcgan import Critic, Generator
 from mibench.attacks.priors.gan_prior import GANPriorConfig
@@ -161,10 +164,12 @@ class FMI(Attack):
             images = generator(z)
             value = identity(target.logits(images), chunk.labels)
             if cfg.code_weight:
-                value = value + cfg.code_weight * real(self.prior["code_discriminator"](z))
+                code = self.prior["code_discriminator"](z)
+                value = value + cfg.code_weight * real_per_sample(code)
             if cfg.realism_weight:
-                value = value + cfg.realism_weight * real(self.prior["discriminator"](images))
-            return value.mean()
+                realism = self.prior["discriminator"](images)
+                value = value + cfg.realism_weight * real_per_sample(realism)
+            return value
 
         descend(torch.optim.Adam([z], lr=cfg.lr), loss, cfg.iterations, ctx, "FMI")
         return z.detach()

@@ -5,6 +5,18 @@ Attack: for each sample, optimise a latent z ∈ [−1, 1]^d to minimise
 ``−D(G(z)) + λ · CE(T(G(z)), y)`` with Nesterov-momentum SGD (lr 0.02, μ 0.9, λ 100, 1,500
 iterations), clamping z after every step. GMI's 5 random restarts are our ``samples`` per
 identity; its final choice — the restart with the highest target logit — is our ``select``.
+
+Step size: GMI's code averages the loss over its batch of :data:`OFFICIAL_BATCH` (100) latents,
+so each latent steps with lr / 100 on its own loss. We step on the per-sample *sum* with
+lr_eff = lr / 100 (``lr`` keeps the paper's 0.02): the official batch's update exactly, and each
+latent's update no longer depends on ``batch_size`` or on how the samples are chunked (with a
+batch mean, ``mini``'s 64 + 64 + 32 split gave the last identities twice the step).
+
+Remaining deviations from the official code:
+
+- Latents are optimised in chunks of ``batch_size`` (64) instead of 100; with the summed loss
+  this changes memory use only.
+- ``mini``/``smoke`` scale the GAN's epochs and width and the attack's iterations (ours).
 """
 
 from __future__ import annotations
@@ -26,6 +38,9 @@ from mibench.attacks.priors.wgan import train_wgan_gp
 from mibench.config import Config, param
 from mibench.registry import ATTACKS
 from mibench.selection import best_per_identity, label_logit
+
+OFFICIAL_BATCH = 100
+"""The batch GMI's attack.py averages its loss over: the reference of the per-sample step."""
 
 
 @dataclass
@@ -113,22 +128,26 @@ class GMI(Attack):
                                 lambda z, _: self.generator(z))
 
     def _optimise(self, target: TargetView, chunk: Chunk, ctx: AttackContext) -> torch.Tensor:
-        """Nesterov-momentum descent on z (GMI attack.py), z clamped to the prior's box.
-
-        The loss is averaged over the batch as in GMI's code, so ``batch_size`` is part of the
-        effective step size: keep the default of 64 unless the learning rate is retuned.
-        """
+        """GMI's search from z ~ N(0, I) clamped to the prior's box."""
         cfg = self.config
         z = torch.randn(len(chunk.labels), cfg.z_dim, device=ctx.device,
                         generator=chunk.generator).clamp_(-cfg.clamp, cfg.clamp)
-        z.requires_grad_(True)
+        return self.descend_from(target, z, chunk.labels, ctx)
+
+    def descend_from(self, target: TargetView, z: torch.Tensor, labels: torch.Tensor,
+                     ctx: AttackContext) -> torch.Tensor:
+        """Nesterov-momentum descent on z (GMI attack.py), z clamped to the prior's box, on the
+        per-sample loss summed, with lr / :data:`OFFICIAL_BATCH` per sample."""
+        cfg = self.config
+        z = z.clone().requires_grad_(True)
 
         def loss() -> torch.Tensor:
             images = self.generator(z)
             return (-self.critic(images) + cfg.identity_weight
-                    * self.identity_loss(target, images, chunk.labels)).mean()
+                    * self.identity_loss(target, images, labels))
 
-        optimiser = BoxedNesterov([z], lr=cfg.lr, momentum=cfg.momentum, clamp=cfg.clamp)
+        optimiser = BoxedNesterov([z], lr=cfg.lr / OFFICIAL_BATCH, momentum=cfg.momentum,
+                                  clamp=cfg.clamp)
         descend(optimiser, loss, cfg.iterations, ctx, "GMI")
         return z.detach()
 

@@ -43,6 +43,9 @@ Remaining deviations from the official code:
   radius 0 (no constraint). The paper's radii are all positive.
 - Images reach the target at its resolution instead of 224 px; random numbers come from our
   seeded generators, not IF-GMI's seed 42.
+- The Poincaré loss is summed per sample, not averaged over the batch (``latent.descend``,
+  issue 18.4): each sample's step is independent of the batching; under Adam the official
+  batch mean's up to its ε.
 """
 
 from __future__ import annotations
@@ -188,7 +191,7 @@ class IFGMI(WSpaceAttack):
             with precision.autocast(ctx.device):
                 images = self._synthesise(w, stage, None if features is None else h)
                 logits = target.logits(augment(images, gen))
-            return poincare(logits.float(), labels).mean()
+            return poincare(logits.float(), labels)
 
         def project() -> None:
             with torch.no_grad():

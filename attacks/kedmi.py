@@ -23,6 +23,9 @@ Remaining deviations from the official code:
 - The aux images for the labelled and unlabelled batches are drawn with replacement per step
   (the public code iterates three shuffled loaders per epoch).
 - ``mini``/``smoke`` scale the GAN's epochs and width and the attack's iterations (ours).
+- The attack loss is summed over the chunk's identities, not averaged (``latent.descend``,
+  issue 18.4): each Gaussian's Adam step is independent of ``batch_size`` (the official batch
+  mean's up to Adam's ε).
 """
 
 from __future__ import annotations
@@ -147,9 +150,8 @@ class KEDMI(Attack):
         def loss() -> torch.Tensor:
             eps = torch.randn(n, cfg.z_dim, device=ctx.device, generator=chunk.generator)
             images = self.generator(mu + eps * log_var.mul(0.5).exp())
-            prior = prior_loss(self.discriminator(images)[1]).mean()
-            return prior + cfg.identity_weight * self.identity_loss(target, images,
-                                                                    chunk.labels).mean()
+            prior = prior_loss(self.discriminator(images)[1])
+            return prior + cfg.identity_weight * self.identity_loss(target, images, chunk.labels)
 
         descend(torch.optim.Adam([mu, log_var], lr=cfg.lr), loss, cfg.iterations, ctx, "KEDMI")
         return mu.detach(), log_var.detach()

@@ -8,10 +8,11 @@ hands the bookkeeping to two helpers:
   attack's search on each chunk inside ``ctx.ledger.scope(chunk)`` with a generator seeded at
   the run seed plus the chunk's offset, renders the result without gradients and gathers the
   images on the CPU;
-- :func:`descend` runs ``steps`` optimiser steps on a loss (zero grad, backward, step) with a
-  progress bar and an optional per-step callback (a learning-rate schedule, a projection); the
-  loss is computed under the run's autocast and stepped through its loss scaler
-  (:mod:`mibench.precision`).
+- :func:`descend` runs ``steps`` optimiser steps on the sum of the per-sample losses (zero
+  grad, backward, step) with a progress bar and an optional per-step callback (a learning-rate
+  schedule, a projection); the loss is computed under the run's autocast and stepped through
+  its loss scaler (:mod:`mibench.precision`). Summing, not averaging, makes each latent's
+  gradient its own sample's, whatever the batch it is optimised in (issue 18.4).
 
 :func:`show_losses` puts loss values on a training loop's progress bar every
 :data:`SHOW_EVERY` steps: each value read is a host-device sync, so not every step.
@@ -65,8 +66,15 @@ def invert_in_chunks(ctx: AttackContext, labels: torch.Tensor, batch_size: int,
 def descend(optimiser: torch.optim.Optimizer, loss: Callable[[], torch.Tensor], steps: int,
             ctx: AttackContext, desc: str,
             after_step: Callable[[], object] | None = None) -> None:
-    """``steps`` times: ``loss()``, zero the gradients, back-propagate, ``optimiser.step()``,
-    then ``after_step()`` if given. The optimiser holds the latents being optimised.
+    """``steps`` times: ``loss()``, zero the gradients, back-propagate the sum of its values,
+    ``optimiser.step()``, then ``after_step()`` if given. The optimiser holds the latents being
+    optimised.
+
+    ``loss()`` returns one loss per sample (or a scalar). The sum, not the batch mean, is
+    stepped: a latent's gradient is then the gradient of its own sample's loss and does not
+    shrink as 1/batch, so a run's numbers do not depend on how its samples are chunked.
+    Adam (PLG-MI, KEDMI, FMI, PPA, IF-GMI) is invariant to the gradient's scale, so for it the
+    sum is the official batch mean up to Adam's ε; GMI's SGD calibrates its step instead.
 
     ``loss()`` runs under the run's autocast: the generators and targets of every caller (GMI,
     FMI, PLG-MI, PPA, IF-GMI) take reduced-precision activations, their identity losses are
@@ -74,7 +82,7 @@ def descend(optimiser: torch.optim.Optimizer, loss: Callable[[], torch.Tensor], 
     scaler = precision.LossScaler(ctx.device)
     for _ in ctx.progress(range(steps), desc=desc, unit="it", leave=False):
         with precision.autocast(ctx.device):
-            value = loss()
+            value = loss().sum()
         optimiser.zero_grad(set_to_none=True)
         scaler.step(value, optimiser)
         if after_step is not None:

@@ -34,6 +34,8 @@ Remaining deviations from the official code (train_cgan.py, reconstruct.py):
   in every iteration); the official per-step target-accuracy logging queries are not made.
 - ``samples`` latents per identity replace the official 5 seeds × 60-identity batches; which
   identities are attacked and how results are averaged is the harness's protocol.
+- The attack loss is summed over the latents, not averaged (``latent.descend``, issue 18.4):
+  each latent's Adam step is independent of ``batch_size`` (the official mean's up to ε).
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ class PLG(Attack):
             copies = torch.cat([augment(images, gen) for _ in range(cfg.augmentations)])
             logits = target.logits(copies)
             return loss_fn(logits, labels.repeat(cfg.augmentations)).view(
-                cfg.augmentations, -1).sum(0).mean()
+                cfg.augmentations, -1).sum(0)
 
         descend(torch.optim.Adam([z], lr=cfg.lr), loss, cfg.iterations, ctx, "PLG-MI")
         return z.detach()

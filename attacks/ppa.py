@@ -53,8 +53,9 @@ Remaining deviations from the official code:
   search scores them without PPA's clip to [−1, 1] (our trained prior's sigmoid images lie in
   [0, 1]); the imported generator's images are clamped to [0, 1] also while optimising, where
   PPA feeds the unclipped synthesis (``clip: false``) to the target.
-- Candidates are optimised in batches of ``batch_size`` (64) instead of 25 per GPU; Adam
-  makes each candidate's update independent of the batch (``w_space``), up to its ε.
+- Candidates are optimised in batches of ``batch_size`` (64) instead of 25 per GPU; the loss
+  is summed per candidate, not averaged (``latent.descend``, issue 18.4), so each candidate's
+  update is independent of the batch; with Adam this is the official batch mean up to its ε.
 - Random numbers (search z's, crops, flips) come from our seeded generators, not PPA's seed 42.
 """
 
@@ -132,7 +133,7 @@ class PPA(WSpaceAttack):
         def loss() -> torch.Tensor:
             with precision.autocast(ctx.device):
                 logits = target.logits(augment(self.prior.render(w), chunk.generator))
-            return poincare(logits.float(), chunk.labels).mean()
+            return poincare(logits.float(), chunk.labels)
 
         descend(optimiser, loss, cfg.iterations, ctx, "PPA", after_step=schedule.step)
         return w.detach()

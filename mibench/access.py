@@ -197,14 +197,23 @@ class WhiteBox(Scores):
         """The target network itself (e.g. for FGMIA's TransF of the classification head)."""
         return self._target
 
-    @property
-    def head_weight(self) -> torch.Tensor:
-        """The closed-set linear head's weight (num_classes × feature_dim), e.g. for TransF."""
+    def _linear_head(self) -> nn.Linear:
         head = self._target.linear_head()
         if head is None:
             raise AccessError("this target has no linear classification head (it is open-set "
                               "or its classifier is not a single linear layer)")
-        return head.weight.detach().clone()
+        return head
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """The closed-set linear head's weight (num_classes × feature_dim), e.g. for TransF."""
+        return self._linear_head().weight.detach().clone()
+
+    @property
+    def head_bias(self) -> torch.Tensor | None:
+        """The closed-set linear head's bias (num_classes), ``None`` where it has none."""
+        bias = self._linear_head().bias
+        return None if bias is None else bias.detach().clone()
 
     @property
     def gallery(self) -> torch.Tensor:

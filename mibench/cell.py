@@ -34,6 +34,7 @@ from mibench.metrics.reference import PrivateReference, ReferenceStore
 from mibench.registry import ATTACKS
 from mibench.runconfig import build_world
 from mibench.store import CellKey, Subset
+from mibench.targets.enrolment import enrol, run_enrolment
 from mibench.targets.zoo import (DEFAULT_EVALUATOR, entry_key, evaluator_entry, get_entry,
                                  load_entry, load_evaluator, resolve_device)
 from mibench.world import World
@@ -108,16 +109,23 @@ def build_attack(name: str, tree: dict[str, Any]) -> Attack:
 
 def attack_setting(attack: Attack, target_name: str, world: World, cache: Cache, preset: str,
                    device: torch.device, *, aux: str = "similar", seed: int = 0,
+                   enrolment: str = "single", enrolment_seed: int = 0,
                    show_progress: bool = True) -> tuple[nn.Module, AttackContext]:
-    """The target ``target_name`` (trained and cached on first use) and the context ``attack``
-    runs in: its access view over the target with a fresh query ledger, the aux split, and the
-    cache fingerprints (naming the target too when the attack's prior depends on it)."""
+    """The target ``target_name`` (trained and cached on first use; an open-set one enrolled
+    under ``enrolment`` with ``enrolment_seed``, the run's ``seed``: one gallery for all the
+    run's seeds, as its targets and priors; :mod:`mibench.targets.enrolment`) and the context
+    ``attack`` runs in: its access view over the target with a fresh query ledger, the aux
+    split, and the cache fingerprints (naming the target, and a ``single`` gallery, when the
+    attack's prior depends on it: its logits depend on the gallery)."""
     entry = get_entry(target_name)
     target = load_entry(entry, world, cache, preset, device, show_progress).target
+    enrol(target, world.split("private-train"), enrolment, enrolment_seed)
     ledger = QueryLedger()
     aux_fingerprint = fingerprint = f"{world.fingerprint}:{aux}"
     if attack.spec.target_dependent_prior:
         fingerprint += f":{target_name}:{entry_key(entry, world, cache, preset)}"
+        if target.kind == "open" and enrolment != "mean":
+            fingerprint += f":enrol-{enrolment}-{enrolment_seed}"
     ctx = AttackContext(aux=world.aux(aux), cache=cache, device=device, seed=seed,
                         ledger=ledger, target=view_for(attack.spec.access, target, ledger),
                         preset=preset, data_fingerprint=fingerprint,
@@ -154,6 +162,8 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
     attack = build_attack(key.attack, tree)
     target, ctx = attack_setting(attack, key.target, setting.world, setting.cache,
                                  tree["preset"], setting.device, aux=key.aux, seed=key.seed,
+                                 enrolment=run_enrolment(run_cfg),
+                                 enrolment_seed=run_cfg["seed"],
                                  show_progress=setting.show_progress)
     ledger, view = ctx.ledger, ctx.target
     n_ids, warnings = identity_count(run_cfg["identities"], setting.world)

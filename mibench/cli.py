@@ -103,6 +103,9 @@ def _add_run(sub: Subparsers) -> None:
     p.add_argument("--seeds", type=int, metavar="N",
                    help="run each cell with N seeds (seed, seed+1, …); reports show mean ± std")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--enrolment", choices=["single", "mean"],
+                   help="open-set gallery: one private-train image per identity (single, "
+                   "default, the paper's) or the mean of all of them (mean)")
     p.add_argument("--eval-model", help="evaluation model (default densenet-121; or a "
                    "pretrained model, e.g. dlib-resnet)")
     p.add_argument("--results-dir", help="results directory (default ./runs)")

@@ -36,6 +36,10 @@ class RunConfig(Config):
     aux: Literal["similar", "hq", "wild"] = param("similar", "auxiliary data given to attacks")
     identities: int = param(1000, "attack the first N private identities", ge=1)
     samples: int = param(16, "generated samples per identity (the paper's 16)", ge=1)
+    enrolment: Literal["single", "mean"] = param(
+        "single", "open-set gallery: one private-train image per identity, a seeded choice "
+        "(single, the paper's and FGMIA's code) or the mean of all of them (mean); "
+        "targets/enrolment.py")
     seed: int = param(0, "seed of the world, training and attacks", ge=0)
     seeds: int = param(1, "run every cell with seeds seed, seed+1, …; the report shows mean ± "
                        "std (priors and targets are trained once, with `seed`)", ge=1)

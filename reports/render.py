@@ -25,6 +25,7 @@ from mibench.reports.runs import CellRecord, RunRecord
 from mibench.reports.samples import SampleGrid, load_samples, sample_grid
 from mibench.reports.tables import (Column, EfficiencyRow, MetricTable, cell_label,
                                     efficiency_rows, metric_columns, metric_table)
+from mibench.targets.enrolment import run_enrolment
 from mibench.targets.zoo import DEFAULT_EVALUATOR
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -57,6 +58,13 @@ class RunSection:
     experiment: ExperimentView | None = None
 
 
+ENROLMENT_ROWS = {
+    "single": "single: one private-train image per identity, a seeded choice (the paper's; "
+              "targets/enrolment.py)",
+    "mean": "mean: the normalised mean embedding of all the identity's private-train images",
+}
+
+
 def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
     """The facts needed to reproduce and interpret the run's numbers."""
     run_cfg: dict[str, Any] = run.config.get("run", {})
@@ -81,6 +89,7 @@ def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
          or str(run_cfg.get("aux", "?"))),
         ("seeds", ", ".join(map(str, run.seeds)) or str(run_cfg.get("seed", "?"))),
         ("evaluation model", _evaluator_row(run_cfg.get("eval_model") or DEFAULT_EVALUATOR)),
+        ("open-set enrolment", ENROLMENT_ROWS[run_enrolment(run_cfg)]),
     ]
     if spaces:
         rows.append(("diffusion priors", "; ".join(spaces)))

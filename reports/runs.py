@@ -12,6 +12,7 @@ import torch
 
 from mibench.errors import MibenchError
 from mibench.store import DB_NAME, CellStatus, Store
+from mibench.targets.enrolment import run_enrolment
 
 TORCH_HUB = "$TORCH_HOME/hub"
 _DEFAULT_HUB = re.compile(r"[^\s()]*/\.cache/torch/hub")
@@ -51,6 +52,8 @@ class CellRecord:
     metrics: dict[str, dict[str, Measurement]] = field(default_factory=dict)
     started: float | None = None
     finished: float | None = None
+    enrolment: str = "mean"
+    """The run's open-set gallery protocol (``run.enrolment``): part of what a cell measured."""
 
     @property
     def done(self) -> bool:
@@ -129,12 +132,14 @@ def pick_run_ids(store: Store, requested: list[str]) -> list[str]:
 def load_run(store: Store, run_id: str) -> RunRecord:
     """Everything the report needs about ``run_id``."""
     meta = store.run(run_id)
+    enrolment = run_enrolment(meta["config"].get("run", {}))
     cells = {}
     for row in store.cells(run_id):
         images = store.root / row["images"] if row["images"] else None
         cell = CellRecord(run_id, row["attack"], row["target"], row["aux"], row["seed"],
                           row["status"], row["error"], row["timings"], row["queries"], images,
-                          started=row["started"], finished=row["finished"])
+                          started=row["started"], finished=row["finished"],
+                          enrolment=enrolment)
         cells[(cell.attack, cell.target, cell.aux, cell.seed)] = cell
     for row in store.metrics(run_id):
         owner = cells.get((row["attack"], row["target"], row["aux"], row["seed"]))

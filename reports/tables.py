@@ -155,12 +155,15 @@ class _Notes:
 
 
 def cell_label(cell: CellRecord, cells: list[CellRecord]) -> str:
-    """The attack, plus the aux set and seed where ``cells`` has more than one of them."""
+    """The attack, plus the aux set, seed and enrolment where ``cells`` has more than one of
+    them (runs with another enrolment measured another protocol)."""
     label = cell.attack
     if len({c.aux for c in cells}) > 1:
         label += f" · aux {cell.aux}"
     if len({c.seed for c in cells}) > 1:
         label += f" · seed {cell.seed}"
+    if len({c.enrolment for c in cells}) > 1:
+        label += f" · enrolment {cell.enrolment}"
     return label
 
 

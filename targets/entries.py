@@ -10,9 +10,10 @@ Targets (paper.md "Targets"), registered in ``TARGETS``:
 * open-set, trained on the public pool (the analogue of a large public face dataset), then a
   gallery of the private identities is enrolled: ``facenet`` (Inception-ResNet-v1, triplet
   loss), ``arcface-{18,34,50,100}`` and ``cosface-{18,34,50,100}`` (IResNet). ``arcface`` and
-  ``cosface`` alias depth 18, the depth FGMIA's public code attacks. Enrolment: FGMIA's code
-  enrols one image per identity; we enrol the normalised mean embedding of all of the
-  identity's private-train images (``OpenSetModel.enrol_from_split`` says why);
+  ``cosface`` alias depth 18, the depth FGMIA's public code attacks. Enrolment: the zoo caches
+  the normalised mean embedding of all of the identity's private-train images
+  (``OpenSetModel.enrol_from_split``); a run re-enrols it under ``run.enrolment``
+  (:mod:`mibench.targets.enrolment`; default ``single``, one image per identity as FGMIA's code);
 * fine-tuned (Table III): ``arcface-18@ft1…ft4`` and ``cosface-18@ft1…ft4``, each round
   continuing the previous one on private-train (recipe in :mod:`mibench.targets.finetune`);
 * pretrained (:class:`PretrainedEntry`, nothing to train): ``dlib-resnet``, dlib's 128-d ResNet

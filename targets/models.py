@@ -109,11 +109,9 @@ class OpenSetModel(OpenSetTarget):
         """Enrol one template per private identity: the L2-normalised mean of the normalised
         embeddings of all that identity's images in ``split`` (private-train).
 
-        FGMIA's code enrols a single image per identity. We average all of them instead: a
-        one-image gallery makes every attack score depend on which shot (pose, light,
-        expression) happened to be picked, noise that has nothing to do with the attack, while
-        the mean template is the usual multi-image enrolment of face verification, is
-        deterministic, and estimates the identity's centre better.
+        This is the ``mean`` protocol, the gallery the zoo trains, measures and caches. A run
+        enrols its open-set targets under ``run.enrolment`` (:mod:`mibench.targets.enrolment`):
+        by default ``single``, one private-train image per identity, as FGMIA's code.
         """
         if split.num_classes != self.num_classes:
             raise TargetError(f"split {split.name} has {split.num_classes} identities but the "

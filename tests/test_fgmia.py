@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from mibench.attack import AttackContext
-from mibench.attacks.fgmia import FGMIA, FGMIAConfig, scaleft, transf
+from mibench.attacks.fgmia import FGMIA, FGMIAConfig
+from mibench.attacks.fgmia_readings import scaleft, transf
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.diffusion import ConditionalDenoiser
 from mibench.errors import CacheError

@@ -55,6 +55,11 @@ def real(logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
 
+def real_per_sample(logits: torch.Tensor) -> torch.Tensor:
+    """:func:`real` of each sample (averaged over a patch critic's outputs): −log σ = softplus(−ℓ)."""
+    return F.softplus(-logits.float()).reshape(len(logits), -1).mean(1)
+
+
 def fake(logits: torch.Tensor) -> torch.Tensor:
     """−log(1 − σ(logits))."""
     return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))

@@ -44,6 +44,7 @@ from mibench.executors.base import Batch, Finished
 from mibench.registry import ATTACKS, load_plugin_file
 from mibench.runconfig import build_world
 from mibench.store import CellKey
+from mibench.targets.enrolment import run_enrolment
 from mibench.targets.zoo import (DEFAULT_EVALUATOR, get_entry, load_entry, load_evaluator,
                                  resolve_device)
 from mibench.world import World
@@ -285,7 +286,8 @@ def _prior_job(spec: WorkerSpec, key: CellKey, _target_done: str) -> PrepareCost
     attack = build_attack(key.attack, tree)
     _, ctx = attack_setting(attack, key.target, _world(spec), Cache(tree["run"]["cache_dir"]),
                             tree["preset"], resolve_device(tree["run"]["device"]), aux=key.aux,
-                            seed=key.seed, show_progress=False)
+                            seed=key.seed, enrolment=run_enrolment(tree["run"]),
+                            enrolment_seed=tree["run"]["seed"], show_progress=False)
     return seeded_prepare(attack, ctx)
 
 
