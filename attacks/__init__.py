@@ -4,7 +4,8 @@ Importing this package registers the built-in attacks in ``mibench.registry.ATTA
 """
 
 from mibench.attacks import gmi  # noqa: F401  (registers "gmi")
-from mibench.attacks import fgmia  # noqa: F401  (registers "fgmia" and its ablations)
+from mibench.attacks import fgmia  # noqa: F401  (registers "fgmia")
+from mibench.attacks import fgmia_ablations  # noqa: F401  (registers the Table VI ablations)
 from mibench.attacks import ppa  # noqa: F401  (registers "ppa")
 from mibench.attacks import ifgmi  # noqa: F401  (registers "ifgmi")
 from mibench.attacks import fmi  # noqa: F401  (registers "fmi")
