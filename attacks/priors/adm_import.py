@@ -28,6 +28,7 @@ one-line error naming it.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 from typing import Mapping
 
@@ -133,7 +134,7 @@ def load_adm(path: str | Path, denoiser: ClassDenoiser) -> ClassDenoiser:
     """``denoiser`` with the weights of the ADM checkpoint at ``path`` (strict)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as error:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
         raise ADMCheckpointError(f"{path} is not a readable ADM state dict "
                                  f"({str(error).splitlines()[0]})") from error
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor)
