@@ -38,7 +38,8 @@ Remaining deviations from the official code:
 - Fine-tuning samples with DDIM (η = 0) where Diff-MI uses DPM-Solver++(2M), same step count.
 - The CPU presets denoise the shared autoencoder's latents and predict v (the attack optimises
   the latent); ``paper`` is the official pixel-space ε model.
-- Pre-training has no dequantisation noise, and adds a learning-rate warm-up (ours).
+- Pre-training follows the shared ``train_denoiser`` recipe (warm-up + cosine learning rate,
+  gradient norm clipped to 1; ADM: constant 1e-4, no clipping), without dequantisation noise.
 - The fine-tuning's stopping accuracy is the mean over every kept x̂₀, not the final sample's.
 - The PGD's random start draws a uniform radius in the ε-ball (``robustness`` draws its own way).
 - The augmentations run on [0, 1] images; the official kornia jitter sees [−1, 1] images (and

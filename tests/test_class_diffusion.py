@@ -20,7 +20,7 @@ def _denoiser(seed: int = 0) -> ClassDenoiser:
     torch.manual_seed(seed)
     model = ClassDenoiser(sample_size=8, channels=3, num_classes=5, block_channels=(32, 64),
                           attention=(False, True), layers_per_block=1, num_heads=4)
-    for p in model.parameters():          # leave ADM's zero init: every branch must matter
+    for p in model.parameters():          # over ADM's zero init: every branch must matter
         p.data.normal_(0, 0.05)
     return model.eval()
 

@@ -84,7 +84,8 @@ class ClassDiffusionConfig(LatentSpaceConfig):
                   "lr": 1e-3, "warmup": 5, "max_ema_decay": 0.9, "sampler_steps": 4,
                   "latent_downsample": 4, "ae_width": 8, "ae_steps": 30, "micro_batch": 0},
         "mini": {"space": "latent", "prediction": "v_prediction", "block_channels": (32, 64),
-                 "attention": (True, True), "layers_per_block": 1, "train_steps": 1500, "batch_size": 64, "lr": 1e-3, "warmup": 100,
+                 "attention": (True, True), "layers_per_block": 1, "train_steps": 1500,
+                 "batch_size": 64, "lr": 1e-3, "warmup": 100,
                  "max_ema_decay": 0.999, "sampler_steps": 10, "ae_width": 32,
                  "ae_steps": 1000, "micro_batch": 0},
     }
