@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import crop_and_resize, rotate
 
 
@@ -104,6 +105,36 @@ class PLGAugment:
         images = colour_jitter(images, self.brightness, self.contrast, self.jitter_p, generator)
         images = random_flip(images, self.flip, generator)
         return random_rotation(images, self.degrees, self.rotation_p, generator)
+
+
+def random_blur(images: torch.Tensor, kernel: int, sigma: float, p: float,
+                generator: torch.Generator) -> torch.Tensor:
+    """kornia's RandomGaussianBlur with a fixed σ: with probability ``p`` per image, a
+    ``kernel``×``kernel`` Gaussian blur of std ``sigma`` (reflected borders)."""
+    apply = torch.rand(len(images), device=images.device, generator=generator) < p
+    blurred = gaussian_blur2d(images, (kernel, kernel), (sigma, sigma), border_type="reflect")
+    return torch.where(apply[:, None, None, None], blurred, images)
+
+
+@dataclass(frozen=True)
+class DiffMIAugment:
+    """Diff-MI's attack augmentation (3_attack/attack.py; attacks.md §A.3), in its order:
+    RandomHorizontalFlip(``flip``), ColorJitter(brightness, p ``jitter_p``),
+    RandomGaussianBlur(``blur_kernel``, σ ``blur_sigma``, p ``blur_p``), no crop, then the
+    clamp to the image range ([0, 1] here, [−1, 1] in the official code)."""
+
+    flip: float = 0.5
+    brightness: float = 0.2
+    jitter_p: float = 0.5
+    blur_kernel: int = 7
+    blur_sigma: float = 3.0
+    blur_p: float = 0.5
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        images = random_flip(images, self.flip, generator)
+        images = colour_jitter(images, self.brightness, 0.0, self.jitter_p, generator)
+        images = random_blur(images, self.blur_kernel, self.blur_sigma, self.blur_p, generator)
+        return images.clamp(0, 1)
 
 
 @dataclass(frozen=True)

@@ -3,33 +3,51 @@ arXiv 2407.11424), attacks.md §5.
 
 Prior (§5.2), target-dependent and cached per target:
 
-1. Pre-training: the class-conditional CFG diffusion prior of ``priors/class_diffusion.py`` on
-   PLG-MI's top-n pseudo-labelled aux set (score queries, one per aux image).
-2. Target-specific fine-tuning: only the class pathway and the middle block are trained (ADM's
-   ``label_emb`` + middle block; here the cross-attention key/value projections that read the
-   one-hot, and ``mid_block``). Per step, ``ft_classes`` classes are sampled from noise with a
-   CFG sampler *with gradients*; the predicted x̂₀ of the last ``ft_keep`` steps (the final
-   sample included) go through ``ft_augmentations`` augmented copies into the target, and
-   ``top-k margin + p_reg_weight · ‖feat − p_reg[y]‖²`` is minimised (AdamW); an epoch whose
-   mean target accuracy reaches ``ft_threshold`` ends the fine-tuning. ``p_reg[y]`` is the mean
-   target feature of class y's top-n aux images (the public code downloads it; [INFERRED]).
-   The sampler is DDIM (η = 0) where Diff-MI uses DPM-Solver++(2M) with the same step count.
+1. Pre-training: the class-conditional ADM UNet with CFG of ``priors/class_diffusion.py`` (label
+   embedding added to the time embedding, null label C, 10 % null batches) on PLG-MI's top-n
+   pseudo-labelled aux set (score queries, one per aux image); or, with ``prior_checkpoint``,
+   the official pre-trained ADM state dict (``priors/adm_import.py``, pixel space).
+2. Target-specific fine-tuning: only ADM's ``label_emb`` and the middle block's ResBlock
+   convolutions and attention ``proj_out`` are trained (``run_cls_only``). Per step,
+   ``ft_classes`` of the first ``ft_class_fraction`` of the classes (the official 0–299 of
+   1,000) are sampled from noise with a CFG sampler *with gradients*; the predicted x̂₀ of the
+   last ``ft_keep`` steps (the final sample included) go through ``ft_augmentations`` aug64
+   copies (crop, jitter, flip, rotation: ``augment.PLGAugment`` with p 0.5 jitter) into the
+   target, and ``top-k margin + p_reg_weight · ‖feat − p_reg[y]‖²`` is minimised (AdamW); an
+   epoch whose mean target accuracy reaches ``ft_threshold`` ends the fine-tuning. ``p_reg[y]``
+   is the mean target feature of class y's top-n aux images (the public code downloads it;
+   [INFERRED]).
 
 Attack (§5.3), the image itself is optimised (the denoiser's latent at CPU presets): ``steps``
 iterations each take an Adamax step on the diffusion loss ‖ε̂_w(x_t, t, y) − ε‖² at a decreasing,
 jittered t (a score-distillation-like prior term, CFG w), tracking an EMA (α = 0.5) of its
-gradient norm, then an Adamax step on the classifier loss of ``augmentations`` augmented copies
-with its gradient norm clipped to 1.25× that EMA. Then the final refinement: noise to t =
-``final_start`` and denoise with a ``final_grid``-step stochastic DDIM (η = 1) with CFG, and —
-the step easy to miss — a targeted L2 PGD on the target (ε 0.5, step 0.1, 10 iterations, random
-start, best iterate kept; ``pgd = False`` switches it off).
-Augmentation: aug64 without colour jitter / rotation (RandomResizedCrop 0.8–1.0 and a flip), in
-fine-tuning and attack alike (the attack's blur and jitter are likewise omitted).
+gradient norm, then an Adamax step on the classifier loss of ``augmentations`` copies under the
+official attack augmentation (``augment.DiffMIAugment``: flip, brightness jitter p 0.5, 7×7
+σ 3 blur p 0.5, clamp) with its gradient norm clipped to 1.25× that EMA. Then the final
+refinement: noise to t = ``final_start`` and denoise with the unclipped stochastic DDIM (η = 1)
+of the ``final_grid``-step grid from there (10 steps at 100 / 100, as ``inverse_ddim``) with
+CFG, and — the step easy to miss — a targeted L2 PGD on the target (ε 0.5, step 0.1, 10
+iterations, random start, best iterate kept; ``pgd = False`` switches it off).
 Queries per sample: ``steps · augmentations`` gradient queries, then ``pgd_steps`` gradient +
 ``pgd_steps + 1`` forward queries; fine-tuning and labelling are booked under ``prepare``.
 Memory (issue 17): at ``paper`` a fine-tuning step back-propagates ``ft_micro_batch`` classes
 at a time and an attack step runs the UNet and the target on ``attack_micro_batch`` images at a
 time, gradients accumulated (the same update as the whole batch; 0 = unsplit, the CPU presets).
+
+Remaining deviations from the official code:
+- Fine-tuning samples with DDIM (η = 0) where Diff-MI uses DPM-Solver++(2M), same step count.
+- The CPU presets denoise the shared autoencoder's latents and predict v (the attack optimises
+  the latent); ``paper`` is the official pixel-space ε model.
+- Pre-training follows the shared ``train_denoiser`` recipe (warm-up + cosine learning rate,
+  gradient norm clipped to 1; ADM: constant 1e-4, no clipping), without dequantisation noise.
+- The fine-tuning's stopping accuracy is the mean over every kept x̂₀, not the final sample's.
+- The PGD's random start draws a uniform radius in the ε-ball (``robustness`` draws its own way).
+- The augmentations run on [0, 1] images; the official kornia jitter sees [−1, 1] images (and
+  clamps them to [0, 1] inside, an official quirk not reproduced).
+- ``ft_class_fraction`` fine-tunes the first classes; identities beyond them are attacked with
+  the pre-trained label embedding (the official attacks only 0–299).
+- The refinement's DDIM uses each grid step's own ᾱ (the official feeds the UNet t = 10k with
+  ᾱ of step 10k − 9); ADM import reads the legacy attention order only.
 """
 
 from __future__ import annotations
@@ -46,13 +64,15 @@ from diffusers import DDIMScheduler
 from mibench import precision
 from mibench.access import TargetView
 from mibench.attack import FORWARD_BATCH, Attack, AttackContext, AttackSpec
-from mibench.attacks.augment import Augment
+from mibench.attacks.augment import DiffMIAugment, PLGAugment
 from mibench.attacks.latent import invert_in_chunks
 from mibench.attacks.losses import cross_entropy, top_k_margin
-from mibench.attacks.priors.cached import cached_module
+from mibench.attacks.priors.adm_import import checkpoint_digest, load_adm
 from mibench.attacks.priors.autoencoder import AUTOENCODER_FIELDS
-from mibench.attacks.priors.class_diffusion import (PRIOR_FIELDS, ClassDiffusionConfig,
-                                                    ClassDiffusionPrior, class_diffusion_prior)
+from mibench.attacks.priors.cached import cached_module
+from mibench.attacks.priors.class_diffusion import (CACHE_VERSION, PRIOR_FIELDS,
+                                                    ClassDiffusionConfig, ClassDiffusionPrior,
+                                                    class_denoiser, class_diffusion_prior)
 from mibench.attacks.priors.diffusion import (TRAIN_TIMESTEPS, clip_to,
                                               ddim_denoise, guidance_context, guided_output,
                                               micro_batches, noise_scheduler, predicted_noise,
@@ -70,7 +90,7 @@ ATTACK_MICRO_BATCH = 16
 FT_MICRO_BATCH = 2
 FINETUNE_FIELDS = ("top_n", "ft_epochs", "ft_classes", "ft_lr", "ft_sampler_steps",
                    "ft_guidance", "ft_keep", "ft_augmentations", "top_k", "p_reg_weight",
-                   "ft_threshold", "aug_scale", "aug_flip")
+                   "ft_threshold", "ft_class_fraction", "ft_augment")
 
 
 @dataclass
@@ -88,8 +108,13 @@ class DiffMIConfig(ClassDiffusionConfig):
     ft_threshold: float = param(0.99, "epoch accuracy that ends the fine-tuning", ge=0, le=1)
     top_k: int = param(20, "k of the top-k margin loss", ge=0)
     p_reg_weight: float = param(1.0, "weight of the feature regulariser p-reg", ge=0)
-    aug_scale: tuple[float, ...] = param((0.8, 1.0), "RandomResizedCrop area range")
-    aug_flip: float = param(0.5, "horizontal-flip probability", ge=0, le=1)
+    ft_class_fraction: float = param(0.3, "fraction of the classes fine-tuned, the first ones "
+                                     "(the official 0–299 of 1,000)", gt=0, le=1)
+    ft_augment: bool = param(True, "aug64 on the fine-tuning x̂₀ (crop, jitter, flip, "
+                             "rotation); off: none")
+    prior_checkpoint: str = param("", "official Diff-MI / guided-diffusion ADM state dict to "
+                                  "start the fine-tuning from (pixel space); empty: pre-train "
+                                  "our own")
     steps: int = param(30, "attack iterations", ge=1)
     attack_guidance: float = param(3.0, "CFG scale of the diffusion loss and the refinement",
                                    ge=0)
@@ -142,15 +167,25 @@ class DiffMI(Attack):
         images = ctx.aux_images(cfg.resolution)
         index, labels = top_n_pseudo_labels(target, images, cfg.top_n)
         self.p_reg = self._p_reg(target, images[index.to(ctx.device)], labels)
-        pretrained = class_diffusion_prior(ctx, cfg, "prior-diffmi-pretrain",
-                                           images[index.to(ctx.device)], labels,
-                                           target.num_classes, labelling={"top_n": cfg.top_n})
         finetune_config = {k: getattr(cfg, k) for k in PRIOR_FIELDS + AUTOENCODER_FIELDS
                            + FINETUNE_FIELDS}
+        if cfg.prior_checkpoint:
+            if cfg.space != "pixel":
+                raise ConfigError("Diff-MI.prior_checkpoint: the official ADM denoises pixels; "
+                                  "set space = pixel")
+            pretrained = ClassDiffusionPrior(load_adm(cfg.prior_checkpoint, class_denoiser(
+                cfg, target.num_classes, None)).to(ctx.device), None, cfg)
+            finetune_config["prior_checkpoint"] = checkpoint_digest(cfg.prior_checkpoint)
+        else:
+            pretrained = class_diffusion_prior(ctx, cfg, "prior-diffmi-pretrain",
+                                               images[index.to(ctx.device)], labels,
+                                               target.num_classes,
+                                               labelling={"top_n": cfg.top_n})
         denoiser = cached_module(
             ctx, "prior-diffmi", finetune_config, lambda: copy.deepcopy(pretrained.denoiser),
             lambda module: self._finetune(ClassDiffusionPrior(module, pretrained.autoencoder,
-                                                              cfg), target, ctx))
+                                                              cfg), target, ctx),
+            version=CACHE_VERSION)
         self.prior = ClassDiffusionPrior(denoiser.requires_grad_(False), pretrained.autoencoder,
                                          cfg)
 
@@ -165,19 +200,19 @@ class DiffMI(Attack):
         counts = torch.bincount(labels, minlength=target.num_classes).clamp_min(1)
         return sums / counts.to(features.device)[:, None]
 
-    def _augment(self) -> Augment:
-        return Augment(scale=tuple(self.config.aug_scale), flip=self.config.aug_flip)
+    def _augment(self, finetune: bool) -> DiffMIAugment | PLGAugment | None:
+        """aug64 in fine-tuning (2_finetune train_util.py, jitter p 0.5), the attack's own set
+        in the attack (3_attack/attack.py)."""
+        if not finetune:
+            return DiffMIAugment()
+        return PLGAugment(jitter_p=0.5) if self.config.ft_augment else None
 
     def _augmented(self, images: torch.Tensor, labels: torch.Tensor, copies: int,
-                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                   gen: torch.Generator, finetune: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``copies`` augmented copies of ``images`` and their labels."""
-        augment = self._augment()
-        return torch.cat([augment(images, gen) for _ in range(copies)]), labels.repeat(copies)
-
-    def _classifier_loss(self, target: TargetView, images: torch.Tensor, labels: torch.Tensor,
-                         copies: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """top-k margin + p-reg over ``copies`` augmented copies; also the hit rate."""
-        return self._target_loss(target, *self._augmented(images, labels, copies, gen))
+        augment = self._augment(finetune)
+        copied = [augment(images, gen) if augment else images for _ in range(copies)]
+        return torch.cat(copied), labels.repeat(copies)
 
     def _target_loss(self, target: TargetView, batch: torch.Tensor,
                      tiled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,9 +230,8 @@ class DiffMI(Attack):
         and the middle block (2_finetune, ``run_cls_only``)."""
         cfg = self.config
         model = prior.denoiser
-        trainable = [p for name, p in model.named_parameters()
-                     if "attn2.to_k" in name or "attn2.to_v" in name or ".mid_block." in name]
         model.requires_grad_(False)
+        trainable = model.finetuned_parameters()
         for p in trainable:
             p.requires_grad_(True)
         optimiser = torch.optim.AdamW(trainable, lr=cfg.ft_lr, weight_decay=0.0)
@@ -205,7 +239,7 @@ class DiffMI(Attack):
         scheduler = noise_scheduler(prior.autoencoder is None, cfg.prediction)
         scheduler.set_timesteps(cfg.ft_sampler_steps)
         gen = ctx.generator(7727)
-        classes = target.num_classes
+        classes = max(1, round(cfg.ft_class_fraction * target.num_classes))
         bar = ctx.progress(range(cfg.ft_epochs), desc="Diff-MI fine-tune", unit="epoch")
         for _ in bar:
             order = torch.randperm(classes, device=ctx.device, generator=gen)
@@ -238,8 +272,8 @@ class DiffMI(Attack):
                                               generator=gen, guidance_scale=cfg.ft_guidance)
             kept = predictions[-cfg.ft_keep:-1] + [final] if cfg.ft_keep > 1 else [final]
             images = prior.decode(torch.cat(kept))
-            loss, hit = self._classifier_loss(target, images, labels[part].repeat(len(kept)),
-                                              cfg.ft_augmentations, gen)
+            loss, hit = self._target_loss(target, *self._augmented(
+                images, labels[part].repeat(len(kept)), cfg.ft_augmentations, gen, True))
             scaler.backward(weighted(loss, part, len(labels)))
             hit_rate += weighted(hit.detach(), part, len(labels))
         return hit_rate
@@ -288,8 +322,9 @@ class DiffMI(Attack):
             a = alphas[cfg.final_start]
             noise = torch.randn(x.shape, device=device, generator=gen)
             x_t = a.sqrt() * x + (1 - a).sqrt() * noise
-            schedule.set_timesteps(cfg.final_grid)
-            x0, _ = ddim_denoise(model, x_t, prior.condition(labels), schedule, generator=gen,
+            unclipped = noise_scheduler(False, cfg.prediction)
+            unclipped.set_timesteps(cfg.final_grid)
+            x0, _ = ddim_denoise(model, x_t, prior.condition(labels), unclipped, generator=gen,
                                  guidance_scale=cfg.attack_guidance, eta=1.0,
                                  start=cfg.final_start)
             images = prior.decode(x0)
@@ -314,7 +349,7 @@ class DiffMI(Attack):
         gradients are gathered on the augmented batch, then sent back through the
         augmentations in one backward."""
         cfg = self.config
-        batch, tiled = self._augmented(images, labels, cfg.augmentations, gen)
+        batch, tiled = self._augmented(images, labels, cfg.augmentations, gen, False)
         leaf = batch.detach().requires_grad_(True)
         parts = micro_batches(len(leaf), cfg.attack_micro_batch * cfg.augmentations)
         for part in parts:

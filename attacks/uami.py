@@ -6,8 +6,8 @@ refuses logits, probabilities and features.
 
 Prior (§7.2): every aux image is labelled by the target's top-1 answer (one label query each),
 and a class-conditional diffusion model with classifier-free guidance is trained on the (image,
-answer) pairs (``priors/class_diffusion.py``; 10 % null labels). Identities the target never
-answers on the aux split get no training images.
+answer) pairs (``priors/class_diffusion.py``, ADM's UNet; 10 % null-label batches).
+Identities the target never answers on the aux split get no training images.
 
 Attack (§7.3): no optimisation. For each requested sample, ``candidates`` images are drawn for
 its identity with guidance w, and the target labels each one (label-only filtering, [INFERRED]):

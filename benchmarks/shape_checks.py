@@ -89,13 +89,14 @@ PLANS: dict[str, Plan] = {
     # the same prior; 4 candidates (5,000), 2 at a time; all 5 stages, 2+1+1+1+1 steps.
     "ifgmi": Plan({"gan_epochs": epochs_for(2, 2), "gan_batch_size": 2, "search_space": 4,
                    "batch_size": 2, "stage_steps": (2, 1, 1, 1, 1)}, 2, 6),
-    # pre-training: 2 steps at batch 150 → 4; fine-tuning: 1 epoch over a 4-class target, 2
-    # classes per step (4) = 2 steps through 2 sampler steps (10, keeping 2 of 8 x̂₀); attack:
-    # 2 iterations (30), refinement on a 10-step grid (100: 2 steps ≤ t 100), 1 PGD step (10).
-    # A 1,000-class target would make the fine-tuning epoch 250 steps.
+    # pre-training: 2 steps at batch 150 → 4; fine-tuning: 1 epoch over the first 0.3 of a
+    # 4-class target (1 class), 2 classes per step (4) = 1 step through 2 sampler steps (10,
+    # keeping 2 of 8 x̂₀); attack: 2 iterations (30), refinement on a 10-step grid (100: the 1
+    # step in (0, 100]), 1 PGD step (10). A 1,000-class target would make the fine-tuning
+    # epoch 75 steps (classes 0–299, 4 per step).
     "diffmi": Plan({"train_steps": 2, "batch_size": 4, "ft_epochs": 1, "ft_classes": 2,
                     "ft_sampler_steps": 2, "ft_keep": 2, "steps": 2, "final_grid": 10,
-                    "pgd_steps": 1}, 4, 2, classes=4),
+                    "pgd_steps": 1}, 3, 2, classes=4),
     # pre-training: 2 steps at batch 150 → 4; 2 DDIM steps (100), 2 candidates per sample (4).
     "uami": Plan({"train_steps": 2, "batch_size": 4, "sampler_steps": 2, "candidates": 2},
                  2, 2),

@@ -1,5 +1,5 @@
-"""Diff-MI at smoke size: p-reg, fine-tuning that touches only the class pathway and the middle
-block, exact attack queries, and the final L2 PGD."""
+"""Diff-MI at smoke size: p-reg, fine-tuning that touches only the official parameter set of the
+first classes, the official augmentations, exact attack queries, and the final L2 PGD."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mibench.attack import AttackContext
+from mibench.attacks.augment import DiffMIAugment, PLGAugment
 from mibench.attacks.diffmi import DiffMI, DiffMIConfig
 from mibench.attacks.priors.pseudo_labels import top_n_pseudo_labels
 from mibench.testing import ColourTarget, colour_aux, toy_context
@@ -38,9 +39,70 @@ def test_p_reg_and_finetuning_touch_only_the_class_pathway_and_middle_block(ctx)
     before = cached_weights(ctx.cache, "prior-diffmi-pretrain")
     after = cached_weights(ctx.cache, "prior-diffmi")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all("attn2.to_k" in k or "attn2.to_v" in k or ".mid_block." in k
-                           for k in changed)
+    official = {f"unet.{name}.{leaf}" for leaf in ("weight", "bias") for name in (
+        "mid_block.resnets.0.conv1", "mid_block.resnets.0.conv2", "mid_block.resnets.1.conv1",
+        "mid_block.resnets.1.conv2", "mid_block.attentions.0.to_out.0")}
+    assert "unet.class_embedding.weight" in changed
+    assert changed - {"unet.class_embedding.weight"} <= official
     assert ctx.ledger.total("gradient") > 0 and set(ctx.ledger.counts["gradient"]) == {"prepare"}
+
+
+def test_finetuning_trains_the_official_set_for_the_first_classes(ctx, monkeypatch):
+    """ft_class_fraction 0.3 of 3 classes fine-tunes class 0 only (the official 0–299 of
+    1,000): the label rows of classes 1 and 2 keep their pre-trained values; the null row (3)
+    moves with the guided sampler. Only label_emb + the middle block require grad."""
+    seen: list[set[str]] = []
+    backward = DiffMI._finetune_backward
+
+    def recording(self, prior, *args):
+        seen.append({n for n, p in prior.denoiser.named_parameters() if p.requires_grad})
+        assert set(args[2].tolist()) == {0}            # the sampled labels
+        return backward(self, prior, *args)
+
+    monkeypatch.setattr(DiffMI, "_finetune_backward", recording)
+    DiffMI(config()).prepare(ctx)
+    assert seen and all(names == seen[0] for names in seen)
+    assert seen[0] == {"unet.class_embedding.weight"} | {
+        f"unet.mid_block.{m}.{leaf}" for leaf in ("weight", "bias") for m in (
+            "resnets.0.conv1", "resnets.0.conv2", "resnets.1.conv1", "resnets.1.conv2",
+            "attentions.0.to_out.0")}
+    before = cached_weights(ctx.cache, "prior-diffmi-pretrain")["unet.class_embedding.weight"]
+    after = cached_weights(ctx.cache, "prior-diffmi")["unet.class_embedding.weight"]
+    assert len(after) == 4 and torch.equal(before[1:3], after[1:3])
+    assert not torch.equal(before[0], after[0]) and not torch.equal(before[3], after[3])
+
+
+def test_augmentations_are_the_official_ones():
+    """Attack: flip, brightness jitter (p 0.5), 7×7 σ 3 blur (p 0.5), no crop, clamp
+    (3_attack/attack.py); fine-tuning: aug64 with p 0.5 jitter (2_finetune train_util.py)."""
+    attack = DiffMI(config())
+    assert attack._augment(False) == DiffMIAugment(flip=0.5, brightness=0.2, jitter_p=0.5,
+                                                   blur_kernel=7, blur_sigma=3.0, blur_p=0.5)
+    assert attack._augment(True) == PLGAugment(scale=(0.8, 1.0), brightness=0.2, contrast=0.2,
+                                               jitter_p=0.5, flip=0.5, degrees=5.0,
+                                               rotation_p=0.5)
+    assert DiffMI(config(ft_augment=False))._augment(True) is None
+
+
+def test_diffmi_augment_flips_brightens_blurs_and_never_crops():
+    gen = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(0, 1, 16).expand(3, 16, 16).repeat(256, 1, 1, 1)
+    out = DiffMIAugment(jitter_p=0.0, blur_p=0.0)(ramp, gen)
+    flipped = (out == ramp.flip(-1)).flatten(1).all(1)
+    assert ((out == ramp).flatten(1).all(1) | flipped).all()      # flipped or kept: no crop
+    assert 0.35 < flipped.float().mean() < 0.65
+    grey = torch.full((512, 3, 8, 8), 0.5)
+    shift = DiffMIAugment(flip=0.0, blur_p=0.0)(grey, gen) - 0.5
+    per_image = shift[:, 0, 0, 0]
+    assert torch.allclose(shift, per_image.view(-1, 1, 1, 1).expand_as(shift))   # brightness only
+    assert per_image.abs().max() <= 0.2 + 1e-6 and 0.35 < (per_image != 0).float().mean() < 0.65
+    dot = torch.zeros(1, 1, 15, 15)
+    dot[..., 7, 7] = 1
+    blurred = DiffMIAugment(flip=0.0, jitter_p=0.0, blur_p=1.0)(dot, gen)[0, 0]
+    g = torch.exp(-torch.arange(-3, 4.0) ** 2 / 18)
+    kernel = torch.outer(g, g) / torch.outer(g, g).sum()
+    assert torch.allclose(blurred[4:11, 4:11], kernel, atol=1e-6) and blurred.sum() <= 1 + 1e-6
+    assert DiffMIAugment()(torch.full((4, 3, 8, 8), 1.5), gen).max() <= 1
 
 
 def test_attack_queries_are_exact_and_seeded(ctx):

@@ -85,7 +85,7 @@ def test_chunked_cfg_reconstruction_equals_unchunked(ctx):
 
 
 def test_finetuning_micro_batches_accumulate_the_full_step_gradient(ctx):
-    attack = _diffmi(ctx, ft_classes=3, aug_scale=(1.0, 1.0), aug_flip=0.0)
+    attack = _diffmi(ctx, ft_classes=3, ft_augment=False)
     prior, cfg = attack.prior, attack.config
     scheduler = noise_scheduler(prior.autoencoder is None, cfg.prediction)
     scheduler.set_timesteps(cfg.ft_sampler_steps)

@@ -11,6 +11,10 @@
   Condition dropout (p > 0) trains the unconditional branch that classifier-free guidance needs.
 - :func:`ddim_sample`: deterministic DDIM sampling (Song et al., ICLR 2021, Eq. 12 with η = 0)
   through diffusers' ``DDIMScheduler``, optionally with classifier-free guidance.
+
+The training and sampling functions take any denoiser with ``context(conditions, batch)``,
+``dropped(context, keep)`` and ``forward(x, t, context)``: this UNet, or the class-conditional
+ADM UNet of ``priors/class_diffusion.py``.
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ class ConditionalDenoiser(nn.Module):
         z = (conditions - self.condition_mean) / self.condition_std
         z = F.pad(z, (0, self.tokens * self.token_dim - self.condition_dim))
         return z.view(len(z), self.tokens, self.token_dim)
+
+    def dropped(self, context: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """``context`` with the null (all-zero) context where ``keep`` is false."""
+        return context * keep.view(-1, 1, 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor,
                 context: torch.Tensor) -> torch.Tensor:
@@ -138,15 +146,16 @@ def clip_to(grad: torch.Tensor, max_norm: torch.Tensor) -> None:
     grad.mul_(torch.clamp((total + 1e-6).reciprocal() * max_norm.to(total.dtype), max=1.0))
 
 
-def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: Callable[
+def train_denoiser(model: nn.Module, ctx: AttackContext, *, samples: Callable[
         [torch.Tensor, torch.Tensor], torch.Tensor], conditions: torch.Tensor, steps: int,
         batch_size: int, lr: float, warmup: int, weight_decay: float,
         betas: tuple[float, float], max_ema_decay: float, condition_dropout: float,
-        prediction: str = "epsilon", micro_batch: int = 0,
+        drop_batch: bool = False, prediction: str = "epsilon", micro_batch: int = 0,
         desc: str = "diffusion prior") -> None:
     """Train ``model`` to predict ε (or v, or x₀: ``prediction``) on ``samples(index,
     generator)`` (x₀ in the model's space) paired with ``conditions[index]``; on return the
-    model holds the EMA weights.
+    model holds the EMA weights. ``condition_dropout`` nulls each sample's condition, or with
+    ``drop_batch`` the whole batch's (ADM); the model's ``dropped(context, keep)`` applies it.
 
     Each step's ``batch_size`` is drawn at once and back-propagated in micro-batches of
     ``micro_batch`` (0: the whole batch) whose losses are weighted by their share of the batch,
@@ -177,8 +186,9 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
         context = model.context(conditions[index], batch_size)
         if condition_dropout > 0:
-            keep = torch.rand(batch_size, device=ctx.device, generator=gen) >= condition_dropout
-            context = context * keep.view(-1, 1, 1)
+            draws = 1 if drop_batch else batch_size
+            keep = torch.rand(draws, device=ctx.device, generator=gen) >= condition_dropout
+            context = model.dropped(context, keep.expand(batch_size))
         target = regression_target(x0, noise, a, prediction)
         optimiser.zero_grad(set_to_none=True)
         total = torch.zeros((), device=ctx.device)
@@ -200,7 +210,7 @@ def train_denoiser(model: ConditionalDenoiser, ctx: AttackContext, *, samples: C
     model.eval()
 
 
-def guided_output(model: ConditionalDenoiser, x: torch.Tensor, t: torch.Tensor,
+def guided_output(model: nn.Module, x: torch.Tensor, t: torch.Tensor,
                   context: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """The network output at x_t; with w ≠ 1, o(∅) + w·(o(c) − o(∅)) (classifier-free
     guidance), where ``context`` stacks the null context on top of the conditional one. The
@@ -214,7 +224,7 @@ def guided_output(model: ConditionalDenoiser, x: torch.Tensor, t: torch.Tensor,
     return out_null + guidance_scale * (out_cond - out_null)
 
 
-def guidance_context(model: ConditionalDenoiser, conditions: torch.Tensor,
+def guidance_context(model: nn.Module, conditions: torch.Tensor,
                      guidance_scale: float) -> torch.Tensor:
     """The context :func:`guided_output` expects for ``conditions``."""
     n = len(conditions)
@@ -222,17 +232,18 @@ def guidance_context(model: ConditionalDenoiser, conditions: torch.Tensor,
     return context if guidance_scale == 1.0 else torch.cat([model.context(None, n), context])
 
 
-def ddim_denoise(model: ConditionalDenoiser, x: torch.Tensor, conditions: torch.Tensor,
+def ddim_denoise(model: nn.Module, x: torch.Tensor, conditions: torch.Tensor,
                  scheduler: DDIMScheduler, *, generator: torch.Generator,
                  guidance_scale: float = 1.0, eta: float = 0.0,
                  start: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """DDIM from x_t over ``scheduler``'s timesteps (those ≤ ``start`` when given), with
-    autograd when it is enabled (Diff-MI back-propagates through the sampler). Returns x₀ and
-    the predicted x₀ of every step."""
+    """DDIM from x_t over ``scheduler``'s timesteps, with autograd when it is enabled (Diff-MI
+    back-propagates through the sampler). From ``start``, the grid's timesteps in (0, start]
+    run, the last landing on t = 0 (Diff-MI's ``inverse_ddim``: 10 steps from 100 on a
+    100-step grid). Returns x₀ and the predicted x₀ of every step."""
     context = guidance_context(model, conditions, guidance_scale)
     predictions = []
     for t in scheduler.timesteps:
-        if start is not None and t > start:
+        if start is not None and not 0 < t <= start:
             continue
         out = guided_output(model, x, t.to(x.device), context, guidance_scale)
         step = scheduler.step(out, t, x, eta=eta, generator=generator)
@@ -242,7 +253,7 @@ def ddim_denoise(model: ConditionalDenoiser, x: torch.Tensor, conditions: torch.
 
 
 @torch.no_grad()
-def ddim_sample(model: ConditionalDenoiser, conditions: torch.Tensor, *, steps: int,
+def ddim_sample(model: nn.Module, conditions: torch.Tensor, *, steps: int,
                 generator: torch.Generator, clip_sample: bool, guidance_scale: float = 1.0,
                 eta: float = 0.0, prediction: str = "epsilon") -> torch.Tensor:
     """One sample x₀ per condition row by ``steps``-step DDIM from x_T ~ N(0, I).

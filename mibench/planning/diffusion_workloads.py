@@ -12,8 +12,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
+from torch import nn
 
 from mibench.attacks.priors.autoencoder import ConvAutoencoder
+from mibench.attacks.priors.class_diffusion import FINETUNED, ClassDenoiser
 from mibench.attacks.priors.diffusion import TRAIN_TIMESTEPS, ConditionalDenoiser
 from mibench.config import Config
 from mibench.planning.count import Pass, StepCost, on_meta, step_cost
@@ -23,14 +25,19 @@ from mibench.planning.workloads import (ADAM_SLOTS, Phase, Setting, batches, com
                                         workload)
 
 UNET_FIELDS = ("block_channels", "attention", "layers_per_block", "token_dim", "head_dim")
-FINETUNED = ("attn2.to_k", "attn2.to_v", ".mid_block.")   # Diff-MI's trained parameters
+CLASS_UNET_FIELDS = ("block_channels", "attention", "layers_per_block", "num_heads")
 
 
 @lru_cache(maxsize=None)
-def _denoiser(shape: tuple, condition_dim: int, unet: tuple) -> ConditionalDenoiser:
+def _denoiser(shape: tuple, condition_dim: int, unet: tuple) -> nn.Module:
+    """FGMIA's cross-attention UNet, or the ADM class UNet (``num_heads`` in ``unet``)."""
     sample_size, channels = shape
+    sizes = dict(unet)
+    if "num_heads" in sizes:
+        return on_meta(lambda: ClassDenoiser(sample_size=sample_size, channels=channels,
+                                             num_classes=condition_dim, **sizes))
     return on_meta(lambda: ConditionalDenoiser(sample_size=sample_size, channels=channels,
-                                               condition_dim=condition_dim, **dict(unet)))
+                                               condition_dim=condition_dim, **sizes))
 
 
 def _space(cfg: Config) -> tuple[int, int]:
@@ -40,11 +47,14 @@ def _space(cfg: Config) -> tuple[int, int]:
     return cfg.resolution, 3
 
 
-def _inputs(model: ConditionalDenoiser, batch: int, grad: bool = False) -> tuple:
+def _inputs(model: nn.Module, batch: int, grad: bool = False) -> tuple:
     x = torch.randn(batch, model.channels, model.sample_size, model.sample_size,
                     requires_grad=grad)
-    return x, torch.randint(TRAIN_TIMESTEPS, (batch,)), torch.randn(batch, model.tokens,
-                                                                   model.token_dim)
+    if isinstance(model, ClassDenoiser):
+        context = torch.randint(model.num_classes + 1, (batch,))
+    else:
+        context = torch.randn(batch, model.tokens, model.token_dim)
+    return x, torch.randint(TRAIN_TIMESTEPS, (batch,)), context
 
 
 @lru_cache(maxsize=None)
@@ -65,14 +75,15 @@ def _call(shape: tuple, condition_dim: int, unet: tuple, batch: int, mode: str) 
             with torch.no_grad():
                 model(*_inputs(model, batch))
         return step_cost([Pass(run)], frozen=[model])
-    trained = [(m, ADAM_SLOTS) for name, m in model.named_modules()
-               if mode == "finetune" and any(k in f".{name}." for k in FINETUNED)]
+    trained = [(m, ADAM_SLOTS) for name, m in model.unet.named_modules()
+               if mode == "finetune" and f"{name}.".startswith(FINETUNED)]
     return step_cost([Pass(lambda: model(*_inputs(model, batch, mode == "grad")).sum())],
                      frozen=[model], trained=trained)
 
 
 def _unet(cfg: Config, condition_dim: int) -> tuple:
-    return _space(cfg), condition_dim, frozen_key(cfg, UNET_FIELDS)
+    fields = CLASS_UNET_FIELDS if hasattr(cfg, "num_heads") else UNET_FIELDS
+    return _space(cfg), condition_dim, frozen_key(cfg, fields)
 
 
 def _cfg_batch(batch: int, guidance: float) -> int:
@@ -151,9 +162,9 @@ def uami(cfg: Config, s: Setting) -> list[Phase]:
 # --- Diff-MI ----------------------------------------------------------------------------------
 
 def _refinement_steps(cfg: Config) -> int:
-    """DDIM grid timesteps ≤ ``final_start`` ("leading" spacing: 0, T/grid, 2T/grid, …)."""
+    """DDIM grid timesteps in (0, ``final_start``] ("leading" spacing: T/grid, 2T/grid, …)."""
     ratio = TRAIN_TIMESTEPS // cfg.final_grid
-    return min(cfg.final_grid, cfg.final_start // ratio + 1)
+    return min(cfg.final_grid - 1, cfg.final_start // ratio)
 
 
 @workload("diffmi")
@@ -174,7 +185,8 @@ def diffmi(cfg: Config, s: Setting) -> list[Phase]:
             _call(*unet, _cfg_batch(attack_micro, cfg.attack_guidance), "grad"),
             target_pass(s, attack_micro * cfg.augmentations, res, True)), attack_micro, b)
 
-    finetune_steps = cfg.ft_epochs * batches(s.num_classes, cfg.ft_classes)
+    finetuned = max(1, round(cfg.ft_class_fraction * s.num_classes))
+    finetune_steps = cfg.ft_epochs * batches(finetuned, cfg.ft_classes)
     share = ("prior-diffmi", whole_config(cfg), s.target)
     n_batches = batches(s.generated, b)
     return [
