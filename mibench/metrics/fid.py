@@ -15,7 +15,7 @@ from torch import nn
 
 from mibench import precision
 from mibench.batching import in_batches
-from mibench.metrics.base import MetricUnavailable, metric
+from mibench.metrics.base import Measured, MetricUnavailable, metric
 from mibench.metrics.batching import evaluating, module_device
 from mibench.metrics.context import EvalContext, check_images
 from mibench.metrics.inception import load_fid_inception
@@ -67,13 +67,13 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return max(value.item(), 0.0)  # exact arithmetic is ≥ 0; clip rounding below zero
 
 
-@metric("fid", "lower",
-        "Fréchet Inception Distance (pytorch-fid pool3) to the attacked identities' private images",
-        needs=("inception_weights", "private_images"))
-def fid(ctx: EvalContext) -> float:
+def inception_sets(ctx: EvalContext, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inception features of the generated images and of the attacked identities' private
+    images, each computed once and shared by FID and KID (``what`` names the metric in the
+    error when a set is too small)."""
     real_count = sum(int(ctx.private.indices_of(label).numel()) for label in ctx.identities)
     if min(ctx.generated.shape[0], real_count) < MIN_IMAGES:
-        raise MetricUnavailable(f"FID needs at least {MIN_IMAGES} images per set; got "
+        raise MetricUnavailable(f"{what} needs at least {MIN_IMAGES} images per set; got "
                                 f"{ctx.generated.shape[0]} generated and {real_count} private")
     model = load_fid_inception(ctx.device)
 
@@ -83,5 +83,13 @@ def fid(ctx: EvalContext) -> float:
         return inception_features(model, images, batch)
 
     fake = ctx.per_image("inception", embed)
-    real = ctx.private.features_of("inception", ctx.identities, embed)
-    return frechet_distance(fake, real)
+    return fake, ctx.private.features_of("inception", ctx.identities, embed)
+
+
+@metric("fid", "lower",
+        "Fréchet Inception Distance (pytorch-fid pool3) to the attacked identities' private images",
+        needs=("inception_weights", "private_images"), pooling="set")
+def fid(ctx: EvalContext) -> Measured:
+    fake, real = inception_sets(ctx, "FID")
+    return Measured(frechet_distance(fake, real),
+                    {"generated": fake.shape[0], "private": real.shape[0]})
