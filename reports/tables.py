@@ -111,14 +111,14 @@ def format_measured(value: float, interval: Interval | None) -> str:
 
 
 def detail_text(interval: Interval | None) -> str | None:
-    """Sample counts (generated/private images) and KID's std over subsets, when stored."""
+    """Sample counts (generated/private images) and KID's std over its subsets (sd), when
+    stored."""
     detail = {} if interval is None else interval.detail
     if "generated" not in detail:
         return None
     text = f"n {detail['generated']:.0f}/{detail['private']:.0f}"
     if "std" in detail:
-        text += (f", std {detail['std']:.2g} over {detail['subsets']:.0f} subsets of "
-                 f"{detail['subset_size']:.0f}")
+        text += f", subset sd {detail['std']:.2g}"
     return text
 
 

@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Literal, Mapping
 
+import torch
+
 from mibench.errors import MibenchError
 from mibench.registry import METRICS
 
@@ -68,6 +70,23 @@ class Measured:
 
 
 @dataclass(frozen=True)
+class FeatureSets:
+    """The labelled feature sets a set metric compares (rows are samples, labels identities)."""
+
+    generated: torch.Tensor
+    generated_labels: torch.Tensor
+    private: torch.Tensor
+    private_labels: torch.Tensor
+
+    def of(self, identities: torch.Tensor) -> FeatureSets:
+        """The rows of ``identities`` only (what a resample of identities compares)."""
+        mine = torch.isin(self.generated_labels, identities.to(self.generated_labels.device))
+        theirs = torch.isin(self.private_labels, identities.to(self.private_labels.device))
+        return FeatureSets(self.generated[mine], self.generated_labels[mine],
+                           self.private[theirs], self.private_labels[theirs])
+
+
+@dataclass(frozen=True)
 class MetricValue:
     """One result: a finite ``value``, or ``value=None`` and the ``reason`` it is missing;
     ``detail`` holds what a :class:`Measured` value rests on."""
@@ -86,10 +105,14 @@ class MetricValue:
 
 @dataclass(frozen=True)
 class Metric:
-    """A registered metric: its spec and ``compute(ctx) -> float | Measured``."""
+    """A registered metric: its spec and ``compute(ctx) -> float | Measured``. A set metric
+    made by :func:`set_metric` also keeps its two parts, ``sets(ctx)`` and ``statistic(sets)``,
+    so resamples of identities slice features instead of building contexts."""
 
     spec: MetricSpec
     compute: Callable[[EvalContext], float | Measured]
+    sets: Callable[[EvalContext], FeatureSets] | None = None
+    statistic: Callable[[FeatureSets], float | Measured] | None = None
 
     @property
     def name(self) -> str:
@@ -125,6 +148,20 @@ def metric(name: str, direction: Direction, description: str, needs: tuple[Need,
 
     def register(compute: Compute) -> Metric:
         built = Metric(MetricSpec(name, direction, description, needs, pooling), compute)
+        METRICS.add(name, built)
+        return built
+
+    return register
+
+
+def set_metric(name: str, direction: Direction, description: str, needs: tuple[Need, ...], *,
+               sets: Callable[[EvalContext], FeatureSets]
+               ) -> Callable[[Callable[[FeatureSets], float | Measured]], Metric]:
+    """Decorator: register ``statistic(sets(ctx))`` as a ``pooling="set"`` metric."""
+
+    def register(statistic: Callable[[FeatureSets], float | Measured]) -> Metric:
+        built = Metric(MetricSpec(name, direction, description, needs, "set"),
+                       lambda ctx: statistic(sets(ctx)), sets, statistic)
         METRICS.add(name, built)
         return built
 

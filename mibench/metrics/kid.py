@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from mibench.metrics.base import Measured, metric
-from mibench.metrics.context import EvalContext
-from mibench.metrics.fid import inception_sets
+from mibench.metrics.base import FeatureSets, Measured, set_metric
+from mibench.metrics.fid import check_sizes, inception_sets
 
 SUBSETS = 100          # Bińkowski et al.'s and torchmetrics' number of subsets
 SUBSET_SIZE = 1000     # Bińkowski et al.'s and torchmetrics' subset size
@@ -69,11 +68,12 @@ def kernel_inception_distance(x: torch.Tensor, y: torch.Tensor, *, subsets: int 
     return values.mean().item(), std, m
 
 
-@metric("kid", "lower",
-        "Kernel Inception Distance (unbiased MMD², cubic kernel, pool3) to the identities' "
-        "private images", needs=("inception_weights", "private_images"), pooling="set")
-def kid(ctx: EvalContext) -> Measured:
-    fake, real = inception_sets(ctx, "KID")
-    mean, std, size = kernel_inception_distance(fake, real)  # inception_sets: ≥ 2 each
+@set_metric("kid", "lower",
+            "Kernel Inception Distance (unbiased MMD², cubic kernel, pool3) to the identities' "
+            "private images", needs=("inception_weights", "private_images"), sets=inception_sets)
+def kid(sets: FeatureSets) -> Measured:
+    fake, real = sets.generated, sets.private
+    check_sizes(fake.shape[0], real.shape[0], "KID")
+    mean, std, size = kernel_inception_distance(fake, real)
     return Measured(mean, {"generated": fake.shape[0], "private": real.shape[0],
                            "subset_size": size, "subsets": SUBSETS, "std": std})
