@@ -116,10 +116,8 @@ def centred_interval(point: float, replicates: torch.Tensor, n: int,
 
 def identity_values(metric: Metric, ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor]:
     """The metric on each attacked identity's images alone, and their image counts."""
-    values, counts = [], []
-    for _, index in ctx.by_identity():
-        values.append(metric.value(ctx.subset(index)))
-        counts.append(float(index.numel()))
+    values = [metric.value(subset) for subset, _ in ctx.identity_subsets]
+    counts = [float(count) for _, count in ctx.identity_subsets]
     return torch.tensor(values, dtype=torch.float64), torch.tensor(counts, dtype=torch.float64)
 
 
