@@ -10,12 +10,12 @@ in the cache by a :class:`ReferenceStore`) and calls :func:`measure` on one
 """
 
 from mibench.metrics import accuracy, fid, kid, knn, perceptual, prdc  # noqa: F401  (registration)
-from mibench.metrics.base import (Measured, Metric, MetricSpec, MetricUnavailable, MetricValue,
-                                  metric)
+from mibench.metrics.base import (FeatureSets, Measured, Metric, MetricSpec, MetricUnavailable,
+                                  MetricValue, metric, set_metric)
 from mibench.metrics.context import EvalContext
 from mibench.metrics.evaluate import default_metrics, evaluate, measure
 from mibench.metrics.reference import PrivateReference, ReferenceStore
 
-__all__ = ["EvalContext", "Measured", "Metric", "MetricSpec", "MetricUnavailable", "MetricValue",
-           "PrivateReference", "ReferenceStore", "default_metrics", "evaluate", "measure",
-           "metric"]
+__all__ = ["EvalContext", "FeatureSets", "Measured", "Metric", "MetricSpec", "MetricUnavailable",
+           "MetricValue", "PrivateReference", "ReferenceStore", "default_metrics", "evaluate",
+           "measure", "metric", "set_metric"]
