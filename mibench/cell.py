@@ -8,7 +8,8 @@ A cell is one (attack, target, aux, seed) of a run. :func:`compute_cell` takes i
 3. a *seeded prepare* (:func:`seeded_prepare`): priors trained or loaded, its time and queries
    booked as the cell's prepare cost;
 4. ``invert`` and ``select``, seeded again and counted per identity;
-5. the metrics of every image and of the selected ones (:class:`~mibench.store.Subset`);
+5. the metrics of every image and of the selected ones (:class:`~mibench.store.Subset`),
+   each with its 95 % interval over the attacked identities (:mod:`mibench.metrics.bootstrap`);
 6. the :class:`CellOutcome`, handed to whoever records it. Nothing here writes but the cache.
 """
 
@@ -28,10 +29,11 @@ from mibench.attack import Attack, AttackContext
 from mibench.cache import Cache
 from mibench.errors import MibenchError
 from mibench.experiments import plan_cells
+from mibench.metrics import bootstrap
 from mibench.metrics.context import EvalContext
 from mibench.metrics.evaluate import measure
 from mibench.metrics.reference import PrivateReference, ReferenceStore
-from mibench.registry import ATTACKS
+from mibench.registry import ATTACKS, METRICS
 from mibench.runconfig import build_world
 from mibench.store import CellKey, Subset
 from mibench.targets.enrolment import enrol, run_enrolment
@@ -83,6 +85,7 @@ class CellOutcome:
     timings: dict[str, float]
     queries: dict[str, Any]
     warnings: tuple[str, ...] = ()  # for the run, e.g. fewer identities than asked for
+    intervals: tuple[tuple, ...] = ()  # rows of the store's intervals table
 
 
 @dataclass
@@ -186,18 +189,25 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
                       for kind in ledger.KINDS}
 
     clock = time.perf_counter()
-    rows = []
+    rows, intervals, interval_s = [], [], 0.0
     every = EvalContext(images, labels, target=target, private=setting.reference)
     subsets = {Subset.ALL: every, Subset.SELECTED: every.subset(selected)}
     for subset in ctx.progress(subsets, desc=f"metrics {key.attack}×{key.target}", unit="set",
                                leave=False):
         for value in measure(subsets[subset]):
             rows.append((subset, value.name, value.value, value.reason))
+            if value.value is not None:
+                start = time.perf_counter()
+                iv = bootstrap.interval(METRICS.get(value.name), subsets[subset], value)
+                intervals.append(bootstrap.to_row(subset, iv))
+                interval_s += time.perf_counter() - start
     timings["eval_s"] = time.perf_counter() - clock
+    timings["intervals_s"] = interval_s
     queries = {"prepare": prepared.queries,
                "per_identity": {k: v / n_ids for k, v in attack_queries.items()},
                "ledger": ledger.to_dict()}
-    return CellOutcome(images, labels, selected, rows, timings, queries, warnings)
+    return CellOutcome(images, labels, selected, rows, timings, queries, warnings,
+                       tuple(intervals))
 
 
 def identity_count(requested: int, world: World) -> tuple[int, tuple[str, ...]]:

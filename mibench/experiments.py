@@ -4,7 +4,8 @@ An :class:`Experiment` fixes the cells of a run — attacks × targets × auxili
 its report lays them out: which cell field makes the rows, which makes the column groups, and
 which numbers fill the columns (metrics, or per-identity time and queries). Its ``findings``
 are the paper's qualitative claims written as checks over the measured table, so that the
-report and ``leaderboard.md`` say plainly which ones this run reproduces.
+report and ``leaderboard.md`` say plainly which ones this run reproduces, deciding with the 95 %
+intervals (:mod:`mibench.findings`).
 
 ``mibench run --experiment NAME`` runs a plan at any preset; priors and targets come from the
 shared cache, so experiments that share them train nothing twice.
@@ -13,13 +14,19 @@ shared cache, so experiments that share them train nothing twice.
 from __future__ import annotations
 
 import itertools
-import statistics
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Mapping
 
 from mibench.errors import UnknownNameError
+from mibench.findings import (ExperimentTable, Finding, Stat, Verdict, above_everywhere,
+                              aggregate, best_in_every_group, not_better_than, ordered,
+                              shift_drop_smallest, speedup, spread_at_most, trend)
+from mibench.metrics.bootstrap import combine
 from mibench.registry import ATTACKS, TARGETS
 from mibench.store import Subset
+
+__all__ = ["AT_SCALE", "EXPERIMENTS", "Experiment", "ExperimentTable", "Finding", "PlanCell",
+           "Stat", "Verdict", "cell_value", "get_experiment", "plan_cells", "seeds"]
 
 MAIN_ATTACKS = ("gmi", "ppa", "fmi", "plg", "diffmi", "ifgmi", "uami", "fgmia")
 AUX_SETS = ("similar", "hq", "wild")
@@ -58,54 +65,15 @@ def cell_value(cell: Any, column: str) -> float | None:
     return None if measured is None else measured.value
 
 
-@dataclass(frozen=True)
-class Stat:
-    """Mean and (sample) standard deviation of one table entry over seeds."""
-
-    mean: float
-    std: float | None
-    n: int
-
-
-def aggregate(values: Iterable[float | None]) -> Stat | None:
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    std = statistics.stdev(present) if len(present) > 1 else None
-    return Stat(statistics.fmean(present), std, len(present))
-
-
-@dataclass
-class ExperimentTable:
-    """``entries[(row, group)][column]``: the measured table of one experiment run."""
-
-    rows: list[str]
-    groups: list[str]
-    columns: tuple[str, ...]
-    entries: dict[tuple[str, str], dict[str, Stat | None]]
-
-    def get(self, row: str, group: str, column: str) -> float | None:
-        stat = self.entries.get((row, group), {}).get(column)
-        return None if stat is None else stat.mean
-
-
-@dataclass(frozen=True)
-class Verdict:
-    claim: str
-    holds: bool | None      # None: the table lacks what the claim needs
-    detail: str
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A claim of the paper and the check that decides it on a measured table."""
-
-    claim: str
-    check: Callable[[ExperimentTable], tuple[bool | None, str]]
-
-    def verdict(self, table: ExperimentTable) -> Verdict:
-        holds, detail = self.check(table)
-        return Verdict(self.claim, holds, detail)
+def entry(cells: list[Any], column: str) -> Stat | None:
+    """Mean and std over the seeds of ``cells`` of ``column``, with the interval of the mean
+    when every cell has one (metrics only; :func:`mibench.metrics.bootstrap.combine`)."""
+    values = [cell_value(c, column) for c in cells]
+    intervals = [c.interval(Subset.ALL, column) if c.done else None for c in cells]
+    combined = None
+    if values and all(v is not None for v in values) and all(intervals):
+        combined = combine(values, intervals)  # type: ignore[arg-type]
+    return aggregate(values, combined)
 
 
 @dataclass(frozen=True)
@@ -128,7 +96,7 @@ class Experiment:
                                                                     self.aux)]
 
     def table(self, cells: list[Any]) -> ExperimentTable:
-        """Stored cells (any seeds) → mean ± std per (row, group, column)."""
+        """Stored cells (any seeds) → mean ± std and interval per (row, group, column)."""
         rows = list(dict.fromkeys(getattr(c, self.rows) for c in cells))
         groups = list(dict.fromkeys(getattr(c, self.groups) if self.groups else "" for c in cells))
         order = {name: i for i, name in enumerate([*self.attacks, *self.targets, *self.aux])}
@@ -138,8 +106,7 @@ class Experiment:
         for (row, group), members in itertools.groupby(
                 sorted(cells, key=lambda c: self._place(c)), key=self._place):
             members = list(members)
-            entries[(row, group)] = {col: aggregate(cell_value(c, col) for c in members)
-                                     for col in self.columns}
+            entries[(row, group)] = {col: entry(members, col) for col in self.columns}
         return ExperimentTable(rows, groups, self.columns, entries)
 
     def _place(self, cell: Any) -> tuple[str, str]:
@@ -147,142 +114,6 @@ class Experiment:
 
     def verdicts(self, table: ExperimentTable) -> list[Verdict]:
         return [finding.verdict(table) for finding in self.findings]
-
-
-# --- the paper's findings as checks ------------------------------------------------------------
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{round(value, 4) + 0.0:.3g}"
-
-
-def _best_in_every_group(attack: str, columns: tuple[str, ...], higher: bool) -> Callable:
-    """``attack`` strictly beats every other row of each group (a tie is not "the best"), on
-    the first of ``columns`` the run measured (e.g. LPIPS, else its shift-tolerant variant)."""
-    def check(table: ExperimentTable) -> tuple[bool | None, str]:
-        wins, parts = [], []
-        for group in table.groups:
-            for column in columns:
-                present = {r: v for r in table.rows
-                           if (v := table.get(r, group, column)) is not None}
-                if attack in present and len(present) >= 2:
-                    break
-            else:
-                continue
-            rivals = {r: v for r, v in present.items() if r != attack}
-            best = (max if higher else min)(rivals, key=rivals.__getitem__)
-            mine = present[attack]
-            wins.append(mine > rivals[best] if higher else mine < rivals[best])
-            parts.append(f"{group}: {attack} {_fmt(mine)}, best other {best} "
-                         f"{_fmt(rivals[best])}" + ("" if column == columns[0] else
-                                                    f" ({column})"))
-        return (all(wins) if wins else None), "; ".join(parts) or "not measured"
-    return check
-
-
-def _not_better_than(attack: str, other: str, column: str, higher: bool) -> Callable:
-    def check(table: ExperimentTable) -> tuple[bool | None, str]:
-        verdicts, parts = [], []
-        for group in table.groups:
-            mine, theirs = table.get(attack, group, column), table.get(other, group, column)
-            if mine is None or theirs is None:
-                continue
-            verdicts.append(mine <= theirs if higher else mine >= theirs)
-            parts.append(f"{group}: {attack} {_fmt(mine)} vs {other} {_fmt(theirs)}")
-        return (all(verdicts) if verdicts else None), "; ".join(parts) or "not measured"
-    return check
-
-
-def _above_everywhere(column: str, floor: float) -> Callable:
-    def check(table: ExperimentTable) -> tuple[bool | None, str]:
-        values = {(r, g): table.get(r, g, column) for r in table.rows for g in table.groups}
-        present = {k: v for k, v in values.items() if v is not None}
-        if not present:
-            return None, "not measured"
-        low = min(present, key=present.__getitem__)
-        return (present[low] >= floor,
-                f"lowest {column} {_fmt(present[low])} ({' '.join(x for x in low if x)})")
-    return check
-
-
-def _trend(column: str, rising: bool, label: str) -> Callable:
-    """Rows in plan order, per group: does ``column`` rise (or fall) from first to last?"""
-    def check(table: ExperimentTable) -> tuple[bool | None, str]:
-        verdicts, parts = [], []
-        for group in table.groups:
-            for family in _families(table.rows):
-                series = [table.get(r, group, column) for r in family]
-                if len(family) < 2 or series[0] is None or series[-1] is None:
-                    continue
-                verdicts.append(series[-1] > series[0] if rising else series[-1] < series[0])
-                parts.append(f"{family[0]}→{family[-1]}: {' → '.join(map(_fmt, series))}")
-        return (all(verdicts) if verdicts else None), "; ".join(parts) or f"no {label}"
-    return check
-
-
-def _families(rows: list[str]) -> list[list[str]]:
-    """Group targets by family (``arcface-18@ft2`` and ``arcface-34`` → ``arcface``)."""
-    families: dict[str, list[str]] = {}
-    for row in rows:
-        families.setdefault(row.split("-")[0], []).append(row)
-    return list(families.values())
-
-
-def _spread_at_most(column: str, limit: float) -> Callable:
-    """Per row, the largest minus the smallest value across groups (here: aux sets)."""
-    def check(table: ExperimentTable) -> tuple[bool | None, str]:
-        verdicts, parts = [], []
-        for row in table.rows:
-            values = [v for g in table.groups if (v := table.get(row, g, column)) is not None]
-            if len(values) < 2:
-                continue
-            spread = max(values) - min(values)
-            verdicts.append(spread <= limit)
-            parts.append(f"{row}: {_fmt(spread)}")
-        return (all(verdicts) if verdicts else None), "; ".join(parts) or "not measured"
-    return check
-
-
-def _shift_drop_smallest(attack: str, column: str, base: str = "similar") -> Callable:
-    """Under shifted aux sets, ``attack`` loses less of ``column`` than every other row."""
-    def check(table: ExperimentTable) -> tuple[bool | None, str]:
-        drops = {}
-        for row in table.rows:
-            ref = table.get(row, base, column)
-            shifted = [v for g in table.groups if g != base
-                       and (v := table.get(row, g, column)) is not None]
-            if ref is not None and shifted:
-                drops[row] = ref - statistics.fmean(shifted)
-        if attack not in drops or len(drops) < 2:
-            return None, "not measured"
-        detail = "; ".join(f"{r}: {_fmt(d)}" for r, d in drops.items())
-        return drops[attack] == min(drops.values()), f"mean drop from {base}: {detail}"
-    return check
-
-
-def _ordered(column: str, order: tuple[str, ...]) -> Callable:
-    def check(table: ExperimentTable) -> tuple[bool | None, str]:
-        group = table.groups[0] if table.groups else ""
-        values = [table.get(r, group, column) for r in order]
-        if any(v is None for v in values):
-            return None, "not measured"
-        holds = all(a >= b for a, b in zip(values, values[1:]))
-        return holds, " ≥ ".join(f"{r} {_fmt(v)}" for r, v in zip(order, values))
-    return check
-
-
-def _speedup(fast: str, slow: tuple[str, ...], column: str, factor: float) -> Callable:
-    def check(table: ExperimentTable) -> tuple[bool | None, str]:
-        verdicts, parts = [], []
-        for group in table.groups:
-            mine = table.get(fast, group, column)
-            for other in slow:
-                theirs = table.get(other, group, column)
-                if mine is None or theirs is None or mine <= 0:
-                    continue
-                verdicts.append(theirs / mine >= factor)
-                parts.append(f"{other}/{fast} = {theirs / mine:.1f}×")
-        return (all(verdicts) if verdicts else None), "; ".join(parts) or "not measured"
-    return check
 
 
 # --- the plans ----------------------------------------------------------------------------------
@@ -295,13 +126,13 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         MAIN_ATTACKS, ("ir152", "evolve", "facenet", "cosface-18", "arcface-18"),
         findings=(
             Finding("FGMIA's Eval Acc is the best of all attacks on every target",
-                    _best_in_every_group("fgmia", ("eval_acc1",), higher=True)),
+                    best_in_every_group("fgmia", ("eval_acc1",), higher=True)),
             Finding("FGMIA's KNN similarity (cosine) is the best on every target",
-                    _best_in_every_group("fgmia", ("knn_cos",), higher=True)),
+                    best_in_every_group("fgmia", ("knn_cos",), higher=True)),
             Finding("FGMIA's LPIPS distance is the best (lowest) on every target",
-                    _best_in_every_group("fgmia", ("lpips", "st_lpips"), higher=False)),
+                    best_in_every_group("fgmia", ("lpips", "st_lpips"), higher=False)),
             Finding("FGMIA's FID is not better than PPA's (StyleGAN diversity)",
-                    _not_better_than("fgmia", "ppa", "fid", higher=False)),
+                    not_better_than("fgmia", "ppa", "fid", higher=False)),
         )),
     Experiment(
         "table2", "Table II: target depth",
@@ -310,9 +141,9 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         rows="target", groups="",
         findings=(
             Finding("FGMIA works at every depth (Eval Acc ≥ 50 %)",
-                    _above_everywhere("eval_acc1", 0.5)),
+                    above_everywhere("eval_acc1", 0.5)),
             Finding("Eval Acc is slightly higher for deeper targets (18 → 100)",
-                    _trend("eval_acc1", rising=True, label="depth series")),
+                    trend("eval_acc1", rising=True, label="depth series")),
         )),
     Experiment(
         "table3", "Table III: fine-tuned targets",
@@ -322,9 +153,9 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         rows="target", groups="",
         findings=(
             Finding("Eval Acc stays above 70 % on every fine-tuned target",
-                    _above_everywhere("eval_acc1", 0.7)),
+                    above_everywhere("eval_acc1", 0.7)),
             Finding("Eval Acc declines mildly as fine-tuning goes on (base → ft4)",
-                    _trend("eval_acc1", rising=False, label="fine-tuning series")),
+                    trend("eval_acc1", rising=False, label="fine-tuning series")),
         )),
     Experiment(
         "table4", "Table IV: distribution shift, FGMIA",
@@ -333,7 +164,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         rows="target", groups="aux",
         findings=(
             Finding("Only small fluctuations across aux sets (Eval Acc spread ≤ 10 points)",
-                    _spread_at_most("eval_acc1", 0.10)),
+                    spread_at_most("eval_acc1", 0.10)),
         )),
     Experiment(
         "table5", "Table V: distribution shift, methods compared",
@@ -342,7 +173,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         rows="attack", groups="aux",
         findings=(
             Finding("FGMIA loses the least Eval Acc when the aux set shifts",
-                    _shift_drop_smallest("fgmia", "eval_acc1")),
+                    shift_drop_smallest("fgmia", "eval_acc1")),
         )),
     Experiment(
         "table6", "Table VI: FGMIA ablations",
@@ -350,7 +181,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         ("fgmia", "fgmia-no-scaleft", "fgmia-no-transf", "fgmia-no-fg"), ("ir152",),
         findings=(
             Finding("Eval Acc: full ≥ no-ScaleFT ≥ no-TransF ≥ no-FG",
-                    _ordered("eval_acc1", ("fgmia", "fgmia-no-scaleft", "fgmia-no-transf",
+                    ordered("eval_acc1", ("fgmia", "fgmia-no-scaleft", "fgmia-no-transf",
                                            "fgmia-no-fg"))),
         )),
     Experiment(
@@ -359,7 +190,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         MAIN_ATTACKS, ("arcface-18",), columns=EFFICIENCY_COLUMNS,
         findings=(
             Finding("FGMIA's attack phase is ≥ 20× faster per identity than GMI's and PPA's",
-                    _speedup("fgmia", ("gmi", "ppa"), "attack_s_per_identity", 20.0)),
+                    speedup("fgmia", ("gmi", "ppa"), "attack_s_per_identity", 20.0)),
         )),
 )}
 

@@ -155,7 +155,8 @@ class Harness:
                 log.warning("%s", warning)
         _write_images(cell_dir / "images", outcome.images, outcome.labels, outcome.selected)
         images = str((cell_dir / "images").relative_to(self.store.root))
-        self.store.finish_cell(key, outcome.metrics, outcome.timings, outcome.queries, images)
+        self.store.finish_cell(key, outcome.metrics, outcome.timings, outcome.queries, images,
+                               outcome.intervals)
         return CellResult(key, CellStatus.DONE, self._summary(key))
 
     def _summary(self, key: CellKey) -> dict[str, float | None]:

@@ -2,8 +2,11 @@
 
 Tables: ``runs`` (resolved config, package versions, device, seed, warnings), ``cells`` (one per
 (attack, target, aux, seed) of a run: status, timings, queries, error) and ``metrics`` (one row
-per cell, image set and metric: a value, or the reason it could not be computed). A cell's
-metrics and its ``done`` status are written in one transaction, so a cell is either finished
+per cell, image set and metric: a value, or the reason it could not be computed) and
+``intervals`` (one row per metric value: its 95 % interval, method, resampling seed and counts,
+the resampled values as float32 bytes so seeds combine later, and what the value rests on, e.g.
+sample counts; :mod:`mibench.metrics.bootstrap`). A cell's metrics, intervals and its ``done``
+status are written in one transaction, so a cell is either finished
 with all its numbers or not finished at all; ``--resume`` redoes exactly the unfinished cells.
 Images live beside the database in ``<run>/<attack>/<target>/images/<identity>/<k>.png``.
 """
@@ -40,7 +43,18 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (run_id, attack, target, aux, seed, subset, name),
     CHECK ((value IS NULL) != (reason IS NULL))
 );
+CREATE TABLE IF NOT EXISTS intervals (
+    run_id TEXT NOT NULL, attack TEXT NOT NULL, target TEXT NOT NULL, aux TEXT NOT NULL,
+    seed INTEGER NOT NULL, subset TEXT NOT NULL, name TEXT NOT NULL, low REAL, high REAL,
+    method TEXT NOT NULL, identities INTEGER NOT NULL, boot_seed INTEGER NOT NULL,
+    replicates BLOB NOT NULL, reason TEXT, detail TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (run_id, attack, target, aux, seed, subset, name),
+    CHECK ((low IS NULL) != (reason IS NULL))
+);
 """
+INTERVAL_COLUMNS = ("subset", "name", "low", "high", "method", "identities", "boot_seed",
+                    "replicates", "reason", "detail")
+IntervalRow = tuple[str, str, float | None, float | None, str, int, int, bytes, str | None, str]
 
 
 class CellStatus(StrEnum):
@@ -148,19 +162,26 @@ class Store:
 
     def start_cell(self, key: CellKey) -> None:
         with self._connect() as db:
-            db.execute("DELETE FROM metrics WHERE run_id=? AND attack=? AND target=? AND aux=? "
-                       "AND seed=?", key.as_tuple())
+            for table in ("metrics", "intervals"):
+                db.execute(f"DELETE FROM {table} WHERE run_id=? AND attack=? AND target=? AND "
+                           f"aux=? AND seed=?", key.as_tuple())
             db.execute("UPDATE cells SET status=?, started=?, finished=NULL, "
                        "error=NULL WHERE run_id=? AND attack=? AND target=? AND aux=? AND "
                        "seed=?", (CellStatus.RUNNING, time.time(), *key.as_tuple()))
 
     def finish_cell(self, key: CellKey, metrics: list[tuple[str, str, float | None, str | None]],
-                    timings: dict[str, float], queries: dict[str, Any], images: str) -> None:
-        """Store a finished cell: ``metrics`` rows are (subset, name, value, reason)."""
+                    timings: dict[str, float], queries: dict[str, Any], images: str,
+                    intervals: tuple[IntervalRow, ...] = ()) -> None:
+        """Store a finished cell: ``metrics`` rows are (subset, name, value, reason),
+        ``intervals`` rows :data:`INTERVAL_COLUMNS`."""
         with self._connect() as db:
             db.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [(*key.as_tuple(), subset, name, value, reason)
                             for subset, name, value, reason in metrics])
+            db.executemany(f"INSERT OR REPLACE INTO intervals (run_id, attack, target, aux, "
+                           f"seed, {', '.join(INTERVAL_COLUMNS)}) VALUES "
+                           f"({', '.join('?' * (5 + len(INTERVAL_COLUMNS)))})",
+                           [(*key.as_tuple(), *row) for row in intervals])
             db.execute("UPDATE cells SET status=?, finished=?, timings=?, queries=?, "
                        "images=? WHERE run_id=? AND attack=? AND target=? AND aux=? AND seed=?",
                        (CellStatus.DONE, time.time(), json.dumps(timings), json.dumps(queries),
@@ -206,9 +227,17 @@ class Store:
                               "aux, seed, subset, name", (run_id,)).fetchall()
         return [dict(r) for r in rows]
 
+    def intervals(self, run_id: str) -> list[dict[str, Any]]:
+        """The intervals of ``run_id`` (none for runs stored before intervals existed)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM intervals WHERE run_id=? ORDER BY attack, target, "
+                              "aux, seed, subset, name", (run_id,)).fetchall()
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """Bring a database written by an older mibench up to :data:`SCHEMA` (``runs.warnings``)."""
+    """Bring a database written by an older mibench up to :data:`SCHEMA` (``runs.warnings``;
+    the ``intervals`` table is created by the schema script, empty for older runs)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
     if "warnings" not in columns:
         db.execute("ALTER TABLE runs ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'")

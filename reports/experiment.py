@@ -1,5 +1,6 @@
 """A run of a paper experiment, laid out like the paper's table (rows × column groups), with
-mean ± std over seeds and the verdict on each of the paper's findings."""
+the mean over seeds ± half its 95 % interval (± the std over seeds where there is no interval)
+and the verdict on each of the paper's findings."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from mibench.errors import MibenchError
 from mibench.experiments import AT_SCALE, Experiment, Stat, Verdict, get_experiment
 from mibench.registry import METRICS
 from mibench.reports.runs import RunRecord
-from mibench.reports.tables import (ARROWS, MISSING, format_count, format_seconds, format_value,
-                                    markdown_escape)
+from mibench.reports.tables import (ARROWS, MISSING, format_count, format_pm, format_seconds,
+                                    format_value, markdown_escape)
 from mibench.store import Subset
 
 LABELS = {
@@ -66,6 +67,8 @@ def format_stat(column: str, stat: Stat | None) -> str:
         show = format_count
     else:
         show = format_value
+    if stat.has_interval and show is format_value:
+        return format_pm(stat.mean, (stat.high - stat.low) / 2)  # type: ignore[operator]
     return show(stat.mean) + ("" if stat.std is None else f" ± {show(stat.std)}")
 
 
@@ -97,6 +100,8 @@ def _reason(run: RunRecord, column: str) -> str:
 
 
 def verdict_mark(verdict: Verdict) -> str:
+    if verdict.tied:
+        return "tied"
     return {True: "reproduced", False: "not reproduced", None: "not measured"}[verdict.holds]
 
 
@@ -105,7 +110,9 @@ def experiment_markdown(view: ExperimentView) -> str:
     markdown page), the columns left out, and the findings."""
     exp = view.experiment
     lines = [f"### {exp.title}", "", f"{exp.summary}; `mibench run --experiment {exp.name}`. "
-             + (f"Mean ± std over {view.seeds} seeds." if view.seeds > 1 else "One seed.")]
+             + (f"Mean over {view.seeds} seeds" if view.seeds > 1 else "One seed")
+             + " ± half its 95 % interval over the attacked identities"
+             + (" (± std over seeds where there is none)." if view.seeds > 1 else ".")]
     width = len(view.headings)
     header = [exp.rows, *(f"{h.label} {h.arrow}".rstrip() for h in view.headings)]
     for i, group in enumerate(view.groups):
@@ -118,7 +125,7 @@ def experiment_markdown(view: ExperimentView) -> str:
             f"`{c}` ({markdown_escape(why)})" for c, why in view.unmeasured) + "."]
     if view.verdicts:
         lines += ["", "What reproduces and what does not (the paper's findings, checked on the "
-                  "tables above):", "", "| the paper's finding | here | measured |",
+                  "tables above; *tied* where the 95 % intervals overlap):", "", "| the paper's finding | here | measured |",
                   "|---|---|---|"]
         lines += [f"| {v.claim} | {verdict_mark(v)} | {markdown_escape(v.detail)} |"
                   for v in view.verdicts]

@@ -1,11 +1,17 @@
-"""``leaderboard.md``: RobustBench-style markdown, one ranked table per target."""
+"""``leaderboard.md``: RobustBench-style markdown, one ranked table per target.
+
+Values are shown ± half their 95 % interval; an attack whose ranking interval overlaps the one
+ranked above it shares its rank (``2=``): the order between them is not resolved."""
 
 from __future__ import annotations
 
+from mibench.findings import compare
+from mibench.metrics.bootstrap import Interval
 from mibench.reports.runs import CellRecord, Measurement, RunRecord
 from mibench.reports.experiment import experiment_markdown, experiment_view
-from mibench.reports.tables import (ARROWS, Column, cell_label, equivalence_note, format_seconds,
-                                    format_value, markdown_escape, metric_columns)
+from mibench.reports.tables import (ARROWS, Column, cell_label, cell_stat, detail_text,
+                                    equivalence_note, format_measured, format_seconds,
+                                    interval_note, markdown_escape, metric_columns)
 from mibench.store import Subset
 
 RANK_BY = "eval_acc1"   # attack accuracy under the evaluation model, the field's headline number
@@ -22,6 +28,21 @@ def _sort_key(cell: CellRecord, column: Column | None) -> tuple[int, float, str]
     if m is None or m.value is None:
         return (1, 0.0, cell.attack)
     return (0, -m.value if column and column.direction == "higher" else m.value, cell.attack)
+
+
+def shared_ranks(ordered: list[CellRecord], column: Column | None) -> list[str]:
+    """Ranks of cells in ranking order: a cell tied with the one above (overlapping intervals,
+    or equal values without them) shares its rank; shared ranks are written ``k=``."""
+    stats = [cell_stat(c, column.name) if column else None for c in ordered]
+    higher = column is not None and column.direction == "higher"
+    tied_up = [i > 0 and stats[i] is not None and stats[i - 1] is not None
+               and compare(stats[i], stats[i - 1], higher) == 0  # type: ignore[arg-type]
+               for i in range(len(ordered))]
+    ranks: list[int] = []
+    for i, tied in enumerate(tied_up):
+        ranks.append(ranks[-1] if tied else i + 1)
+    return [f"{rank}=" if tied_up[i] or (i + 1 < len(ordered) and tied_up[i + 1])
+            else str(rank) for i, rank in enumerate(ranks)]
 
 
 def run_facts(runs: list[RunRecord]) -> list[str]:
@@ -48,9 +69,10 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
     ranking = rank_column(columns)
     reasons: list[str] = []
 
-    def shown(m: Measurement | None) -> str:
+    def shown(m: Measurement | None, interval: Interval | None) -> str:
         if m is not None and m.value is not None:
-            return format_value(m.value)
+            detail = detail_text(interval)
+            return format_measured(m.value, interval) + (f" ({detail})" if detail else "")
         reason = "not measured" if m is None else (m.reason or "no reason stored")
         if reason not in reasons:
             reasons.append(reason)
@@ -65,7 +87,12 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
     lines += ["## Ranking per target", ""]
     if ranking is not None:
         lines += [f"Ranked by `{ranking.name}` {ranking.arrow} on all generated images; "
-                  "↑ higher is better, ↓ lower is better.", ""]
+                  "↑ higher is better, ↓ lower is better; `k=`: tied with the attack ranked "
+                  "above (95 % intervals overlap); `n g/p`: generated/private image counts.",
+                  ""]
+    note = interval_note(done)
+    if note:
+        lines += [note, ""]
     header = ["Rank", "Attack", *(f"{c.name} {c.arrow}".rstrip() for c in columns), "Run",
               "Preset", "Date"]
     for target in sorted({c.target for c in done}):
@@ -74,12 +101,13 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
         lines += [f"### Target `{target}`", "", "| " + " | ".join(header) + " |",
                   "|" + "|".join("---:" if i == 0 or 2 <= i < 2 + len(columns) else "---"
                                  for i in range(len(header))) + "|"]
-        for rank, c in enumerate(ordered, 1):
+        for c, rank in zip(ordered, shared_ranks(ordered, ranking)):
             run = by_id[c.run_id]
-            values = [shown(c.measurement(Subset.ALL, col.name)) for col in columns]
+            values = [shown(c.measurement(Subset.ALL, col.name), c.interval(Subset.ALL, col.name))
+                      for col in columns]
             note = equivalence_note(c.attack, c.target)
             label = cell_label(c, cells) + (f" ({note})" if note else "")
-            lines.append("| " + " | ".join([str(rank), label, *values,
+            lines.append("| " + " | ".join([rank, label, *values,
                                             f"`{c.run_id}`",
                                             run.preset, run.date]) + " |")
         lines.append("")

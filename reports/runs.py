@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from mibench.errors import MibenchError
+from mibench.metrics.bootstrap import Interval, from_row
 from mibench.store import DB_NAME, CellStatus, Store
 from mibench.targets.enrolment import run_enrolment
 
@@ -37,7 +38,8 @@ class Measurement:
 
 @dataclass
 class CellRecord:
-    """One (attack, target) cell of a run with its metrics per image set."""
+    """One (attack, target) cell of a run with its metrics and their intervals per image set
+    (no intervals for runs stored before they existed)."""
 
     run_id: str
     attack: str
@@ -50,6 +52,7 @@ class CellRecord:
     queries: dict[str, Any]
     images: Path | None
     metrics: dict[str, dict[str, Measurement]] = field(default_factory=dict)
+    intervals: dict[str, dict[str, Interval]] = field(default_factory=dict)
     started: float | None = None
     finished: float | None = None
     enrolment: str = "mean"
@@ -61,6 +64,9 @@ class CellRecord:
 
     def measurement(self, subset: str, name: str) -> Measurement | None:
         return self.metrics.get(subset, {}).get(name)
+
+    def interval(self, subset: str, name: str) -> Interval | None:
+        return self.intervals.get(subset, {}).get(name)
 
 
 @dataclass
@@ -146,5 +152,9 @@ def load_run(store: Store, run_id: str) -> RunRecord:
         if owner is not None:
             owner.metrics.setdefault(row["subset"], {})[row["name"]] = Measurement(
                 row["value"], portable_reason(row["reason"]))
+    for row in store.intervals(run_id):
+        owner = cells.get((row["attack"], row["target"], row["aux"], row["seed"]))
+        if owner is not None:
+            owner.intervals.setdefault(row["subset"], {})[row["name"]] = from_row(row)
     return RunRecord(run_id, meta["created"], meta["config"], meta["versions"], meta["device"],
                      meta["command"], list(cells.values()), tuple(meta["warnings"]))

@@ -1,10 +1,14 @@
-"""The report's tables: metrics (best per target marked, direction-aware) and efficiency."""
+"""The report's tables: metrics (value ± half its 95 % interval; best per target marked,
+direction-aware, only where its interval separates from the runner-up's, else the leaders are
+"tied") and efficiency."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from mibench.errors import MibenchError
+from mibench.findings import Stat, leaders
+from mibench.metrics.bootstrap import METHODS, Interval
 from mibench.registry import ATTACKS, METRICS, TARGETS
 from mibench.reports.runs import CellRecord, Measurement
 from mibench.store import Subset
@@ -12,7 +16,8 @@ from mibench.store import Subset
 # Display order of the built-in metrics (identity accuracy first, as in the MI literature);
 # metrics not listed here (plugins) follow alphabetically.
 DISPLAY_ORDER = ("eval_acc1", "eval_acc5", "target_acc1", "target_acc5", "knn_cos", "knn_l2",
-                 "feat_dist", "fid", "lpips", "st_lpips")
+                 "feat_dist", "fid", "kid", "precision", "recall", "density", "coverage",
+                 "lpips", "st_lpips")
 ARROWS = {"higher": "↑", "lower": "↓"}
 MISSING = "n/a"
 
@@ -32,11 +37,13 @@ class Column:
 
 @dataclass(frozen=True)
 class Shown:
-    """A formatted measurement; ``note`` numbers the footnote holding the missing reason."""
+    """A formatted measurement; ``note`` numbers the footnote holding the missing reason;
+    ``detail`` says what the value rests on (sample counts, KID's std over subsets)."""
 
     text: str
     reason: str | None = None
     note: int | None = None
+    detail: str | None = None
 
     @property
     def missing(self) -> bool:
@@ -45,11 +52,13 @@ class Shown:
 
 @dataclass
 class ValueCell:
-    """One table cell: the ``all`` value, the ``selected`` value beside it, best or not."""
+    """One table cell: the ``all`` value, the ``selected`` value beside it, best (separated
+    from the runner-up) or tied for best (intervals overlapping the best's)."""
 
     all: Shown
     selected: Shown
     best: bool = False
+    tied: bool = False
 
 
 @dataclass
@@ -78,15 +87,50 @@ class MetricTable:
     groups: list[Group]
     notes: list[str] = field(default_factory=list)
     show_run: bool = False
+    intervals: str | None = None   # how the ± were computed (None: no intervals stored)
+
+
+def decimals(value: float) -> int:
+    magnitude = abs(value)
+    return 1 if magnitude >= 100 else 2 if magnitude >= 10 else 3
 
 
 def format_value(value: float) -> str:
-    magnitude = abs(value)
-    if magnitude >= 100:
-        return f"{value:.1f}"
-    if magnitude >= 10:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
+    return f"{value:.{decimals(value)}f}"
+
+
+def format_pm(value: float, half: float) -> str:
+    """``value ± half`` with the value's decimals."""
+    return f"{value:.{decimals(value)}f} ± {half:.{decimals(value)}f}"
+
+
+def format_measured(value: float, interval: Interval | None) -> str:
+    """The value, ``± half`` its interval's width when it has one."""
+    half = None if interval is None else interval.half_width
+    return format_value(value) if half is None else format_pm(value, half)
+
+
+def detail_text(interval: Interval | None) -> str | None:
+    """Sample counts (generated/private images) and KID's std over its subsets (sd), when
+    stored."""
+    detail = {} if interval is None else interval.detail
+    if "generated" not in detail:
+        return None
+    text = f"n {detail['generated']:.0f}/{detail['private']:.0f}"
+    if "std" in detail:
+        text += f", subset sd {detail['std']:.2g}"
+    return text
+
+
+def interval_note(cells: list[CellRecord]) -> str | None:
+    """How the stored intervals of ``cells`` were computed: methods, resamples, seed."""
+    found = {(iv.method, len(iv.replicates), iv.seed) for c in cells
+             for subset in c.intervals.values() for iv in subset.values() if iv.low is not None}
+    if not found:
+        return None
+    parts = sorted(f"{METHODS.get(m, m)} ({n} resamples, seed {seed})" for m, n, seed in found)
+    return ("± is half the 95 % interval: " + "; ".join(parts)
+            + ". Best is marked only where its interval separates from the runner-up's.")
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -125,28 +169,18 @@ def metric_columns(cells: list[CellRecord]) -> list[Column]:
     return columns
 
 
-def best_values(values: list[float | None], direction: str | None) -> set[int]:
-    """Indices of the best value(s) of a column; none unless two or more values compete."""
-    present = [(i, v) for i, v in enumerate(values) if v is not None]
-    if direction not in ARROWS or len(present) < 2:
-        return set()
-    pick = max if direction == "higher" else min
-    best = pick(v for _, v in present)
-    return {i for i, v in present if v == best}
-
-
 class _Notes:
     """Footnotes for missing values: one number per distinct reason."""
 
     def __init__(self) -> None:
         self.reasons: list[str] = []
 
-    def show(self, measurement: Measurement | None) -> Shown:
+    def show(self, measurement: Measurement | None, interval: Interval | None = None) -> Shown:
         if measurement is None:
             return self.missing("not measured for this image set")
         if measurement.value is None:
             return self.missing(measurement.reason or "no reason stored")
-        return Shown(format_value(measurement.value))
+        return Shown(format_measured(measurement.value, interval), detail=detail_text(interval))
 
     def missing(self, reason: str) -> Shown:
         if reason not in self.reasons:
@@ -198,24 +232,36 @@ def metric_table(cells: list[CellRecord], *, show_run: bool = False) -> MetricTa
         rows = []
         for cell in members:
             values = [] if not cell.done else [
-                ValueCell(notes.show(cell.measurement(Subset.ALL, col.name)),
-                          notes.show(cell.measurement(Subset.SELECTED, col.name)))
+                ValueCell(*(notes.show(cell.measurement(subset, col.name),
+                                       cell.interval(subset, col.name))
+                            for subset in (Subset.ALL, Subset.SELECTED)))
                 for col in columns]
             rows.append(Row(cell_label(cell, cells), cell.run_id, cell.status, cell.error,
                             values, equivalence_note(cell.attack, cell.target)))
         _mark_best(rows, members, columns)
         groups.append(Group(target, rows))
-    return MetricTable(columns, groups, notes.reasons, show_run)
+    return MetricTable(columns, groups, notes.reasons, show_run, interval_note(cells))
+
+
+def cell_stat(cell: CellRecord, name: str, subset: str = Subset.ALL) -> Stat | None:
+    """The value of ``name`` on ``subset`` with its interval, for ranking (``None``: none)."""
+    m = cell.measurement(subset, name) if cell.done else None
+    if m is None or m.value is None:
+        return None
+    iv = cell.interval(subset, name)
+    low, high = (iv.low, iv.high) if iv is not None else (None, None)
+    return Stat(m.value, None, 1, low, high)
 
 
 def _mark_best(rows: list[Row], cells: list[CellRecord], columns: list[Column]) -> None:
     for j, column in enumerate(columns):
-        values = []
-        for cell in cells:
-            m = cell.measurement(Subset.ALL, column.name) if cell.done else None
-            values.append(None if m is None else m.value)
-        for i in best_values(values, column.direction):
-            rows[i].values[j].best = True
+        if column.direction not in ARROWS:
+            continue
+        top, alone = leaders([cell_stat(c, column.name) for c in cells],
+                             column.direction == "higher")
+        for i in top:
+            rows[i].values[j].best = alone
+            rows[i].values[j].tied = not alone
 
 
 @dataclass(frozen=True)

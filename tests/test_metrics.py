@@ -313,9 +313,13 @@ def test_end_to_end_every_default_metric_has_a_value_or_a_reason(models, st_lpip
     assert by_name["lpips"].value is None and "st_lpips" in by_name["lpips"].reason
     for name in ("target_acc5", "eval_acc5"):  # three identities only
         assert "needs at least 5 classes; the model has 3" in by_name[name].reason
-    unavailable = {"lpips", "target_acc5", "eval_acc5"}
+    prdc = {"precision", "recall", "density", "coverage"}  # 1-2 private images per identity
+    for name in prdc:
+        assert "needs more than 3 private-train images per identity" in by_name[name].reason
+    unavailable = {"lpips", "target_acc5", "eval_acc5", *prdc}
     assert all(r.value is not None for r in results if r.name not in unavailable), results
-    assert by_name["fid"].value > 0  # different colours and sizes: different sets
+    assert by_name["fid"].value > 0 and by_name["kid"].value != 0  # different sets
+    assert by_name["kid"].detail["generated"] == 3 and by_name["kid"].detail["private"] == 5
 
 
 def test_inception_features_cover_every_image_in_batches():
@@ -331,7 +335,8 @@ def test_inception_features_cover_every_image_in_batches():
 
 def test_registered_metrics_declare_their_spec(capsys):
     expected = {"target_acc1", "target_acc5", "eval_acc1", "eval_acc5", "knn_l2", "knn_cos",
-                "feat_dist", "fid", "lpips", "st_lpips"}
+                "feat_dist", "fid", "kid", "precision", "recall", "density", "coverage",
+                "lpips", "st_lpips"}
     assert expected <= set(METRICS.names())
     for name, item in METRICS.items():
         assert isinstance(item, Metric) and item.name == name
@@ -341,6 +346,10 @@ def test_registered_metrics_declare_their_spec(capsys):
     assert main(["list", "metrics"]) == 0
     out = capsys.readouterr().out
     assert "knn_l2" in out and "nearest private-train image of the same identity" in out
+    assert all(name in out for name in ("kid", "precision", "recall", "density", "coverage"))
+    assert {METRICS.get(n).spec.pooling for n in ("fid", "kid")} == {"set"}
+    assert METRICS.get("coverage").spec.pooling == "identities"
+    assert METRICS.get("eval_acc1").spec.pooling == "images"
 
 
 def test_a_metric_value_is_a_finite_number_or_a_reason():

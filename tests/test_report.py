@@ -19,7 +19,8 @@ from mibench.cli import main
 from mibench.reports import render, samples
 from mibench.reports.private import PrivateView
 from mibench.reports.runs import load_run
-from mibench.reports.tables import MISSING, best_values, metric_table
+from mibench.findings import Stat, leaders
+from mibench.reports.tables import MISSING, metric_table
 from mibench.store import CellKey, Store
 from mibench.world import Split
 
@@ -116,8 +117,9 @@ def test_best_per_column_follows_the_metric_direction(tmp_path):
     best = {row.attack: [v.best for v in row.values] for row in arcface.rows}
     assert best == {"gmi": [True, False, False], "ppa": [False, True, False]}
     assert not any(v.best for v in ir152.rows[0].values)     # nothing to beat: no mark
-    assert best_values([0.5, None, 0.5, 0.1], "higher") == {0, 2}
-    assert best_values([0.5, 0.1], "lower") == {1} and best_values([0.5], "lower") == set()
+    point = [None if v is None else Stat(v, None, 1) for v in (0.5, None, 0.5, 0.1)]
+    assert leaders(point, higher=True) == ({0, 2}, False)         # equal values: tied
+    assert leaders(point[2:], higher=False) == ({1}, True) and leaders(point[:1], True)[0] == set()
     html = report(tmp_path)
     assert html.count('class="num best"') == 2 and "eval_acc1 <span class=\"arrow\">↑" in html
 

@@ -2,18 +2,20 @@
 
 Importing the package registers every built-in metric in ``mibench.registry.METRICS``:
 ``target_acc1/5``, ``eval_acc1/5`` (accuracy.py), ``knn_l2``, ``knn_cos``, ``feat_dist``
-(knn.py), ``fid`` (fid.py, weights from inception.py), ``lpips`` and ``st_lpips``
-(perceptual.py). The harness builds one :class:`PrivateReference` per run (its features kept
+(knn.py), ``fid`` (fid.py, weights from inception.py), ``kid`` (kid.py), ``precision``,
+``recall``, ``density``, ``coverage`` (prdc.py), ``lpips`` and ``st_lpips`` (perceptual.py).
+Each value gets a 95 % interval over the attacked identities (bootstrap.py). The harness builds one :class:`PrivateReference` per run (its features kept
 in the cache by a :class:`ReferenceStore`) and calls :func:`measure` on one
 :class:`EvalContext` per cell and on its selected subset.
 """
 
-from mibench.metrics import accuracy, fid, knn, perceptual  # noqa: F401  (registration)
-from mibench.metrics.base import Metric, MetricSpec, MetricUnavailable, MetricValue, metric
+from mibench.metrics import accuracy, fid, kid, knn, perceptual, prdc  # noqa: F401  (registration)
+from mibench.metrics.base import (FeatureSets, Measured, Metric, MetricSpec, MetricUnavailable,
+                                  MetricValue, metric, set_metric)
 from mibench.metrics.context import EvalContext
 from mibench.metrics.evaluate import default_metrics, evaluate, measure
 from mibench.metrics.reference import PrivateReference, ReferenceStore
 
-__all__ = ["EvalContext", "Metric", "MetricSpec", "MetricUnavailable", "MetricValue",
-           "PrivateReference", "ReferenceStore", "default_metrics", "evaluate", "measure",
-           "metric"]
+__all__ = ["EvalContext", "FeatureSets", "Measured", "Metric", "MetricSpec", "MetricUnavailable",
+           "MetricValue", "PrivateReference", "ReferenceStore", "default_metrics", "evaluate",
+           "measure", "metric", "set_metric"]

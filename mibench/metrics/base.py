@@ -6,13 +6,21 @@ metric that cannot be computed raises :class:`MetricUnavailable` with the reason
 :meth:`Metric.measure` stores in the :class:`MetricValue`. Nothing else is caught: the MIA
 toolbox's FID silently became 0 on failure and PPA's ``attack.py`` swallowed metric errors in
 try/except blocks (anchors.md §5); here a value is either real or explained.
+
+A spec's ``pooling`` says how the metric combines over attacked identities, which is what its
+95 % interval (:mod:`mibench.metrics.bootstrap`) resamples: ``images`` (a mean over images:
+per-identity means weighted by their image counts), ``identities`` (an unweighted mean of
+per-identity values, e.g. per-class PRDC) or ``set`` (a statistic of the whole image set, FID
+and KID, which is recomputed on subsets of identities).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Literal, Mapping
+
+import torch
 
 from mibench.errors import MibenchError
 from mibench.registry import METRICS
@@ -24,6 +32,8 @@ Direction = Literal["higher", "lower"]
 # What a metric needs; the vocabulary the harness and the report show.
 Need = Literal["target", "eval_model", "private_features", "private_images",
                "inception_weights", "alexnet_weights", "st_lpips_weights"]
+Pooling = Literal["images", "identities", "set"]
+POOLINGS = ("images", "identities", "set")
 
 
 class MetricUnavailable(MibenchError):
@@ -38,22 +48,53 @@ class MetricSpec:
     direction: Direction
     description: str
     needs: tuple[Need, ...]
+    pooling: Pooling = "images"
 
     def __post_init__(self) -> None:
         if self.direction not in ("higher", "lower"):
             raise ValueError(f"metric {self.name}: direction must be 'higher' or 'lower', "
                              f"got {self.direction!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"metric {self.name}: pooling must be one of {POOLINGS}, "
+                             f"got {self.pooling!r}")
         if not self.description or "\n" in self.description:
             raise ValueError(f"metric {self.name}: the description must be one non-empty line")
 
 
 @dataclass(frozen=True)
+class Measured:
+    """A value with what it rests on (sample counts, a std over subsets), for the report."""
+
+    value: float
+    detail: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class FeatureSets:
+    """The labelled feature sets a set metric compares (rows are samples, labels identities)."""
+
+    generated: torch.Tensor
+    generated_labels: torch.Tensor
+    private: torch.Tensor
+    private_labels: torch.Tensor
+
+    def of(self, identities: torch.Tensor) -> FeatureSets:
+        """The rows of ``identities`` only (what a resample of identities compares)."""
+        mine = torch.isin(self.generated_labels, identities.to(self.generated_labels.device))
+        theirs = torch.isin(self.private_labels, identities.to(self.private_labels.device))
+        return FeatureSets(self.generated[mine], self.generated_labels[mine],
+                           self.private[theirs], self.private_labels[theirs])
+
+
+@dataclass(frozen=True)
 class MetricValue:
-    """One result: a finite ``value``, or ``value=None`` and the ``reason`` it is missing."""
+    """One result: a finite ``value``, or ``value=None`` and the ``reason`` it is missing;
+    ``detail`` holds what a :class:`Measured` value rests on."""
 
     name: str
     value: float | None
     reason: str | None = None
+    detail: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.value is None) == (self.reason is None):
@@ -64,10 +105,14 @@ class MetricValue:
 
 @dataclass(frozen=True)
 class Metric:
-    """A registered metric: its spec and ``compute(ctx) -> float``."""
+    """A registered metric: its spec and ``compute(ctx) -> float | Measured``. A set metric
+    made by :func:`set_metric` also keeps its two parts, ``sets(ctx)`` and ``statistic(sets)``,
+    so resamples of identities slice features instead of building contexts."""
 
     spec: MetricSpec
-    compute: Callable[[EvalContext], float]
+    compute: Callable[[EvalContext], float | Measured]
+    sets: Callable[[EvalContext], FeatureSets] | None = None
+    statistic: Callable[[FeatureSets], float | Measured] | None = None
 
     @property
     def name(self) -> str:
@@ -80,18 +125,43 @@ class Metric:
     def measure(self, ctx: EvalContext) -> MetricValue:
         """The value, or the reason from :class:`MetricUnavailable` (other errors propagate)."""
         try:
-            value = float(self.compute(ctx))
+            result = self.compute(ctx)
         except MetricUnavailable as why:
             return MetricValue(self.name, None, str(why))
-        return MetricValue(self.name, value)
+        if isinstance(result, Measured):
+            return MetricValue(self.name, float(result.value), detail=dict(result.detail))
+        return MetricValue(self.name, float(result))
+
+    def value(self, ctx: EvalContext) -> float:
+        """The bare value on ``ctx`` (:class:`MetricUnavailable` propagates)."""
+        result = self.compute(ctx)
+        return float(result.value if isinstance(result, Measured) else result)
 
 
-def metric(name: str, direction: Direction, description: str,
-           needs: tuple[Need, ...]) -> Callable[[Callable[[EvalContext], float]], Metric]:
-    """Decorator: turn ``compute(ctx) -> float`` into a :class:`Metric` registered in METRICS."""
+Compute = Callable[["EvalContext"], "float | Measured"]
 
-    def register(compute: Callable[[EvalContext], float]) -> Metric:
-        built = Metric(MetricSpec(name, direction, description, needs), compute)
+
+def metric(name: str, direction: Direction, description: str, needs: tuple[Need, ...], *,
+           pooling: Pooling = "images") -> Callable[[Compute], Metric]:
+    """Decorator: turn ``compute(ctx) -> float | Measured`` into a :class:`Metric` registered
+    in METRICS."""
+
+    def register(compute: Compute) -> Metric:
+        built = Metric(MetricSpec(name, direction, description, needs, pooling), compute)
+        METRICS.add(name, built)
+        return built
+
+    return register
+
+
+def set_metric(name: str, direction: Direction, description: str, needs: tuple[Need, ...], *,
+               sets: Callable[[EvalContext], FeatureSets]
+               ) -> Callable[[Callable[[FeatureSets], float | Measured]], Metric]:
+    """Decorator: register ``statistic(sets(ctx))`` as a ``pooling="set"`` metric."""
+
+    def register(statistic: Callable[[FeatureSets], float | Measured]) -> Metric:
+        built = Metric(MetricSpec(name, direction, description, needs, "set"),
+                       lambda ctx: statistic(sets(ctx)), sets, statistic)
         METRICS.add(name, built)
         return built
 

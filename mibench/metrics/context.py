@@ -104,6 +104,12 @@ class EvalContext:
         """The attacked identities: the distinct labels, ascending."""
         return [int(label) for label in torch.unique(self.labels)]
 
+    @cached_property
+    def identity_subsets(self) -> list[tuple[EvalContext, int]]:
+        """One :meth:`subset` per attacked identity and its image count, built once and shared
+        by every metric's per-identity values (the intervals' bootstrap)."""
+        return [(self.subset(index), int(index.numel())) for _, index in self.by_identity()]
+
     def by_identity(self) -> Iterator[tuple[int, torch.Tensor]]:
         """``(label, indices of the generated images with that label)`` per attacked identity."""
         for label in self.identities:

@@ -15,7 +15,7 @@ from torch import nn
 
 from mibench import precision
 from mibench.batching import in_batches
-from mibench.metrics.base import MetricUnavailable, metric
+from mibench.metrics.base import FeatureSets, Measured, MetricUnavailable, set_metric
 from mibench.metrics.batching import evaluating, module_device
 from mibench.metrics.context import EvalContext, check_images
 from mibench.metrics.inception import load_fid_inception
@@ -67,14 +67,11 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return max(value.item(), 0.0)  # exact arithmetic is ≥ 0; clip rounding below zero
 
 
-@metric("fid", "lower",
-        "Fréchet Inception Distance (pytorch-fid pool3) to the attacked identities' private images",
-        needs=("inception_weights", "private_images"))
-def fid(ctx: EvalContext) -> float:
-    real_count = sum(int(ctx.private.indices_of(label).numel()) for label in ctx.identities)
-    if min(ctx.generated.shape[0], real_count) < MIN_IMAGES:
-        raise MetricUnavailable(f"FID needs at least {MIN_IMAGES} images per set; got "
-                                f"{ctx.generated.shape[0]} generated and {real_count} private")
+def inception_sets(ctx: EvalContext) -> FeatureSets:
+    """Inception features of the generated images and of the attacked identities' private
+    images, with their identities; each computed once and shared by FID and KID."""
+    counts = [int(ctx.private.indices_of(label).numel()) for label in ctx.identities]
+    check_sizes(ctx.generated.shape[0], sum(counts), "FID/KID")
     model = load_fid_inception(ctx.device)
 
     batch = ctx.batch_size if ctx.device.type == "cuda" else min(ctx.batch_size, CPU_BATCH)
@@ -82,6 +79,23 @@ def fid(ctx: EvalContext) -> float:
     def embed(images: torch.Tensor) -> torch.Tensor:
         return inception_features(model, images, batch)
 
-    fake = ctx.per_image("inception", embed)
-    real = ctx.private.features_of("inception", ctx.identities, embed)
-    return frechet_distance(fake, real)
+    private_labels = torch.tensor(ctx.identities).repeat_interleave(torch.tensor(counts))
+    return FeatureSets(ctx.per_image("inception", embed), ctx.labels.cpu(),
+                       ctx.private.features_of("inception", ctx.identities, embed),
+                       private_labels)
+
+
+def check_sizes(fake: int, real: int, what: str) -> None:
+    """Both sets must have at least :data:`MIN_IMAGES` images."""
+    if min(fake, real) < MIN_IMAGES:
+        raise MetricUnavailable(f"{what} needs at least {MIN_IMAGES} images per set; got "
+                                f"{fake} generated and {real} private")
+
+
+@set_metric("fid", "lower",
+            "Fréchet Inception Distance (pytorch-fid pool3) to the attacked identities' private "
+            "images", needs=("inception_weights", "private_images"), sets=inception_sets)
+def fid(sets: FeatureSets) -> Measured:
+    check_sizes(sets.generated.shape[0], sets.private.shape[0], "FID")
+    return Measured(frechet_distance(sets.generated, sets.private),
+                    {"generated": sets.generated.shape[0], "private": sets.private.shape[0]})
