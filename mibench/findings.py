@@ -153,17 +153,23 @@ def best_in_every_group(attack: str, columns: tuple[str, ...], higher: bool) -> 
     return check
 
 
-def not_better_than(attack: str, other: str, column: str, higher: bool) -> Check:
+def better_than(attack: str, other: str, column: str, higher: bool, *,
+                sign: int = 1) -> Check:
+    """``attack`` beats ``other`` on ``column`` in every group (``sign`` -1: never beats it)."""
     def check(table: ExperimentTable) -> tuple[Outcome, str]:
         outcomes, parts = [], []
         for group in table.groups:
             mine, theirs = table.stat(attack, group, column), table.stat(other, group, column)
             if mine is None or theirs is None:
                 continue
-            outcomes.append(-compare(mine, theirs, higher))
+            outcomes.append(sign * compare(mine, theirs, higher))
             parts.append(f"{group}: {attack} {fmt(mine)} vs {other} {fmt(theirs)}")
         return decide(outcomes), "; ".join(parts) or "not measured"
     return check
+
+
+def not_better_than(attack: str, other: str, column: str, higher: bool) -> Check:
+    return better_than(attack, other, column, higher, sign=-1)
 
 
 def above_everywhere(column: str, floor: float) -> Check:

@@ -83,3 +83,20 @@ def test_findings_decide_with_intervals_combined_over_seeds(tmp_path):
     [tied] = experiment_view(load_run(store, "r2")).verdicts
     assert tied.tied and tied.holds is None
     assert "| tied |" in experiment_markdown(experiment_view(load_run(store, "r2")))
+
+
+def test_table1_ext_decides_kedmi_and_lomma_against_their_bases():
+    from mibench.experiments import get_experiment
+    from mibench.findings import ExperimentTable
+
+    ext = get_experiment("table1-ext")
+    assert set(get_experiment("table1").attacks) < set(ext.attacks)
+    assert {"kedmi", "gmi+lomma", "kedmi+lomma"} <= set(ext.attacks) and len(ext.cells()) == 55
+    acc = {"gmi": (0.2, 0.1, 0.3), "kedmi": (0.6, 0.5, 0.7), "gmi+lomma": (0.25, 0.15, 0.35),
+           "kedmi+lomma": (0.3, 0.2, 0.4)}
+    table = ExperimentTable(rows=list(acc), groups=["ir152"], columns=("eval_acc1",), entries={
+        (attack, "ir152"): {"eval_acc1": Stat(v, None, 1, lo, hi)}
+        for attack, (v, lo, hi) in acc.items()})
+    verdicts = [(v.holds, v.tied) for v in ext.verdicts(table)]
+    # KEDMI > GMI; GMI+LOMMA's interval overlaps GMI's: tied; KEDMI+LOMMA below KEDMI
+    assert verdicts == [(True, False), (None, True), (False, False)]
