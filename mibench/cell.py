@@ -107,11 +107,13 @@ def build_attack(name: str, tree: dict[str, Any]) -> Attack:
 
 def attack_setting(attack: Attack, target_name: str, world: World, cache: Cache, preset: str,
                    device: torch.device, *, aux: str = "similar", seed: int = 0,
-                   show_progress: bool = True) -> tuple[nn.Module, AttackContext]:
+                   show_progress: bool = True, defenses: dict[str, Any] | None = None
+                   ) -> tuple[nn.Module, AttackContext]:
     """The target ``target_name`` (trained and cached on first use) and the context ``attack``
     runs in: its access view over the target with a fresh query ledger, the aux split, and the
-    cache fingerprints (naming the target too when the attack's prior depends on it)."""
-    entry = get_entry(target_name)
+    cache fingerprints (naming the target too when the attack's prior depends on it);
+    ``defenses`` are the run's defense overrides for a defended target."""
+    entry = get_entry(target_name, defenses)
     target = load_entry(entry, world, cache, preset, device, show_progress).target
     ledger = QueryLedger()
     aux_fingerprint = fingerprint = f"{world.fingerprint}:{aux}"
@@ -153,7 +155,8 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
     attack = build_attack(key.attack, tree)
     target, ctx = attack_setting(attack, key.target, setting.world, setting.cache,
                                  tree["preset"], setting.device, aux=key.aux, seed=key.seed,
-                                 show_progress=setting.show_progress)
+                                 show_progress=setting.show_progress,
+                                 defenses=tree.get("defenses"))
     ledger, view = ctx.ledger, ctx.target
     n_ids, warnings = identity_count(run_cfg["identities"], setting.world)
     labels = torch.arange(n_ids).repeat_interleave(run_cfg["samples"])

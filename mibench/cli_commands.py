@@ -11,7 +11,7 @@ import yaml
 from mibench.cache import Cache
 from mibench.config import PRESETS
 from mibench.errors import MibenchError
-from mibench.registry import ATTACKS, DATASETS, METRICS, TARGETS, Registry
+from mibench.registry import ATTACKS, DATASETS, DEFENSES, METRICS, TARGETS, Registry
 from mibench.runconfig import build_world, resolve, world_summary
 from mibench.world import WorldSummary
 
@@ -40,7 +40,14 @@ LISTINGS: dict[str, tuple[list[str], Callable[[], list[list[str]]]]] = {
     "metrics": (["name", "description"], lambda: _plain_rows(METRICS)),
     "presets": (["name", "purpose"], lambda: [[k, v] for k, v in PRESETS.items()]),
     "experiments": (["name", "title", "cells", "plan"], lambda: _experiment_rows()),
+    "defenses": (["name", "paper", "swept", "defaults"], lambda: _defense_rows()),
 }
+
+
+def _defense_rows() -> list[list[str]]:
+    return [[name, d.paper, f"{d.strength} {list(d.sweep)}",
+             ", ".join(f"{k}={v}" for k, v in d.Config().to_dict().items())]
+            for name, d in DEFENSES.items()]
 
 
 def _experiment_rows() -> list[list[str]]:
@@ -160,7 +167,7 @@ def _recipes_comment(tree: dict[str, Any]) -> str:
 
     preset, run = tree["preset"], tree["run"]
     evaluator = evaluator_entry(run.get("eval_model") or DEFAULT_EVALUATOR)
-    recipes = {"target_recipes": {name: recipe(get_entry(name), preset)
+    recipes = {"target_recipes": {name: recipe(get_entry(name, tree.get("defenses")), preset)
                                   for name in TARGETS.expand(run["targets"])},
                "eval_model_recipe": {evaluator.name: recipe(evaluator, preset)}}
     text = yaml.safe_dump(recipes, sort_keys=False).rstrip()
@@ -200,12 +207,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _world_context(args: argparse.Namespace) -> tuple[Any, Cache, str]:
-    """(world, cache, preset) of a command that works in a world (data, zoo)."""
+def _world_context(args: argparse.Namespace) -> tuple[Any, Cache, str, dict[str, Any]]:
+    """(world, cache, preset, defense overrides) of a command that works in a world (data,
+    zoo)."""
     tree = _resolved(args, cache_dir=args.cache_dir)
     cache = Cache(tree["run"]["cache_dir"] or None)
     world = build_world(tree, cache, progress=not getattr(args, "quiet", False))
-    return world, cache, tree["preset"]
+    return world, cache, tree["preset"], tree.get("defenses", {})
 
 
 def _percent(value: float | None) -> str:
@@ -216,10 +224,10 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     from mibench.targets.zoo import expand_names, get_entry, load_entry
 
     names = expand_names(args.names)
-    world, cache, preset = _world_context(args)
+    world, cache, preset, defenses = _world_context(args)
     rows = []
     for name in names:
-        model = load_entry(get_entry(name), world, cache, preset, args.device,
+        model = load_entry(get_entry(name, defenses), world, cache, preset, args.device,
                            progress=not args.quiet)
         seconds = model.metrics.get("wall_time_s")
         rows.append([name, model.target.kind, _percent(model.metrics.get("val_accuracy")),
@@ -264,7 +272,7 @@ def cmd_zoo_import(args: argparse.Namespace) -> int:
     for text in args.arch:
         path, value = parse_assignment(text)
         overrides[".".join(path)] = value
-    world, cache, preset = _world_context(args)
+    world, cache, preset, _ = _world_context(args)
     path = import_weights(args.file, args.name, world, cache, preset, overrides)
     print(f"installed {args.file} as {args.name} for preset {preset}: {path}")
     return 0

@@ -273,7 +273,8 @@ def _model_job(spec: WorkerSpec, name: str | None, _world_done: str) -> str:
         load_evaluator(world, cache, tree["preset"], device, False,
                        name=tree["run"].get("eval_model") or DEFAULT_EVALUATOR)
         return "evaluator"
-    load_entry(get_entry(name), world, cache, tree["preset"], device, False)
+    load_entry(get_entry(name, tree.get("defenses")), world, cache, tree["preset"], device,
+               False)
     return name
 
 
@@ -284,7 +285,8 @@ def _prior_job(spec: WorkerSpec, key: CellKey, _target_done: str) -> PrepareCost
     attack = build_attack(key.attack, tree)
     _, ctx = attack_setting(attack, key.target, _world(spec), Cache(tree["run"]["cache_dir"]),
                             tree["preset"], resolve_device(tree["run"]["device"]), aux=key.aux,
-                            seed=key.seed, show_progress=False)
+                            seed=key.seed, show_progress=False,
+                            defenses=tree.get("defenses"))
     return seeded_prepare(attack, ctx)
 
 
