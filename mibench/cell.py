@@ -34,9 +34,11 @@ from mibench.metrics.reference import PrivateReference, ReferenceStore
 from mibench.registry import ATTACKS
 from mibench.runconfig import build_world
 from mibench.store import CellKey, Subset
-from mibench.targets.zoo import (DEFAULT_EVALUATOR, entry_key, evaluator_entry, get_entry,
-                                 load_entry, load_evaluator, resolve_device)
+from mibench.targets.zoo import (DEFAULT_EVALUATOR, entry_key, entry_status, evaluator_entry,
+                                 get_entry, load_entry, load_evaluator, resolve_device)
 from mibench.world import World
+
+NATURAL_ACC = "natural_acc"
 
 
 @dataclass
@@ -185,11 +187,19 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
                                leave=False):
         for value in measure(subsets[subset]):
             rows.append((subset, value.name, value.value, value.reason))
+    rows.append((Subset.ALL, NATURAL_ACC, natural_accuracy(key.target, setting), None))
     timings["eval_s"] = time.perf_counter() - clock
     queries = {"prepare": prepared.queries,
                "per_identity": {k: v / n_ids for k, v in attack_queries.items()},
                "ledger": ledger.to_dict()}
     return CellOutcome(images, labels, selected, rows, timings, queries, warnings)
+
+
+def natural_accuracy(target_name: str, setting: CellSetting) -> float | None:
+    """The target's private-test accuracy, as training recorded it (issue 20: a defense's
+    natural accuracy next to each attack's success)."""
+    entry = get_entry(target_name, setting.tree.get("defenses"))
+    return entry_status(entry, setting.world, setting.cache, setting.tree["preset"]).accuracy
 
 
 def identity_count(requested: int, world: World) -> tuple[int, tuple[str, ...]]:
