@@ -120,3 +120,35 @@ def test_a_defended_smoke_target_trains_and_is_cached_apart(world: World, tmp_pa
     assert again.source == "cache"
     x = torch.rand(2, 3, 32, 32)
     assert torch.equal(model.target(x)[0], again.target(x)[0])
+
+
+def test_defense_experiments_plan_every_defense_and_restrict_to_one() -> None:
+    from mibench.experiments import get_experiment, plan_cells
+
+    plan = get_experiment("defenses")
+    assert {"ir152", "arcface-18", "ir152+mid", "arcface-18+trapmid"} <= set(plan.targets)
+    assert "gmi+lomma" in plan.attacks and "kedmi" in plan.attacks
+    sweep = plan_cells({"experiment": "defense-sweep", "defense": "mid"})
+    assert {c.target for c in sweep} == {"ir152", "ir152+mid:beta=0.003", "ir152+mid:beta=0.01",
+                                         "ir152+mid:beta=0.03"}
+
+
+def test_tradeoff_plot_only_for_runs_with_defended_targets() -> None:
+    from types import SimpleNamespace
+
+    from mibench.reports.defense_plot import defense_of, tradeoff_points, tradeoff_uri
+    from mibench.store import Subset
+
+    def cell(target: str, natural: float, success: float) -> SimpleNamespace:
+        values = {"natural_acc": SimpleNamespace(value=natural),
+                  "eval_acc1": SimpleNamespace(value=success)}
+        return SimpleNamespace(attack="gmi", target=target, done=True, timings={},
+                               measurement=lambda subset, name: values.get(name)
+                               if subset == Subset.ALL else None)
+
+    plain = [cell("ir152", 0.9, 0.6)]
+    assert tradeoff_uri(plain) is None
+    cells = [*plain, cell("ir152+mid:beta=0.01", 0.85, 0.3)]
+    assert [p[2:] for p in tradeoff_points(cells)] == [(0.9, 0.6), (0.85, 0.3)]
+    assert defense_of("ir152+mid:beta=0.01") == "mid" and defense_of("ir152") == "none"
+    assert tradeoff_uri(cells).startswith("data:image/png;base64,")
