@@ -207,13 +207,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _world_context(args: argparse.Namespace) -> tuple[Any, Cache, str, dict[str, Any]]:
-    """(world, cache, preset, defense overrides) of a command that works in a world (data,
-    zoo)."""
+def _world_context(args: argparse.Namespace) -> tuple[Any, Cache, str]:
+    """(world, cache, preset) of a command that works in a world (data, zoo)."""
     tree = _resolved(args, cache_dir=args.cache_dir)
     cache = Cache(tree["run"]["cache_dir"] or None)
     world = build_world(tree, cache, progress=not getattr(args, "quiet", False))
-    return world, cache, tree["preset"], tree.get("defenses", {})
+    return world, cache, tree["preset"]
 
 
 def _percent(value: float | None) -> str:
@@ -224,7 +223,8 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     from mibench.targets.zoo import expand_names, get_entry, load_entry
 
     names = expand_names(args.names)
-    world, cache, preset, defenses = _world_context(args)
+    world, cache, preset = _world_context(args)
+    defenses = _resolved(args, with_attacks=False, cache_dir=args.cache_dir).get("defenses")
     rows = []
     for name in names:
         model = load_entry(get_entry(name, defenses), world, cache, preset, args.device,
@@ -272,7 +272,7 @@ def cmd_zoo_import(args: argparse.Namespace) -> int:
     for text in args.arch:
         path, value = parse_assignment(text)
         overrides[".".join(path)] = value
-    world, cache, preset, _ = _world_context(args)
+    world, cache, preset = _world_context(args)
     path = import_weights(args.file, args.name, world, cache, preset, overrides)
     print(f"installed {args.file} as {args.name} for preset {preset}: {path}")
     return 0
