@@ -244,19 +244,28 @@ def _world_identity(args: argparse.Namespace) -> tuple[WorldSummary, Cache, str]
     return world_summary(tree, cache, progress=not args.quiet), cache, tree["preset"]
 
 
+def _status_row(name: str, status: Any, recipe: str) -> list[str]:
+    kind = status.kind if status.role == "target" else f"{status.kind} (evaluation)"
+    seconds = "-" if status.train_seconds is None else f"{status.train_seconds:.0f}s"
+    return [name, kind, f"{status.params / 1e6:.2f}M", f"{status.resolution}px",
+            _percent(status.accuracy), seconds, status.state, recipe]
+
+
 def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from mibench.targets.defended import defended_names
     from mibench.targets.zoo import EVALUATORS, entry_status, get_entry, recipe_summary
 
     world, cache, preset = _world_identity(args)
+    defended = defended_names()
     rows = []
     for name in [*TARGETS.names(), *EVALUATORS.names()]:
         entry = get_entry(name)
-        status = entry_status(entry, world, cache, preset)
-        kind = status.kind if status.role == "target" else f"{status.kind} (evaluation)"
-        seconds = "-" if status.train_seconds is None else f"{status.train_seconds:.0f}s"
-        rows.append([name, kind, f"{status.params / 1e6:.2f}M", f"{status.resolution}px",
-                     _percent(status.accuracy), seconds, status.state,
-                     recipe_summary(entry, preset)])
+        rows.append(_status_row(name, entry_status(entry, world, cache, preset),
+                                recipe_summary(entry, preset)))
+        for variant in (v for v in defended if v.startswith(f"{name}+")):
+            status = entry_status(get_entry(variant), world, cache, preset)
+            if status.state != "not trained":  # defended models: listed once trained
+                rows.append(_status_row(f"  {variant}", status, "defended"))
     print(f"preset {preset}, world {world.name} {world.fingerprint}; accuracy on private-test "
           "(open set: identification against the enrolled gallery)")
     print(_table(["name", "kind", "params", "resolution", "accuracy", "train time", "state",

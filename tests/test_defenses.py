@@ -152,3 +152,17 @@ def test_tradeoff_plot_only_for_runs_with_defended_targets() -> None:
     assert [p[2:] for p in tradeoff_points(cells)] == [(0.9, 0.6), (0.85, 0.3)]
     assert defense_of("ir152+mid:beta=0.01") == "mid" and defense_of("ir152") == "none"
     assert tradeoff_uri(cells).startswith("data:image/png;base64,")
+
+
+def test_cli_lists_defenses_and_the_run_config_carries_their_overrides(capsys) -> None:
+    from mibench.cli import main
+    from mibench.runconfig import resolve
+
+    assert main(["list", "defenses"]) == 0
+    assert "negls" in capsys.readouterr().out
+    tree = resolve("smoke", assignments=["defenses.mid.beta=0.01", "defense=mid"],
+                   flags={"experiment": "defense-sweep"}, with_attacks=False)
+    assert tree["defenses"] == {"mid": {"beta": 0.01}} and tree["run"]["defense"] == "mid"
+    assert tree["run"]["targets"].split(",")[0] == "ir152"
+    with pytest.raises(ConfigError):
+        resolve("smoke", assignments=["defenses.mid.betta=0.01"], with_attacks=False)
