@@ -31,14 +31,13 @@ from mibench.experiments import plan_cells
 from mibench.metrics.context import EvalContext
 from mibench.metrics.evaluate import measure
 from mibench.metrics.reference import PrivateReference, ReferenceStore
+from mibench.plans import NATURAL_ACC
 from mibench.registry import ATTACKS
 from mibench.runconfig import build_world
 from mibench.store import CellKey, Subset
 from mibench.targets.zoo import (DEFAULT_EVALUATOR, entry_key, entry_status, evaluator_entry,
                                  get_entry, load_entry, load_evaluator, resolve_device)
 from mibench.world import World
-
-NATURAL_ACC = "natural_acc"
 
 
 @dataclass

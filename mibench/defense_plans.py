@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from mibench.plans import Experiment, ExperimentTable, Finding, fmt
+from mibench.plans import NATURAL_ACC, Experiment, ExperimentTable, Finding, fmt
 from mibench.registry import DEFENSES
 
 DEFENSE_ATTACKS = ("gmi", "ppa", "plg", "diffmi", "fgmia", "kedmi", "gmi+lomma")
 SWEEP_ATTACKS = ("gmi", "fgmia")
 DEFENDED_BASES = ("ir152", "arcface-18")
-DEFENSE_COLUMNS = ("natural_acc", "eval_acc1", "knn_cos", "fid")
+DEFENSE_COLUMNS = (NATURAL_ACC, "eval_acc1", "knn_cos", "fid")
 
 
 def defended_targets(bases: tuple[str, ...] = DEFENDED_BASES) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ AUX_SETS = ("similar", "hq", "wild")
 PAPER_METRICS = ("target_acc1", "eval_acc1", "knn_cos", "knn_l2", "fid", "lpips", "st_lpips")
 IDENTITIES_AT_SCALE = 1000    # the paper's private identities (efficiency extrapolation)
 AT_SCALE = f"attack_s_{IDENTITIES_AT_SCALE}_identities"
+NATURAL_ACC = "natural_acc"  # the target's private-test accuracy, stored with each cell
 EFFICIENCY_COLUMNS = ("attack_s_per_identity", AT_SCALE, "forward_per_identity",
                       "gradient_per_identity", "prepare_s")
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from mibench.plans import cell_value
+from mibench.plans import NATURAL_ACC, cell_value
 from mibench.reports.figures import figure_uri
 
 MARKERS = "osD^vP*Xh<>"
-NATURAL, SUCCESS = "natural_acc", "eval_acc1"
+SUCCESS = "eval_acc1"
 
 
 def defense_of(target: str) -> str:
@@ -28,7 +28,7 @@ def tradeoff_points(cells: list[Any]) -> list[tuple[str, str, float, float]]:
         return []
     points = []
     for cell in cells:
-        x, y = cell_value(cell, NATURAL), cell_value(cell, SUCCESS)
+        x, y = cell_value(cell, NATURAL_ACC), cell_value(cell, SUCCESS)
         if x is not None and y is not None:
             points.append((cell.attack, cell.target, x, y))
     return points

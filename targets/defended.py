@@ -81,14 +81,17 @@ def defended_names() -> list[str]:
 def train_transfer(cfg: TargetConfig, *, public: Split, private_train: Split,
                    private_test: Split, device: str | torch.device = "cpu",
                    progress: bool = True) -> tuple[Target, TrainMetrics]:
-    """TL-DMI: ``pretrain`` of the epochs on public (closed-set: a head over the public
-    identities), freeze the early layers, the remaining epochs on private-train."""
+    """TL-DMI: pre-train on public for ``pretrain`` of the entry's training volume (closed
+    set: a head over the public identities, epochs scaled by private-train / public images),
+    freeze the early layers, then the remaining epochs on private-train; in all about the
+    undefended entry's training time."""
     started, cpu_started = time.perf_counter(), time.process_time()
     tl = get_defense(cfg.defense, cfg.defense_config).config
-    first = max(1, round(cfg.epochs * tl.pretrain))
-    pre = dataclasses.replace(cfg, epochs=first, defense="", defense_config={})
-    fine = dataclasses.replace(cfg, epochs=max(1, cfg.epochs - first), defense="",
-                               defense_config={})
+    volume = len(private_train) / len(public) if cfg.kind == "closed" else 1.0
+    pre = dataclasses.replace(cfg, epochs=max(1, round(cfg.epochs * tl.pretrain * volume)),
+                              defense="", defense_config={})
+    fine = dataclasses.replace(cfg, epochs=max(1, round(cfg.epochs * (1.0 - tl.pretrain))),
+                               defense="", defense_config={})
     if cfg.kind == "closed":
         labelled = identity_labelled(public)
         source = build_target(pre, labelled.num_classes)

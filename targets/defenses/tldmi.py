@@ -3,9 +3,10 @@
 data, so that the private data reach few parameters.
 
 The freeze point is the paper's IR-152 index (its first 46 of 50 residual units; ``freeze``
-= 0.92 of every backbone's units, stem included). At the zoo's presets the schedule splits the
-entry's epochs: ``pretrain`` of them on public, the rest fine-tuning (ours: the paper gives
-no epoch split). Frozen BatchNorm layers keep their running statistics (momentum 0).
+= 0.92 of every backbone's units, stem included). The schedule splits the entry's training
+volume: ``pretrain`` of it on public, the rest fine-tuning on private-train (ours: the paper
+gives no split), so a TL-DMI target costs about as much as the undefended one. Frozen
+BatchNorm layers keep their running statistics (momentum 0).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ class TLDMIConfig(Config):
     freeze: float = param(IR152_FROZEN / IR152_UNITS, "fraction of the residual units frozen "
                           "(with the stem) after pre-training; the paper's IR-152: 46 of 50",
                           ge=0.0, le=1.0, source="paper")
-    pretrain: float = param(0.5, "fraction of the entry's epochs spent pre-training on "
-                            "public data", gt=0.0, lt=1.0, source="ours")
+    pretrain: float = param(0.5, "fraction of the entry's training volume spent pre-training "
+                            "on public data (the rest fine-tunes)", gt=0.0, lt=1.0,
+                            source="ours")
 
 
 def frozen_modules(backbone: Backbone, freeze: float) -> list[nn.Module]:
