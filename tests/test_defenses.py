@@ -166,3 +166,22 @@ def test_cli_lists_defenses_and_the_run_config_carries_their_overrides(capsys) -
     assert tree["run"]["targets"].split(",")[0] == "ir152"
     with pytest.raises(ConfigError):
         resolve("smoke", assignments=["defenses.mid.betta=0.01"], with_attacks=False)
+
+
+@pytest.mark.slow
+def test_a_run_with_a_defended_target_reports_the_table_and_the_tradeoff(tmp_path,
+                                                                          smoke_cache) -> None:
+    from mibench.cli import main
+    from mibench.store import Store
+
+    runs = tmp_path / "runs"
+    assert main(["run", "--attacks", "gmi", "--targets", "ir152,ir152+negls", "--preset",
+                 "smoke", "--identities", "1", "--cache-dir", smoke_cache, "--results-dir",
+                 str(runs), "--quiet"]) == 0
+    store = Store(runs)
+    [run_id] = store.run_ids()
+    assert all(c["status"] == "done" for c in store.cells(run_id))
+    assert main(["report", "--results-dir", str(runs), "--out", str(tmp_path / "out"),
+                 "--no-figures", "--quiet"]) == 0
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert "Accuracy–privacy trade-off" in html and "ir152+negls" in html
