@@ -50,6 +50,22 @@ def _less_success(defended: str, than: str) -> Callable:
     return check
 
 
+def _falls_along_sweep(defense: str, base: str = "ir152") -> Callable:
+    """Per attack: Eval Acc@1 at the strongest swept value is below that at the weakest."""
+    def check(table: ExperimentTable) -> tuple[bool | None, str]:
+        found = DEFENSES.get(defense)
+        rows = [f"{base}+{defense}:{found.strength}={v}" for v in found.sweep]
+        verdicts, parts = [], []
+        for group in table.groups:
+            series = [table.get(r, group, "eval_acc1") for r in rows]
+            if series[0] is None or series[-1] is None:
+                continue
+            verdicts.append(series[-1] < series[0])
+            parts.append(f"{group}: {' → '.join(map(fmt, series))}")
+        return (all(verdicts) if verdicts else None), "; ".join(parts) or "not measured"
+    return check
+
+
 DEFENSE_EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment(
         "defenses", "Defenses: natural accuracy against attack success",
@@ -70,5 +86,10 @@ DEFENSE_EXPERIMENTS: tuple[Experiment, ...] = (
         "GMI and FGMIA × IR152 with each defense at several strengths (--set defense=NAME "
         "keeps one)",
         SWEEP_ATTACKS, sweep_targets(), rows="target", groups="attack",
-        columns=DEFENSE_COLUMNS),
+        columns=DEFENSE_COLUMNS,
+        findings=(
+            Finding("A larger MID β lowers attack success", _falls_along_sweep("mid")),
+            Finding("Freezing more layers (TL-DMI) lowers attack success",
+                    _falls_along_sweep("tldmi")),
+        )),
 )

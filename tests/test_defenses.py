@@ -185,3 +185,18 @@ def test_a_run_with_a_defended_target_reports_the_table_and_the_tradeoff(tmp_pat
                  "--no-figures", "--quiet"]) == 0
     html = (tmp_path / "out" / "index.html").read_text()
     assert "Accuracy–privacy trade-off" in html and "ir152+negls" in html
+
+
+def test_sweep_findings_read_the_swept_rows() -> None:
+    from mibench.experiments import get_experiment
+    from mibench.plans import ExperimentTable, Stat
+
+    sweep = get_experiment("defense-sweep")
+    rows = ["ir152", *(f"ir152+mid:beta={b}" for b in (0.003, 0.01, 0.03))]
+    success = dict(zip(rows, (0.8, 0.6, 0.5, 0.3)))
+    table = ExperimentTable(rows, ["gmi"], ("eval_acc1",),
+                            {(r, "gmi"): {"eval_acc1": Stat(v, None, 1)}
+                             for r, v in success.items()})
+    mid, tldmi = sweep.verdicts(table)
+    assert mid.holds is True and "0.6 → 0.5 → 0.3" in mid.detail
+    assert tldmi.holds is None
