@@ -123,7 +123,7 @@ def resolve(preset: str | None = None, config_file: str | None = None,
     defenses = _defenses(_section(tree, "defenses"))
     if not with_attacks:
         return {"preset": chosen, "run": run.to_dict(), "world": world.to_dict(), "attacks": {},
-                "defenses": defenses}
+                **defenses}
     attack_overrides = _section(tree, "attacks")
     names = ATTACKS.expand(run.attacks) if ATTACKS.names() else []
     stray = sorted(set(attack_overrides) - set(names))
@@ -132,15 +132,15 @@ def resolve(preset: str | None = None, config_file: str | None = None,
     attacks = {name: ATTACKS.get(name).Config.resolve(chosen, _section(attack_overrides, name))
                .to_dict() for name in names}
     return {"preset": chosen, "run": run.to_dict(), "world": world.to_dict(), "attacks": attacks,
-            "defenses": defenses}
+            **defenses}
 
 
 def _defenses(section: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``defenses`` overrides, checked against each defense's Config (as given: the
-    defaults stay the defense's own)."""
-    for name, overrides in section.items():
+    """``{"defenses": overrides}`` when any are given (checked against each defense's Config;
+    the defaults stay the defense's own), else nothing: the tree keeps its four sections."""
+    for name in section:
         DEFENSES.get(name).Config.resolve(None, _section(section, name))
-    return {name: dict(overrides) for name, overrides in section.items()}
+    return {"defenses": {name: dict(v) for name, v in section.items()}} if section else {}
 
 
 def _experiment_fields(run_section: Mapping[str, Any]) -> dict[str, Any]:
