@@ -186,7 +186,8 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
                                leave=False):
         for value in measure(subsets[subset]):
             rows.append((subset, value.name, value.value, value.reason))
-    rows.append((Subset.ALL, NATURAL_ACC, natural_accuracy(key.target, setting), None))
+    natural = natural_accuracy(key.target, setting)
+    rows += [(subset, NATURAL_ACC, natural, None) for subset in subsets]
     timings["eval_s"] = time.perf_counter() - clock
     queries = {"prepare": prepared.queries,
                "per_identity": {k: v / n_ids for k, v in attack_queries.items()},
