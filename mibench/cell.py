@@ -33,12 +33,13 @@ from mibench.metrics import bootstrap
 from mibench.metrics.context import EvalContext
 from mibench.metrics.evaluate import measure
 from mibench.metrics.reference import PrivateReference, ReferenceStore
+from mibench.plans import NATURAL_ACC
 from mibench.registry import ATTACKS, METRICS
 from mibench.runconfig import build_world
 from mibench.store import CellKey, Subset
 from mibench.targets.enrolment import enrol, run_enrolment
-from mibench.targets.zoo import (DEFAULT_EVALUATOR, entry_key, evaluator_entry, get_entry,
-                                 load_entry, load_evaluator, resolve_device)
+from mibench.targets.zoo import (DEFAULT_EVALUATOR, entry_key, entry_status, evaluator_entry,
+                                 get_entry, load_entry, load_evaluator, resolve_device)
 from mibench.world import World
 
 
@@ -113,14 +114,16 @@ def build_attack(name: str, tree: dict[str, Any]) -> Attack:
 def attack_setting(attack: Attack, target_name: str, world: World, cache: Cache, preset: str,
                    device: torch.device, *, aux: str = "similar", seed: int = 0,
                    enrolment: str = "single", enrolment_seed: int = 0,
-                   show_progress: bool = True) -> tuple[nn.Module, AttackContext]:
+                   show_progress: bool = True, defenses: dict[str, Any] | None = None
+                   ) -> tuple[nn.Module, AttackContext]:
     """The target ``target_name`` (trained and cached on first use; an open-set one enrolled
     under ``enrolment`` with ``enrolment_seed``, the run's ``seed``: one gallery for all the
     run's seeds, as its targets and priors; :mod:`mibench.targets.enrolment`) and the context
     ``attack`` runs in: its access view over the target with a fresh query ledger, the aux
     split, and the cache fingerprints (naming the target, and a ``single`` gallery, when the
-    attack's prior depends on it: its logits depend on the gallery)."""
-    entry = get_entry(target_name)
+    attack's prior depends on it: its logits depend on the gallery); ``defenses`` are the
+    run's defense overrides for a defended target."""
+    entry = get_entry(target_name, defenses)
     target = load_entry(entry, world, cache, preset, device, show_progress).target
     enrol(target, world.split("private-train"), enrolment, enrolment_seed)
     ledger = QueryLedger()
@@ -167,7 +170,8 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
                                  tree["preset"], setting.device, aux=key.aux, seed=key.seed,
                                  enrolment=run_enrolment(run_cfg),
                                  enrolment_seed=run_cfg["seed"],
-                                 show_progress=setting.show_progress)
+                                 show_progress=setting.show_progress,
+                                 defenses=tree.get("defenses"))
     ledger, view = ctx.ledger, ctx.target
     n_ids, warnings = identity_count(run_cfg["identities"], setting.world)
     labels = torch.arange(n_ids).repeat_interleave(run_cfg["samples"])
@@ -201,6 +205,8 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
                 iv = bootstrap.interval(METRICS.get(value.name), subsets[subset], value)
                 intervals.append(bootstrap.to_row(subset, iv))
                 interval_s += time.perf_counter() - start
+    natural = natural_accuracy(key.target, setting)
+    rows += [(subset, NATURAL_ACC, natural, None) for subset in subsets]
     timings["eval_s"] = time.perf_counter() - clock
     timings["intervals_s"] = interval_s
     queries = {"prepare": prepared.queries,
@@ -208,6 +214,13 @@ def compute_cell(setting: CellSetting, key: CellKey) -> CellOutcome:
                "ledger": ledger.to_dict()}
     return CellOutcome(images, labels, selected, rows, timings, queries, warnings,
                        tuple(intervals))
+
+
+def natural_accuracy(target_name: str, setting: CellSetting) -> float | None:
+    """The target's private-test accuracy, as training recorded it (issue 20: a defense's
+    natural accuracy next to each attack's success)."""
+    entry = get_entry(target_name, setting.tree.get("defenses"))
+    return entry_status(entry, setting.world, setting.cache, setting.tree["preset"]).accuracy
 
 
 def identity_count(requested: int, world: World) -> tuple[int, tuple[str, ...]]:

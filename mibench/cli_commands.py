@@ -11,7 +11,7 @@ import yaml
 from mibench.cache import Cache
 from mibench.config import PRESETS
 from mibench.errors import MibenchError
-from mibench.registry import ATTACKS, DATASETS, METRICS, TARGETS, Registry
+from mibench.registry import ATTACKS, DATASETS, DEFENSES, METRICS, TARGETS, Registry
 from mibench.runconfig import build_world, resolve, world_summary
 from mibench.world import WorldSummary
 
@@ -40,7 +40,14 @@ LISTINGS: dict[str, tuple[list[str], Callable[[], list[list[str]]]]] = {
     "metrics": (["name", "description"], lambda: _plain_rows(METRICS)),
     "presets": (["name", "purpose"], lambda: [[k, v] for k, v in PRESETS.items()]),
     "experiments": (["name", "title", "cells", "plan"], lambda: _experiment_rows()),
+    "defenses": (["name", "paper", "swept", "defaults"], lambda: _defense_rows()),
 }
+
+
+def _defense_rows() -> list[list[str]]:
+    return [[name, d.paper, f"{d.strength} {list(d.sweep)}",
+             ", ".join(f"{k}={v}" for k, v in d.Config().to_dict().items())]
+            for name, d in DEFENSES.items()]
 
 
 def _experiment_rows() -> list[list[str]]:
@@ -160,7 +167,7 @@ def _recipes_comment(tree: dict[str, Any]) -> str:
 
     preset, run = tree["preset"], tree["run"]
     evaluator = evaluator_entry(run.get("eval_model") or DEFAULT_EVALUATOR)
-    recipes = {"target_recipes": {name: recipe(get_entry(name), preset)
+    recipes = {"target_recipes": {name: recipe(get_entry(name, tree.get("defenses")), preset)
                                   for name in TARGETS.expand(run["targets"])},
                "eval_model_recipe": {evaluator.name: recipe(evaluator, preset)}}
     text = yaml.safe_dump(recipes, sort_keys=False).rstrip()
@@ -217,12 +224,13 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
 
     names = expand_names(args.names)
     world, cache, preset = _world_context(args)
+    defenses = _resolved(args, with_attacks=False, cache_dir=args.cache_dir).get("defenses")
     rows = []
     for name in names:
-        if len(names) > 1 and awaits_import(get_entry(name), cache, preset):
+        if len(names) > 1 and awaits_import(get_entry(name, defenses), cache, preset):
             rows.append([name, "closed", "-", "-", f"not imported (zoo import FILE --as {name})"])
             continue
-        model = load_entry(get_entry(name), world, cache, preset, args.device,
+        model = load_entry(get_entry(name, defenses), world, cache, preset, args.device,
                            progress=not args.quiet)
         seconds = model.metrics.get("wall_time_s")
         rows.append([name, model.target.kind, _percent(model.metrics.get("val_accuracy")),
@@ -239,19 +247,28 @@ def _world_identity(args: argparse.Namespace) -> tuple[WorldSummary, Cache, str]
     return world_summary(tree, cache, progress=not args.quiet), cache, tree["preset"]
 
 
+def _status_row(name: str, status: Any, recipe: str) -> list[str]:
+    kind = status.kind if status.role == "target" else f"{status.kind} (evaluation)"
+    seconds = "-" if status.train_seconds is None else f"{status.train_seconds:.0f}s"
+    return [name, kind, f"{status.params / 1e6:.2f}M", f"{status.resolution}px",
+            _percent(status.accuracy), seconds, status.state, recipe]
+
+
 def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from mibench.targets.defended import defended_names
     from mibench.targets.zoo import EVALUATORS, entry_status, get_entry, recipe_summary
 
     world, cache, preset = _world_identity(args)
+    defended = defended_names()
     rows = []
     for name in [*TARGETS.names(), *EVALUATORS.names()]:
         entry = get_entry(name)
-        status = entry_status(entry, world, cache, preset)
-        kind = status.kind if status.role == "target" else f"{status.kind} (evaluation)"
-        seconds = "-" if status.train_seconds is None else f"{status.train_seconds:.0f}s"
-        rows.append([name, kind, f"{status.params / 1e6:.2f}M", f"{status.resolution}px",
-                     _percent(status.accuracy), seconds, status.state,
-                     recipe_summary(entry, preset)])
+        rows.append(_status_row(name, entry_status(entry, world, cache, preset),
+                                recipe_summary(entry, preset)))
+        for variant in (v for v in defended if v.startswith(f"{name}+")):
+            status = entry_status(get_entry(variant), world, cache, preset)
+            if status.state != "not trained":  # defended models: listed once trained
+                rows.append(_status_row(f"  {variant}", status, "defended"))
     print(f"preset {preset}, world {world.name} {world.fingerprint}; accuracy on private-test "
           "(open set: identification against the enrolled gallery)")
     print(_table(["name", "kind", "params", "resolution", "accuracy", "train time", "state",

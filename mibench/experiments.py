@@ -13,108 +13,20 @@ shared cache, so experiments that share them train nothing twice.
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from mibench.defense_plans import DEFENSE_EXPERIMENTS
 from mibench.errors import UnknownNameError
 from mibench.findings import (ExperimentTable, Finding, Stat, Verdict, above_everywhere,
-                              aggregate, best_in_every_group, better_than, not_better_than,
-                              ordered, shift_drop_smallest, speedup, spread_at_most, trend)
-from mibench.metrics.bootstrap import combine
+                              best_in_every_group, better_than, not_better_than, ordered,
+                              shift_drop_smallest, speedup, spread_at_most, trend)
+from mibench.plans import (AT_SCALE, AUX_SETS, EFFICIENCY_COLUMNS, IDENTITIES_AT_SCALE,
+                           MAIN_ATTACKS, PAPER_METRICS, Experiment, PlanCell, cell_value)
 from mibench.registry import ATTACKS, TARGETS
-from mibench.store import Subset
 
-__all__ = ["AT_SCALE", "EXPERIMENTS", "Experiment", "ExperimentTable", "Finding", "PlanCell",
-           "Stat", "Verdict", "cell_value", "get_experiment", "plan_cells", "seeds"]
-
-MAIN_ATTACKS = ("gmi", "ppa", "fmi", "plg", "diffmi", "ifgmi", "uami", "fgmia")
-AUX_SETS = ("similar", "hq", "wild")
-PAPER_METRICS = ("target_acc1", "eval_acc1", "knn_cos", "knn_l2", "fid", "lpips", "st_lpips")
-IDENTITIES_AT_SCALE = 1000    # the paper's private identities (efficiency extrapolation)
-AT_SCALE = f"attack_s_{IDENTITIES_AT_SCALE}_identities"
-EFFICIENCY_COLUMNS = ("attack_s_per_identity", AT_SCALE, "forward_per_identity",
-                      "gradient_per_identity", "prepare_s")
-
-
-@dataclass(frozen=True)
-class PlanCell:
-    """One cell of a plan, before seeds: (attack, target, auxiliary set)."""
-
-    attack: str
-    target: str
-    aux: str
-
-
-def cell_value(cell: Any, column: str) -> float | None:
-    """The number of ``column`` for a stored cell (``reports.runs.CellRecord``): a metric of
-    the ``all`` image set, a timing, queries per identity (``<kind>_per_identity``), or the
-    attack time of ``IDENTITIES_AT_SCALE`` identities extrapolated from the measured
-    per-identity time (the paper's efficiency claim is for 1,000 identities)."""
-    if not cell.done:
-        return None
-    if column in cell.timings:
-        return float(cell.timings[column])
-    if column == AT_SCALE:
-        per_identity = cell.timings.get("attack_s_per_identity")
-        return None if per_identity is None else per_identity * IDENTITIES_AT_SCALE
-    if column.endswith("_per_identity") and column != "attack_s_per_identity":
-        value = cell.queries.get("per_identity", {}).get(column.removesuffix("_per_identity"))
-        return None if value is None else float(value)
-    measured = cell.measurement(Subset.ALL, column)
-    return None if measured is None else measured.value
-
-
-def entry(cells: list[Any], column: str) -> Stat | None:
-    """Mean and std over the seeds of ``cells`` of ``column``, with the interval of the mean
-    when every cell has one (metrics only; :func:`mibench.metrics.bootstrap.combine`)."""
-    values = [cell_value(c, column) for c in cells]
-    intervals = [c.interval(Subset.ALL, column) if c.done else None for c in cells]
-    combined = None
-    if values and all(v is not None for v in values) and all(intervals):
-        combined = combine(values, intervals)  # type: ignore[arg-type]
-    return aggregate(values, combined)
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """A named plan: the cells it runs and the paper-table layout of its report."""
-
-    name: str
-    title: str
-    summary: str
-    attacks: tuple[str, ...]
-    targets: tuple[str, ...]
-    aux: tuple[str, ...] = ("similar",)
-    rows: str = "attack"            # the cell field that names table rows
-    groups: str = "target"          # the cell field that names column groups ("" = one group)
-    columns: tuple[str, ...] = PAPER_METRICS
-    findings: tuple[Finding, ...] = field(default_factory=tuple)
-
-    def cells(self) -> list[PlanCell]:
-        return [PlanCell(a, t, x) for a, t, x in itertools.product(self.attacks, self.targets,
-                                                                    self.aux)]
-
-    def table(self, cells: list[Any]) -> ExperimentTable:
-        """Stored cells (any seeds) → mean ± std and interval per (row, group, column)."""
-        rows = list(dict.fromkeys(getattr(c, self.rows) for c in cells))
-        groups = list(dict.fromkeys(getattr(c, self.groups) if self.groups else "" for c in cells))
-        order = {name: i for i, name in enumerate([*self.attacks, *self.targets, *self.aux])}
-        rows.sort(key=lambda r: order.get(r, len(order)))
-        groups.sort(key=lambda g: order.get(g, len(order)))
-        entries: dict[tuple[str, str], dict[str, Stat | None]] = {}
-        for (row, group), members in itertools.groupby(
-                sorted(cells, key=lambda c: self._place(c)), key=self._place):
-            members = list(members)
-            entries[(row, group)] = {col: entry(members, col) for col in self.columns}
-        return ExperimentTable(rows, groups, self.columns, entries)
-
-    def _place(self, cell: Any) -> tuple[str, str]:
-        return (getattr(cell, self.rows), getattr(cell, self.groups) if self.groups else "")
-
-    def verdicts(self, table: ExperimentTable) -> list[Verdict]:
-        return [finding.verdict(table) for finding in self.findings]
-
+__all__ = ["AT_SCALE", "AUX_SETS", "EFFICIENCY_COLUMNS", "EXPERIMENTS", "IDENTITIES_AT_SCALE",
+           "MAIN_ATTACKS", "PAPER_METRICS", "Experiment", "ExperimentTable", "Finding",
+           "PlanCell", "Stat", "Verdict", "cell_value", "get_experiment", "plan_cells", "seeds"]
 
 # --- the plans ----------------------------------------------------------------------------------
 
@@ -206,6 +118,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
             Finding("FGMIA's attack phase is ≥ 20× faster per identity than GMI's and PPA's",
                     speedup("fgmia", ("gmi", "ppa"), "attack_s_per_identity", 20.0)),
         )),
+    *DEFENSE_EXPERIMENTS,
 )}
 
 
@@ -222,7 +135,7 @@ def plan_cells(run: Mapping[str, Any]) -> list[PlanCell]:
     """The (attack, target, aux) cells of a resolved ``run`` section, seeds not yet applied:
     the experiment's plan, or ``attacks × targets`` with the run's one aux set."""
     if run.get("experiment"):
-        return get_experiment(run["experiment"]).cells()
+        return get_experiment(run["experiment"]).restricted(run.get("defense", "")).cells()
     return [PlanCell(a, t, run["aux"]) for a in ATTACKS.expand(run["attacks"])
             for t in TARGETS.expand(run["targets"])]
 

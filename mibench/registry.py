@@ -35,6 +35,7 @@ class Registry:
         self._check = check
         self._items: dict[str, Any] = {}
         self._aliases: dict[str, str] = {}
+        self._derivations: list[tuple[Callable[[str], Any], Callable[[], list[str]]]] = []
         self._loaded = False
 
     def register(self, name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
@@ -57,6 +58,20 @@ class Registry:
         self._items[name] = obj
         for alias in aliases:
             self._aliases[alias] = name
+
+    def derive(self, build: Callable[[str], Any], candidates: Callable[[], list[str]]) -> None:
+        """Resolve names that are not registered through ``build(name)`` (an object with a
+        ``name``, or None when the name is not of its form), e.g. ``ir152+mid`` from ``ir152``.
+        Derived names are not in :meth:`names` (``all`` leaves them out); patterns that contain
+        ``+`` match ``candidates()``."""
+        self._derivations.append((build, candidates))
+
+    def _derived(self, name: str) -> Any:
+        for build, _ in self._derivations:
+            found = build(name)
+            if found is not None:
+                return found
+        return None
 
     def _load(self) -> None:
         if self._loaded:
@@ -84,12 +99,19 @@ class Registry:
 
     def __contains__(self, name: str) -> bool:
         self._load()
-        return name in self._items or name in self._aliases
+        if name in self._items or name in self._aliases:
+            return True
+        try:
+            return self._derived(name) is not None
+        except MibenchError:
+            return False
 
     def canonical(self, name: str) -> str:
         """Resolve an alias to its registered name (or raise with close matches)."""
         self._load()
         name = self._aliases.get(name, name)
+        if name not in self._items and (derived := self._derived(name)) is not None:
+            return str(derived.name)
         if name not in self._items:
             known = sorted(self._items) + sorted(self._aliases)
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
@@ -101,6 +123,10 @@ class Registry:
         return name
 
     def get(self, name: str) -> Any:
+        self._load()
+        name = self._aliases.get(name, name)
+        if name not in self._items and (derived := self._derived(name)) is not None:
+            return derived
         return self._items[self.canonical(name)]
 
     def expand(self, spec: str) -> list[str]:
@@ -113,7 +139,9 @@ class Registry:
             if part == "all":
                 matched = self.names()
             elif any(ch in part for ch in "*?["):
-                matched = sorted(n for n in self._items if fnmatch.fnmatchcase(n, part))
+                pool = ([n for _, names in self._derivations for n in names()] if "+" in part
+                        else list(self._items))
+                matched = sorted(n for n in pool if fnmatch.fnmatchcase(n, part))
                 if not matched:
                     raise UnknownNameError(f"pattern {part!r} matches no {self.kind}; "
                                            f"see `mibench list {self.kind}s`")
@@ -157,3 +185,4 @@ ATTACKS = Registry("attack", "mibench.attacks", ("mibench.attacks",), check=_che
 TARGETS = Registry("target", "mibench.targets", ("mibench.targets",))
 DATASETS = Registry("dataset", "mibench.datasets", ("mibench.datasets",))
 METRICS = Registry("metric", "mibench.metrics", ("mibench.metrics",))
+DEFENSES = Registry("defense", "mibench.defenses", ("mibench.targets.defenses",))

@@ -6,6 +6,10 @@ The resolved tree is what ``mibench run --dry-run`` prints and what is stored wi
     run:     {attacks, targets, aux, identities, samples, seed, device, ...}   (RunConfig)
     world:   {...}                                  (the world dataset's Config)
     attacks: {<name>: {...}}                        (each selected attack's Config)
+    defenses: {<name>: {...}}                       (overrides of defended targets' defenses)
+
+``--set defenses.mid.beta=0.01`` changes MID wherever a run's target is defended by it;
+``--set defense=mid`` (``run.defense``) keeps one defense's targets of a defense experiment.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from mibench.config import (DEFAULT_PRESET, PRESETS, Config, load_yaml, param, p
 from mibench.cache import Cache
 from mibench.errors import ConfigError
 from mibench.experiments import check_plan_names, get_experiment
-from mibench.registry import ATTACKS, DATASETS, TARGETS
+from mibench.registry import ATTACKS, DATASETS, DEFENSES, TARGETS
 from mibench.world import World, WorldSummary
 
-SECTIONS = ("preset", "run", "world", "attacks")
+SECTIONS = ("preset", "run", "world", "attacks", "defenses")
 
 
 @dataclass
@@ -31,6 +35,8 @@ class RunConfig(Config):
     attacks: str = param("all", "attacks to run: names, comma list, glob or 'all'")
     targets: str = param("arcface", "targets to attack: names, aliases, patterns or 'all'")
     world: str = param("synth", "the world (dataset) to run in")
+    defense: str = param("", "keep only this defense's targets of a defense experiment "
+                         "(e.g. defense-sweep); '' = all")
     experiment: str = param("", "a named plan of the paper (table1…table6, efficiency) that "
                             "fixes attacks, targets and aux sets; '' = use those fields")
     aux: Literal["similar", "hq", "wild"] = param("similar", "auxiliary data given to attacks")
@@ -95,6 +101,8 @@ def resolve(preset: str | None = None, config_file: str | None = None,
         raise ConfigError(f"unknown config section(s) {unknown}; sections are {list(SECTIONS)}")
     for text in assignments or []:
         path, value = parse_assignment(text)
+        if path == ["defense"]:
+            path = ["run", "defense"]
         if path[0] not in SECTIONS:
             raise ConfigError(f"--set {text}: unknown section {path[0]!r}; "
                               f"use one of {list(SECTIONS)} (e.g. run.seed=1)")
@@ -119,8 +127,10 @@ def resolve(preset: str | None = None, config_file: str | None = None,
                           "add --world celeba (or folders)")
     world = world_cls.Config.resolve(chosen, _section(tree, "world"))
     TARGETS.expand(run.targets)
+    defenses = _defenses(_section(tree, "defenses"))
     if not with_attacks:
-        return {"preset": chosen, "run": run.to_dict(), "world": world.to_dict(), "attacks": {}}
+        return {"preset": chosen, "run": run.to_dict(), "world": world.to_dict(), "attacks": {},
+                **defenses}
     attack_overrides = _section(tree, "attacks")
     names = ATTACKS.expand(run.attacks) if ATTACKS.names() else []
     stray = sorted(set(attack_overrides) - set(names))
@@ -128,7 +138,16 @@ def resolve(preset: str | None = None, config_file: str | None = None,
         raise ConfigError(f"config for attack(s) {stray} that this run does not select")
     attacks = {name: ATTACKS.get(name).Config.resolve(chosen, _section(attack_overrides, name))
                .to_dict() for name in names}
-    return {"preset": chosen, "run": run.to_dict(), "world": world.to_dict(), "attacks": attacks}
+    return {"preset": chosen, "run": run.to_dict(), "world": world.to_dict(), "attacks": attacks,
+            **defenses}
+
+
+def _defenses(section: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"defenses": overrides}`` when any are given (checked against each defense's Config;
+    the defaults stay the defense's own), else nothing: the tree keeps its four sections."""
+    for name in section:
+        DEFENSES.get(name).Config.resolve(None, _section(section, name))
+    return {"defenses": {name: dict(v) for name, v in section.items()}} if section else {}
 
 
 def _experiment_fields(run_section: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,6 +157,7 @@ def _experiment_fields(run_section: Mapping[str, Any]) -> dict[str, Any]:
     if clash:
         raise ConfigError(f"--experiment {experiment.name} fixes {', '.join(clash)}; drop "
                           f"--{' --'.join(clash)} (or run without --experiment)")
+    experiment = experiment.restricted(run_section.get("defense", ""))
     check_plan_names(experiment)
     return {"attacks": ",".join(experiment.attacks), "targets": ",".join(experiment.targets),
             "aux": experiment.aux[0]}

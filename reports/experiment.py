@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mibench.errors import MibenchError
 from mibench.experiments import AT_SCALE, Experiment, Stat, Verdict, get_experiment
+from mibench.plans import NATURAL_ACC
 from mibench.registry import METRICS
 from mibench.reports.runs import RunRecord
 from mibench.reports.tables import (ARROWS, MISSING, format_count, format_pm, format_seconds,
@@ -20,6 +21,7 @@ LABELS = {
     "forward_per_identity": ("forward queries / identity", "↓"),
     "gradient_per_identity": ("gradient queries / identity", "↓"),
     "prepare_s": ("prior time (0 when cached)", ""),
+    NATURAL_ACC: ("natural accuracy (target, private test)", "↑"),
 }
 
 

@@ -18,6 +18,7 @@ from mibench.cache import atomic_write_bytes
 from mibench.config import SOURCES
 from mibench.errors import MibenchError
 from mibench.registry import ATTACKS
+from mibench.reports.defense_plot import tradeoff_uri
 from mibench.reports.experiment import ExperimentView, experiment_view, verdict_mark
 from mibench.reports.figures import identity_centroids, similarity_heatmap, tsne_figure
 from mibench.reports.private import PrivateView, load_private
@@ -56,6 +57,7 @@ class RunSection:
     figures_note: str | None = None
     has_private: bool = False
     experiment: ExperimentView | None = None
+    tradeoff: str | None = None           # accuracy–privacy plot (runs with defended targets)
 
 
 ENROLMENT_ROWS = {
@@ -131,7 +133,7 @@ def build_section(run: RunRecord, *, figures: bool, cache_dir: str | None,
     """Tables, sample grids and (with ``figures``) heatmaps and t-SNE of one run."""
     section = RunSection(run, metric_table(run.cells), efficiency_rows(run.cells), [],
                          protocol_rows(run), yaml.safe_dump(run.config, sort_keys=False),
-                         experiment=experiment_view(run))
+                         experiment=experiment_view(run), tradeoff=tradeoff_uri(run.cells))
     private = None
     if figures:
         try:

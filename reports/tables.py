@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from mibench.errors import MibenchError
 from mibench.findings import Stat, leaders
 from mibench.metrics.bootstrap import METHODS, Interval
+from mibench.plans import NATURAL_ACC
 from mibench.registry import ATTACKS, METRICS, TARGETS
 from mibench.reports.runs import CellRecord, Measurement
 from mibench.store import Subset
@@ -156,7 +157,8 @@ def markdown_escape(text: str) -> str:
 
 def metric_columns(cells: list[CellRecord]) -> list[Column]:
     """Every metric stored for ``cells``, in display order, with its registered definition."""
-    names = {name for c in cells for subset in c.metrics.values() for name in subset}
+    names = {name for c in cells for subset in c.metrics.values() for name in subset
+             if name != NATURAL_ACC}  # the target's, not the attack's: defense tables show it
     ordered = [n for n in DISPLAY_ORDER if n in names] + sorted(names - set(DISPLAY_ORDER))
     columns = []
     for name in ordered:

@@ -36,7 +36,8 @@ PUBLISHED_MARGIN: dict[str, float] = {"arcface": 0.5, "cosface": 0.35, "triplet"
 CLOSED_SET_RECIPE: Mapping[str, Any] = {"lr": 0.01, "weight_decay": 1e-4, "batch_size": 64}
 # Training knobs added after the zoo's first release; off by default (the published recipes),
 # and left out of an entry's cache identity while off.
-ADDED_KNOBS: tuple[str, ...] = ("dropout", "warmup_epochs", "label_smoothing")
+ADDED_KNOBS: tuple[str, ...] = ("dropout", "warmup_epochs", "label_smoothing", "defense",
+                                 "defense_config")
 
 
 @dataclass
@@ -89,6 +90,9 @@ class TargetConfig(Config):
     label_smoothing: float = param(0.0, "softmax label smoothing (0 = off, the published "
                                    "recipe)", ge=0.0, lt=1.0)
     seed: int = param(0, "seed for initialisation, batch order and augmentation", ge=0)
+    defense: str = param("", "model-inversion defense trained in ('' = none; see `mibench "
+                         "list defenses`)")
+    defense_config: dict = param({}, "the defense's resolved config")
 
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": {"width": 0.0625, "resolution": 32, "feature_dim": 32, "epochs": 1,

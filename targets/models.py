@@ -17,6 +17,7 @@ from mibench.target import OpenSetTarget, Target
 from mibench.targets.architectures import (IRSE, Backbone, DenseNet, InceptionResnetV1,
                                           IResNet, ResNet)
 from mibench.targets.config import TargetConfig
+from mibench.targets.defenses import check_defense, modify_backbone
 from mibench.targets.errors import TargetError
 from mibench.targets.strict import load_strict
 from mibench.world import Split
@@ -43,7 +44,13 @@ def pixel_stats(cfg: TargetConfig) -> Stats:
 
 
 def build_backbone(cfg: TargetConfig, num_classes: int | None = None) -> Backbone:
-    """The network of ``cfg`` (with a closed-set head over ``num_classes`` if given)."""
+    """The network of ``cfg`` (with a closed-set head over ``num_classes`` if given), as its
+    defense, if any, modifies it."""
+    check_defense(cfg.defense, cfg.arch)
+    return modify_backbone(cfg.defense, cfg.defense_config, _published_backbone(cfg, num_classes))
+
+
+def _published_backbone(cfg: TargetConfig, num_classes: int | None) -> Backbone:
     dropout = {} if cfg.dropout is None else {"dropout": cfg.dropout}
     if cfg.arch == "iresnet":
         return IResNet(cfg.depth, width=cfg.width, resolution=cfg.input_resolution,

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from mibench import precision
 from mibench.target import Target
 from mibench.targets.config import TargetConfig
+from mibench.targets.defenses import DefenseObjective, defended_objective
 from mibench.targets.errors import TargetError
 from mibench.targets.heads import ArcFaceHead, CosFaceHead, MarginHead, triplet_loss
 from mibench.targets.models import OpenSetModel, build_target, class_templates, embed_split
@@ -70,9 +71,13 @@ class SoftmaxObjective(Objective):
         super().__init__()
         self.label_smoothing = label_smoothing
 
-    def forward(self, target: Target, images: Tensor, labels: Tensor) -> Tensor:
-        logits, _ = target(images)
-        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+    def logits(self, target: Target, images: Tensor, labels: Tensor) -> Tensor:
+        return target(images)[0]
+
+    def forward(self, target: Target, images: Tensor, labels: Tensor,
+                reduction: str = "mean") -> Tensor:
+        return F.cross_entropy(self.logits(target, images, labels), labels,
+                               label_smoothing=self.label_smoothing, reduction=reduction)
 
 
 class MarginObjective(Objective):
@@ -82,8 +87,12 @@ class MarginObjective(Objective):
         super().__init__()
         self.head = head
 
-    def forward(self, target: Target, images: Tensor, labels: Tensor) -> Tensor:
-        return F.cross_entropy(self.head(target.embed(target.preprocess(images)), labels), labels)
+    def logits(self, target: Target, images: Tensor, labels: Tensor) -> Tensor:
+        return self.head(target.embed(target.preprocess(images)), labels)
+
+    def forward(self, target: Target, images: Tensor, labels: Tensor,
+                reduction: str = "mean") -> Tensor:
+        return F.cross_entropy(self.logits(target, images, labels), labels, reduction=reduction)
 
 
 class TripletObjective(Objective):
@@ -106,6 +115,12 @@ def seeded(seed: int, device: str | torch.device) -> Iterator[None]:
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
+
+
+def defended(cfg: TargetConfig, target: Target, num_train_classes: int) -> nn.Module:
+    """:func:`build_objective`, wrapped by ``cfg``'s defense (if any) for ``target``."""
+    return defended_objective(cfg.defense, cfg.defense_config,
+                              build_objective(cfg, num_train_classes), target, num_train_classes)
 
 
 def build_objective(cfg: TargetConfig, num_train_classes: int) -> Objective:
@@ -169,7 +184,7 @@ def identity_batches(labels: Tensor, batch_size: int, per_identity: int,
     return batches
 
 
-def fit(target: Target, objective: Objective, split: Split, cfg: TargetConfig, *,
+def fit(target: Target, objective: nn.Module, split: Split, cfg: TargetConfig, *,
         device: str | torch.device = "cpu", progress: bool = True) -> tuple[int, float]:
     """Train ``target`` (and the objective's parameters) on ``split`` in place.
 
@@ -188,7 +203,7 @@ def fit(target: Target, objective: Objective, split: Split, cfg: TargetConfig, *
     optimiser = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     scaler = precision.LossScaler(device)
-    triplet = isinstance(objective, TripletObjective)
+    triplet = cfg.loss == "triplet"
 
     def epoch_batches(rng: torch.Generator) -> list[Tensor]:
         if triplet:
@@ -207,6 +222,8 @@ def fit(target: Target, objective: Objective, split: Split, cfg: TargetConfig, *
         return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / (total - warmup)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+    if isinstance(objective, DefenseObjective):
+        objective.start(total)
     step, last_epoch_loss = 0, float("nan")
     with seeded(cfg.seed, device), tqdm(total=total, disable=not progress,
                                         desc=f"train {cfg.arch}", leave=False) as bar:
@@ -230,6 +247,7 @@ def fit(target: Target, objective: Objective, split: Split, cfg: TargetConfig, *
                                   f"{last_epoch_loss}); lower lr")
             bar.set_postfix(loss=f"{last_epoch_loss:.3f}")
     target.eval()
+    objective.eval()
     return step, last_epoch_loss
 
 
@@ -277,7 +295,7 @@ def train_target(cfg: TargetConfig, *, train: Split, val: Split | None = None,
     started, cpu_started = time.perf_counter(), time.process_time()
     if cfg.kind == "closed":
         target = build_target(cfg, train.num_classes)
-        steps, loss = fit(target, build_objective(cfg, train.num_classes), train, cfg,
+        steps, loss = fit(target, defended(cfg, target, train.num_classes), train, cfg,
                           device=device, progress=progress)
         train_acc = accuracy(target, train)
     else:
@@ -286,7 +304,7 @@ def train_target(cfg: TargetConfig, *, train: Split, val: Split | None = None,
                               "enrol; pass gallery=")
         public = identity_labelled(train)
         target = build_target(cfg, gallery.num_classes)
-        steps, loss = fit(target, build_objective(cfg, public.num_classes), public, cfg,
+        steps, loss = fit(target, defended(cfg, target, public.num_classes), public, cfg,
                           device=device, progress=progress)
         train_acc = template_accuracy(target, public)
         if not isinstance(target, OpenSetModel):

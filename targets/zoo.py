@@ -29,10 +29,12 @@ from mibench.registry import TARGETS
 from mibench.target import Target
 from mibench.targets.checkpoints import import_checkpoint, load_checkpoint, save_checkpoint
 from mibench.targets.config import TargetConfig
+from mibench.targets.defended import defended_entry, train_transfer
+from mibench.targets.defenses import get_defense
 from mibench.targets.entries import (DEFAULT_EVALUATOR, EVALUATORS, FINE_TUNE_EPOCHS,
                                      FINE_TUNE_ROUNDS, AnyEntry, PretrainedEntry, Role, ZooEntry,
-                                     evaluator_entry, expand_names, get_entry, recipe,
-                                     recipe_summary)
+                                     evaluator_entry, expand_names, recipe, recipe_summary)
+from mibench.targets import entries
 from mibench.targets.errors import TargetError
 from mibench.targets.finetune import fine_tune, gallery_margin
 from mibench.targets.models import (BACKBONES, OpenSetModel, build_target, class_templates,
@@ -79,6 +81,13 @@ class ZooStatus:
     accuracy: float | None
     train_seconds: float | None
     state: str
+
+
+def get_entry(name: str, defenses: Mapping[str, Mapping[str, Any]] | None = None) -> AnyEntry:
+    """The target or evaluation model called ``name`` (or an alias); a defended name
+    (``ir152+mid``) with the run's ``defenses`` overrides (``--set defenses.mid.beta=…``)."""
+    found = defended_entry(name, defenses) if defenses else None
+    return found if found is not None else entries.get_entry(name)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -130,6 +139,9 @@ def _train(entry: ZooEntry, cfg: TargetConfig, world: World, cache: Cache, prese
         parent = load_entry(entry.parent, world, cache, preset, device, progress).target
         return fine_tune(parent, cfg, train=private_train, val=private_test, device=device,
                          progress=progress)
+    if cfg.defense and get_defense(cfg.defense, cfg.defense_config).transfer:
+        return train_transfer(cfg, public=world.split("public"), private_train=private_train,
+                              private_test=private_test, device=device, progress=progress)
     if cfg.kind == "closed":
         return train_target(cfg, train=private_train, val=private_test, device=device,
                             progress=progress)

@@ -102,8 +102,11 @@ def test_findings_say_not_reproduced_and_not_measured_honestly(tmp_path):
     assert all(v.holds is None for v in experiment_view(load_run(store, "r3")).verdicts)
 
 
-@pytest.mark.parametrize("name", [  # table1-ext is table1 plus 15 cells: slow
-    pytest.param(n, marks=pytest.mark.slow) if n == "table1-ext" else n for n in EXPERIMENTS])
+HEAVY = ("defenses", "defense-sweep", "table1-ext")  # 55 to 100+ cells: slow
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in EXPERIMENTS])
 def test_every_experiment_runs_at_smoke_and_reports_its_table(name, tmp_path, smoke_cache):
     """Each plan end to end at smoke size (one identity, two samples; Table VI with two seeds),
     then its report and leaderboard section."""

@@ -67,7 +67,7 @@ class PoolExecutor:
         # threads, so workers load them instead of waiting for one worker to train them
         setting = CellSetting.build(batch.tree, show_progress=batch.show_progress)
         for target in dict.fromkeys(key.target for key in batch.keys):
-            load_entry(get_entry(target), setting.world, setting.cache, batch.preset,
+            load_entry(get_entry(target, batch.tree.get("defenses")), setting.world, setting.cache, batch.preset,
                        setting.device, batch.show_progress)
         workers = min(self.workers, len(batch.keys))
         keys = submission_order(batch.keys, batch.expected_costs)

@@ -275,7 +275,8 @@ def _model_job(spec: WorkerSpec, name: str | None, _world_done: str) -> str:
         load_evaluator(world, cache, tree["preset"], device, False,
                        name=tree["run"].get("eval_model") or DEFAULT_EVALUATOR)
         return "evaluator"
-    load_entry(get_entry(name), world, cache, tree["preset"], device, False)
+    load_entry(get_entry(name, tree.get("defenses")), world, cache, tree["preset"], device,
+               False)
     return name
 
 
@@ -287,7 +288,8 @@ def _prior_job(spec: WorkerSpec, key: CellKey, _target_done: str) -> PrepareCost
     _, ctx = attack_setting(attack, key.target, _world(spec), Cache(tree["run"]["cache_dir"]),
                             tree["preset"], resolve_device(tree["run"]["device"]), aux=key.aux,
                             seed=key.seed, enrolment=run_enrolment(tree["run"]),
-                            enrolment_seed=tree["run"]["seed"], show_progress=False)
+                            enrolment_seed=tree["run"]["seed"], show_progress=False,
+                            defenses=tree.get("defenses"))
     return seeded_prepare(attack, ctx)
 
 

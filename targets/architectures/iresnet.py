@@ -26,10 +26,12 @@ BN_EPS = 1e-5
 
 
 class IBasicBlock(nn.Module):
-    """Pre-activation basic block; the second conv carries the stride."""
+    """Pre-activation basic block; the second conv carries the stride; ``skip = False``
+    drops the shortcut (RoLSS)."""
 
     def __init__(self, in_channels: int, channels: int, stride: int) -> None:
         super().__init__()
+        self.skip = True
         self.bn1 = nn.BatchNorm2d(in_channels, eps=BN_EPS)
         self.conv1 = nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels, eps=BN_EPS)
@@ -44,6 +46,8 @@ class IBasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
+        if not self.skip:
+            return out
         return out + (x if self.downsample is None else self.downsample(x))
 
 

@@ -33,10 +33,12 @@ STAGE_CHANNELS = (64, 128, 256, 512)
 
 
 class BottleneckIR(nn.Module):
-    """face.evoLVe ``bottleneck_IR`` unit (the stride sits on the second conv)."""
+    """face.evoLVe ``bottleneck_IR`` unit (the stride sits on the second conv); ``skip =
+    False`` drops the shortcut (RoLSS)."""
 
     def __init__(self, in_channels: int, channels: int, stride: int) -> None:
         super().__init__()
+        self.skip = True
         self.shortcut_layer: nn.Module
         if in_channels == channels:
             self.shortcut_layer = nn.MaxPool2d(1, stride)
@@ -51,7 +53,8 @@ class BottleneckIR(nn.Module):
             nn.BatchNorm2d(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.res_layer(x) + self.shortcut_layer(x)
+        out = self.res_layer(x)
+        return out + self.shortcut_layer(x) if self.skip else out
 
 
 def output_layer(channels: int, side: int, feature_dim: int) -> nn.Sequential:
