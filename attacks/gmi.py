@@ -111,7 +111,10 @@ class GMI(Attack):
                           betas=tuple(cfg.gan_betas), n_critic=cfg.n_critic,
                           gp_weight=cfg.gp_weight)
 
-        prior = cached_module(ctx, "prior-gmi", GMIPriorConfig.prior_settings(cfg), make, train)
+        # keyed by the aux split alone, also where a variant's other parts depend on the target
+        # (gmi+lomma's surrogates): GMI's prior never sees the target
+        prior = cached_module(ctx, "prior-gmi", GMIPriorConfig.prior_settings(cfg), make, train,
+                              data=ctx.aux_fingerprint)
         self.generator = prior["generator"].requires_grad_(False)
         self.critic = prior["critic"].requires_grad_(False)
 

@@ -109,3 +109,15 @@ def test_plug_in_keeps_the_base_prior_and_caches_its_surrogates(ctx: AttackConte
     labels = torch.tensor([0, 0, 1])
     images = attack.invert(ctx.target, labels, ctx)
     assert images.shape == (3, 3, 32, 32)
+
+
+def test_gmi_lomma_reuses_gmis_prior_although_its_surrogates_name_the_target(ctx):
+    """GMI's prior is keyed by the aux split alone: the target-dependent fingerprint of
+    ``gmi+lomma`` (its surrogates) must not make it train GMI's GAN once per target."""
+    from mibench.attacks.gmi import GMI, GMIConfig
+
+    ctx.aux = colour_aux(24, resolution=32)
+    GMI(GMIConfig.resolve("smoke")).prepare(ctx)
+    ctx.data_fingerprint = f"{ctx.aux_fingerprint}:colour-target"
+    with assert_loaded_from_cache(ctx.cache, "prior-gmi"):
+        GMILOMMA(GMILOMMAConfig.resolve("smoke")).prepare(ctx)
