@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from mibench.findings import ExperimentTable, Finding, fmt
+from mibench.findings import ExperimentTable, Finding, Outcome, compare, decide, fmt
 from mibench.plans import NATURAL_ACC, Experiment
 from mibench.registry import DEFENSES
 
@@ -34,36 +34,37 @@ def sweep_targets(base: str = "ir152") -> tuple[str, ...]:
 
 def _less_success(defended: str, than: str) -> Callable:
     """Per attack and base: Eval Acc@1 against ``base+defended`` is below ``base+than``
-    (``than = ''``: the undefended base)."""
-    def check(table: ExperimentTable) -> tuple[bool | None, str]:
-        verdicts, parts = [], []
+    (``than = ''``: the undefended base), decided with the 95 % intervals."""
+    def check(table: ExperimentTable) -> tuple[Outcome, str]:
+        outcomes, parts = [], []
         for group in table.groups:
             for base in DEFENDED_BASES:
                 other = f"{base}+{than}" if than else base
-                mine = table.get(f"{base}+{defended}", group, "eval_acc1")
-                theirs = table.get(other, group, "eval_acc1")
+                mine = table.stat(f"{base}+{defended}", group, "eval_acc1")
+                theirs = table.stat(other, group, "eval_acc1")
                 if mine is None or theirs is None:
                     continue
-                verdicts.append(mine < theirs)
+                outcomes.append(compare(mine, theirs, higher=False))
                 parts.append(f"{group}/{base}: {defended} {fmt(mine)} vs "
                              f"{than or 'none'} {fmt(theirs)}")
-        return (all(verdicts) if verdicts else None), "; ".join(parts) or "not measured"
+        return decide(outcomes), "; ".join(parts) or "not measured"
     return check
 
 
 def _falls_along_sweep(defense: str, base: str = "ir152") -> Callable:
-    """Per attack: Eval Acc@1 at the strongest swept value is below that at the weakest."""
-    def check(table: ExperimentTable) -> tuple[bool | None, str]:
+    """Per attack: Eval Acc@1 at the strongest swept value is below that at the weakest,
+    decided with the 95 % intervals."""
+    def check(table: ExperimentTable) -> tuple[Outcome, str]:
         found = DEFENSES.get(defense)
         rows = [f"{base}+{defense}:{found.strength}={v}" for v in found.sweep]
-        verdicts, parts = [], []
+        outcomes, parts = [], []
         for group in table.groups:
-            series = [table.get(r, group, "eval_acc1") for r in rows]
+            series = [table.stat(r, group, "eval_acc1") for r in rows]
             if series[0] is None or series[-1] is None:
                 continue
-            verdicts.append(series[-1] < series[0])
+            outcomes.append(compare(series[-1], series[0], higher=False))
             parts.append(f"{group}: {' → '.join(map(fmt, series))}")
-        return (all(verdicts) if verdicts else None), "; ".join(parts) or "not measured"
+        return decide(outcomes), "; ".join(parts) or "not measured"
     return check
 
 
