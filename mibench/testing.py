@@ -40,7 +40,7 @@ from mibench.access import QueryLedger, view_for
 from mibench.attack import AttackContext
 from mibench.cache import MARKER, Cache
 from mibench.target import Target
-from mibench.world import Split
+from mibench.world import Split, World
 
 PROTOTYPES = ((0.9, 0.1, 0.1), (0.1, 0.9, 0.1), (0.1, 0.1, 0.9))
 IDENTITY_OFFSET = 100     # aux identities are disjoint from the target's private ones
@@ -106,6 +106,15 @@ def toy_split(num_classes: int, per_class: int, *, seed: int = 0, identity_offse
                                                    generator=torch.Generator().manual_seed(seed))
     images = (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
     return Split(name=name, images=images, labels=labels, identities=labels + identity_offset)
+
+
+def toy_world() -> World:
+    """A 4-identity world of :func:`toy_split` images (private-train 8 per identity,
+    private-test 3) with an 8-identity public split, for training toy targets."""
+    splits = [toy_split(4, 8, seed=0, noise=0.3, name="private-train"),
+              toy_split(4, 3, seed=1, noise=0.3, name="private-test"),
+              toy_split(8, 6, seed=2, identity_offset=100, noise=0.3, name="public")]
+    return World(name="toy", fingerprint="toy-0001", splits={s.name: s for s in splits})
 
 
 def toy_context(access: str = "whitebox", *, cache: Cache | str | Path | None = None,

@@ -19,16 +19,13 @@ from mibench.targets.defenses.tldmi import frozen_modules
 from mibench.targets.models import build_target
 from mibench.targets.train import build_objective, fit
 from mibench.targets.zoo import entry_key, get_entry, load_entry
-from mibench.testing import toy_split
+from mibench.testing import toy_world
 from mibench.world import World
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    splits = [toy_split(4, 8, seed=0, noise=0.3, name="private-train"),
-              toy_split(4, 3, seed=1, noise=0.3, name="private-test"),
-              toy_split(8, 6, seed=2, identity_offset=100, noise=0.3, name="public")]
-    return World(name="toy", fingerprint="toy-0001", splits={s.name: s for s in splits})
+    return toy_world()
 
 
 def test_mid_kl_is_zero_for_a_standard_normal_posterior() -> None:

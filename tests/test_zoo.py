@@ -16,7 +16,7 @@ from mibench.targets import (EVALUATORS, OpenSetModel, TargetError, build_target
 from mibench.targets.config import ADDED_KNOBS, CLOSED_SET_RECIPE, TargetConfig
 from mibench.targets.zoo import (PretrainedEntry, expand_names, get_entry, import_weights,
                                  load_entry, resolve_device, user_weights_path)
-from mibench.testing import toy_split
+from mibench.testing import toy_world
 from mibench.world import World
 
 DEPTHS = (18, 34, 50, 100)
@@ -24,10 +24,7 @@ DEPTHS = (18, 34, 50, 100)
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    splits = [toy_split(4, 8, seed=0, noise=0.3, name="private-train"),
-              toy_split(4, 3, seed=1, noise=0.3, name="private-test"),
-              toy_split(8, 6, seed=2, identity_offset=100, noise=0.3, name="public")]
-    return World(name="toy", fingerprint="toy-0001", splits={s.name: s for s in splits})
+    return toy_world()
 
 
 def forbid_training(monkeypatch: pytest.MonkeyPatch) -> None:
