@@ -39,7 +39,8 @@ from mibench.runconfig import build_world
 from mibench.store import CellKey, Subset
 from mibench.targets.enrolment import enrol, run_enrolment
 from mibench.targets.zoo import (DEFAULT_EVALUATOR, entry_key, entry_status, evaluator_entry,
-                                 get_entry, load_entry, load_evaluator, resolve_device)
+                                 get_entry, load_entry, load_evaluator, resolve_device,
+                                 second_evaluator_name)
 from mibench.world import World
 
 
@@ -70,8 +71,13 @@ class CellSetting:
         evaluator = load_evaluator(world, cache, tree["preset"], device, show_progress,
                                    name=eval_name)
         eval_key = entry_key(evaluator_entry(eval_name), world, cache, tree["preset"])
+        second = second_evaluator_name(tree["run"])
+        evaluator2 = second and load_evaluator(world, cache, tree["preset"], device,
+                                               show_progress, name=second)
         reference = PrivateReference(world.split("private-train"), evaluator,
-                                     store=ReferenceStore(cache, world.fingerprint, eval_key))
+                                     store=ReferenceStore(cache, world.fingerprint, eval_key),
+                                     eval2_model=evaluator2 or None,
+                                     test_split=world.split("private-test"))
         return cls(tree, world, reference, cache, device, show_progress)
 
 

@@ -59,6 +59,9 @@ class RunConfig(Config):
         "loops on a GPU; benchmarks/compile_speed.py measures it)")
     eval_model: str = param("", "evaluation model ('' = the zoo's default, densenet-121; or a "
                             "pretrained model such as dlib-resnet)")
+    eval2_model: str = param("resnet-18", "second, independent evaluation model (issue 19.4: "
+                             "eval2_acc1/5, transfer_gap), another family and recipe than the "
+                             "first; 'none' = off", source="ours")
     results_dir: str = param("runs", "directory of the results store")
     cache_dir: str = param("", "cache directory ('' = $MIBENCH_CACHE or ~/.cache/mibench)")
     executor: Literal["local", "ray"] = param("local", "where cells run: one after another in "
@@ -71,6 +74,7 @@ class RunConfig(Config):
                          "cores / workers: fewer when other processes load the machine)", ge=0)
 
     def validate(self) -> None:
+        self._validate_eval2()
         if self.address and self.executor != "ray":
             raise ConfigError(f"--address {self.address} needs --executor ray")
         if self.workers > 1 and self.executor != "local":
@@ -79,6 +83,20 @@ class RunConfig(Config):
         if self.threads and self.executor != "local":
             raise ConfigError(f"run.threads {self.threads} is for the local executor; Ray "
                               "sizes its own workers")
+
+    def _validate_eval2(self) -> None:
+        if self.eval2_model == "none":
+            return
+        from mibench.targets.entries import DEFAULT_EVALUATOR, evaluator_entry
+        from mibench.targets.errors import TargetError
+
+        try:
+            second = evaluator_entry(self.eval2_model).name
+        except TargetError as err:
+            raise ConfigError(f"run.eval2_model: {err}") from None
+        if second == evaluator_entry(self.eval_model or DEFAULT_EVALUATOR).name:
+            raise ConfigError(f"run.eval2_model: {second} is already the first evaluation "
+                              "model; choose another one or 'none'")
 
     presets = {
         "smoke": {"identities": 2, "samples": 2, "workers": 1},

@@ -9,9 +9,10 @@ from mibench.findings import compare
 from mibench.metrics.bootstrap import Interval
 from mibench.reports.runs import CellRecord, Measurement, RunRecord
 from mibench.reports.experiment import experiment_markdown, experiment_view
-from mibench.reports.tables import (ARROWS, Column, cell_label, cell_stat, detail_text,
-                                    equivalence_note, format_measured, format_seconds,
-                                    interval_note, markdown_escape, metric_columns)
+from mibench.reports.tables import (ARROWS, FLAG_LEGEND, FLAG_MARK, FLAGGED_COLUMNS, Column,
+                                    cell_label, cell_stat, detail_text, equivalence_note,
+                                    format_measured, format_seconds, interval_note,
+                                    markdown_escape, metric_columns, transfer_flagged)
 from mibench.store import Subset
 
 RANK_BY = "eval_acc1"   # attack accuracy under the evaluation model, the field's headline number
@@ -93,6 +94,8 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
     note = interval_note(done)
     if note:
         lines += [note, ""]
+    if any(c.name in FLAGGED_COLUMNS for c in columns):
+        lines += [f"{FLAG_MARK}: {FLAG_LEGEND}", ""]
     header = ["Rank", "Attack", *(f"{c.name} {c.arrow}".rstrip() for c in columns), "Run",
               "Preset", "Date"]
     for target in sorted({c.target for c in done}):
@@ -103,8 +106,9 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
                                  for i in range(len(header))) + "|"]
         for c, rank in zip(ordered, shared_ranks(ordered, ranking)):
             run = by_id[c.run_id]
+            flag = f" {FLAG_MARK}" if transfer_flagged(c) else ""
             values = [shown(c.measurement(Subset.ALL, col.name), c.interval(Subset.ALL, col.name))
-                      for col in columns]
+                      + (flag if col.name in FLAGGED_COLUMNS else "") for col in columns]
             note = equivalence_note(c.attack, c.target)
             label = cell_label(c, cells) + (f" ({note})" if note else "")
             lines.append("| " + " | ".join([rank, label, *values,

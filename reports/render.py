@@ -24,10 +24,10 @@ from mibench.reports.figures import identity_centroids, similarity_heatmap, tsne
 from mibench.reports.private import PrivateView, load_private
 from mibench.reports.runs import CellRecord, RunRecord
 from mibench.reports.samples import SampleGrid, load_samples, sample_grid
-from mibench.reports.tables import (Column, EfficiencyRow, MetricTable, cell_label,
-                                    efficiency_rows, metric_columns, metric_table)
+from mibench.reports.tables import (FLAG_LEGEND, FLAG_MARK, Column, EfficiencyRow, MetricTable,
+                                    cell_label, efficiency_rows, metric_columns, metric_table)
 from mibench.targets.enrolment import run_enrolment
-from mibench.targets.zoo import DEFAULT_EVALUATOR
+from mibench.targets.zoo import DEFAULT_EVALUATOR, second_evaluator_name
 
 TEMPLATES = Path(__file__).parent / "templates"
 TsnePanel = tuple[str, np.ndarray, np.ndarray]   # (title, features, labels) of one cell
@@ -91,6 +91,7 @@ def protocol_rows(run: RunRecord) -> list[tuple[str, str]]:
          or str(run_cfg.get("aux", "?"))),
         ("seeds", ", ".join(map(str, run.seeds)) or str(run_cfg.get("seed", "?"))),
         ("evaluation model", _evaluator_row(run_cfg.get("eval_model") or DEFAULT_EVALUATOR)),
+        ("second evaluation model", _second_evaluator_row(second_evaluator_name(run_cfg))),
         ("open-set enrolment", ENROLMENT_ROWS[run_enrolment(run_cfg)]),
     ]
     if spaces:
@@ -126,6 +127,14 @@ def _evaluator_row(name: str) -> str:
     """The run's evaluation model (``--eval-model``), as the protocol table names it."""
     trained = " trained on private-train," if name == DEFAULT_EVALUATOR else " pretrained,"
     return f"{name},{trained} never attacked"
+
+
+def _second_evaluator_row(name: str | None) -> str:
+    """The run's second evaluation model (``run.eval2_model``) and the transfer flag's rule."""
+    if name is None:
+        return "none (run.eval2_model: none): no eval2_acc1/5, no transfer_gap"
+    return (f"{name}, trained on private-train with another family and recipe, never attacked; "
+            f"{FLAG_MARK} flags a cell where {FLAG_LEGEND}")
 
 
 def build_section(run: RunRecord, *, figures: bool, cache_dir: str | None,
@@ -220,7 +229,7 @@ def render_html(sections: list[RunSection], combined: MetricTable | None,
     env.filters["verdict"] = verdict_mark
     return env.get_template("report.html.j2").render(
         sections=sections, combined=combined, columns=columns, version=__version__,
-        generated=time.strftime("%Y-%m-%d %H:%M"))
+        flag_mark=FLAG_MARK, flag_legend=FLAG_LEGEND, generated=time.strftime("%Y-%m-%d %H:%M"))
 
 
 def write_report(runs: list[RunRecord], out_dir: str | Path, *, figures: bool = True,

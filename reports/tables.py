@@ -1,6 +1,7 @@
 """The report's tables: metrics (value ± half its 95 % interval; best per target marked,
 direction-aware, only where its interval separates from the runner-up's, else the leaders are
-"tied") and efficiency."""
+"tied"; a cell whose second evaluator grants far less than the first is flagged, issue 19.4) and
+efficiency."""
 
 from __future__ import annotations
 
@@ -16,11 +17,19 @@ from mibench.store import Subset
 
 # Display order of the built-in metrics (identity accuracy first, as in the MI literature);
 # metrics not listed here (plugins) follow alphabetically.
-DISPLAY_ORDER = ("eval_acc1", "eval_acc5", "target_acc1", "target_acc5", "knn_cos", "knn_l2",
+DISPLAY_ORDER = ("eval_acc1", "eval_acc5", "eval2_acc1", "eval2_acc5", "transfer_gap",
+                 "target_acc1", "target_acc5", "sar_far1e-3", "knn_cos", "knn_l2",
                  "feat_dist", "fid", "kid", "precision", "recall", "density", "coverage",
                  "lpips", "st_lpips")
 ARROWS = {"higher": "↑", "lower": "↓"}
 MISSING = "n/a"
+# The transfer flag: eval_acc1 − eval2_acc1 above FLAG_GAP with its 95 % interval above 0.
+FLAG_GAP = 0.25
+FLAGGED_COLUMNS = ("eval2_acc1", "transfer_gap")
+FLAG_MARK = "⚑"
+FLAG_LEGEND = ("the second evaluator grants far less than the first "
+               f"(transfer_gap = eval_acc1 − eval2_acc1 > {FLAG_GAP:g} and its 95 % interval "
+               "above 0): many of these images may be false positives of the first evaluator.")
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class ValueCell:
     selected: Shown
     best: bool = False
     tied: bool = False
+    flagged: bool = False
 
 
 @dataclass
@@ -238,11 +248,24 @@ def metric_table(cells: list[CellRecord], *, show_run: bool = False) -> MetricTa
                                        cell.interval(subset, col.name))
                             for subset in (Subset.ALL, Subset.SELECTED)))
                 for col in columns]
+            if cell.done and transfer_flagged(cell):
+                for j, col in enumerate(columns):
+                    values[j].flagged = col.name in FLAGGED_COLUMNS
             rows.append(Row(cell_label(cell, cells), cell.run_id, cell.status, cell.error,
                             values, equivalence_note(cell.attack, cell.target)))
         _mark_best(rows, members, columns)
         groups.append(Group(target, rows))
     return MetricTable(columns, groups, notes.reasons, show_run, interval_note(cells))
+
+
+def transfer_flagged(cell: CellRecord, subset: str = Subset.ALL) -> bool:
+    """Whether ``cell``'s transfer gap on ``subset`` exceeds :data:`FLAG_GAP` with its interval
+    above 0 (without a stored interval, the value alone decides)."""
+    m = cell.measurement(subset, "transfer_gap")
+    if m is None or m.value is None or m.value <= FLAG_GAP:
+        return False
+    iv = cell.interval(subset, "transfer_gap")
+    return iv is None or iv.low is None or iv.low > 0
 
 
 def cell_stat(cell: CellRecord, name: str, subset: str = Subset.ALL) -> Stat | None:

@@ -32,8 +32,9 @@ from mibench.targets.config import TargetConfig
 from mibench.targets.defended import defended_entry, train_transfer
 from mibench.targets.defenses import get_defense
 from mibench.targets.entries import (DEFAULT_EVALUATOR, EVALUATORS, FINE_TUNE_EPOCHS,
-                                     FINE_TUNE_ROUNDS, AnyEntry, PretrainedEntry, Role, ZooEntry,
-                                     evaluator_entry, expand_names, recipe, recipe_summary)
+                                     FINE_TUNE_ROUNDS, SECOND_EVALUATOR, AnyEntry, PretrainedEntry, Role, ZooEntry,
+                                     evaluator_entry, expand_names, recipe, recipe_summary,
+                                     second_evaluator_name)
 from mibench.targets import entries
 from mibench.targets.errors import TargetError
 from mibench.targets.finetune import fine_tune, gallery_margin
@@ -43,10 +44,10 @@ from mibench.targets.train import TrainMetrics, accuracy, train_target
 from mibench.world import World, WorldSummary
 
 __all__ = ["AnyEntry", "DEFAULT_EVALUATOR", "EVALUATORS", "FINE_TUNE_EPOCHS", "FINE_TUNE_ROUNDS",
-           "PretrainedEntry", "ZooEntry", "ZooModel", "ZooStatus", "awaits_import", "entry_key",
+           "PretrainedEntry", "SECOND_EVALUATOR", "ZooEntry", "ZooModel", "ZooStatus", "awaits_import", "entry_key",
            "entry_status", "evaluator_entry", "expand_names", "get_entry", "import_weights",
            "load_entry", "load_evaluator", "load_target", "parameter_count", "recipe", "recipe_summary",
-           "resolve_device", "user_weights_path"]
+           "resolve_device", "second_evaluator_name", "user_weights_path"]
 
 ZOO_VERSION = "1"
 COMPONENT = "targets"

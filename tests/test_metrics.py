@@ -336,7 +336,7 @@ def test_inception_features_cover_every_image_in_batches():
 def test_registered_metrics_declare_their_spec(capsys):
     expected = {"target_acc1", "target_acc5", "eval_acc1", "eval_acc5", "knn_l2", "knn_cos",
                 "feat_dist", "fid", "kid", "precision", "recall", "density", "coverage",
-                "lpips", "st_lpips"}
+                "lpips", "st_lpips", "eval2_acc1", "eval2_acc5", "transfer_gap", "sar_far1e-3"}
     assert expected <= set(METRICS.names())
     for name, item in METRICS.items():
         assert isinstance(item, Metric) and item.name == name
@@ -346,7 +346,8 @@ def test_registered_metrics_declare_their_spec(capsys):
     assert main(["list", "metrics"]) == 0
     out = capsys.readouterr().out
     assert "knn_l2" in out and "nearest private-train image of the same identity" in out
-    assert all(name in out for name in ("kid", "precision", "recall", "density", "coverage"))
+    assert all(name in out for name in ("kid", "precision", "recall", "density", "coverage",
+                                        "eval2_acc1", "transfer_gap", "sar_far1e-3"))
     assert {METRICS.get(n).spec.pooling for n in ("fid", "kid")} == {"set"}
     assert METRICS.get("coverage").spec.pooling == "identities"
     assert METRICS.get("eval_acc1").spec.pooling == "images"

@@ -46,7 +46,7 @@ from mibench.runconfig import build_world
 from mibench.store import CellKey
 from mibench.targets.enrolment import run_enrolment
 from mibench.targets.zoo import (DEFAULT_EVALUATOR, get_entry, load_entry, load_evaluator,
-                                 resolve_device)
+                                 resolve_device, second_evaluator_name)
 from mibench.world import World
 
 GIB = 1 << 30
@@ -272,8 +272,10 @@ def _model_job(spec: WorkerSpec, name: str | None, _world_done: str) -> str:
     tree, world = spec.tree, _world(spec)
     cache, device = Cache(tree["run"]["cache_dir"]), resolve_device(tree["run"]["device"])
     if name is None:
-        load_evaluator(world, cache, tree["preset"], device, False,
-                       name=tree["run"].get("eval_model") or DEFAULT_EVALUATOR)
+        for judge in [tree["run"].get("eval_model") or DEFAULT_EVALUATOR,
+                      second_evaluator_name(tree["run"])]:
+            if judge:
+                load_evaluator(world, cache, tree["preset"], device, False, name=judge)
         return "evaluator"
     load_entry(get_entry(name, tree.get("defenses")), world, cache, tree["preset"], device,
                False)

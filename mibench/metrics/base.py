@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 Direction = Literal["higher", "lower"]
 # What a metric needs; the vocabulary the harness and the report show.
-Need = Literal["target", "eval_model", "private_features", "private_images",
+Need = Literal["target", "eval_model", "eval2_model", "private_features", "private_images",
                "inception_weights", "alexnet_weights", "st_lpips_weights"]
 Pooling = Literal["images", "identities", "set"]
 POOLINGS = ("images", "identities", "set")

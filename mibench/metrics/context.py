@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
+from mibench.metrics.base import MetricUnavailable
 from mibench.metrics.batching import logits_and_features
 from mibench.metrics.reference import PrivateReference
+
 
 def check_images(images: torch.Tensor, what: str) -> None:
     """Enforce the suite's image contract (design.md §2): float N×3×H×W in [0, 1].
@@ -50,6 +52,7 @@ class EvalContext:
         self.labels = labels.long().to(self.device)
         self._per_image: dict[str, torch.Tensor] = {}
         self._parent: tuple[EvalContext, torch.Tensor] | None = None
+        self._shared: dict[str, Any] = {}
 
     def subset(self, index: torch.Tensor) -> EvalContext:
         """The images ``index`` picks (indices or a mask), sharing this context's per-image
@@ -74,25 +77,60 @@ class EvalContext:
 
     @property
     def target_logits(self) -> torch.Tensor:
-        return self.per_image("target_logits", lambda images: logits_and_features(
-            self.target, images, self.batch_size)[0].to(self.device))
+        return self.per_image("target_logits", lambda images: self._outputs(
+            "target", self.target, images)[0])
+
+    @property
+    def target_features(self) -> torch.Tensor:
+        return self.per_image("target_features", lambda images: self._outputs(
+            "target", self.target, images)[1])
 
     @property
     def eval_logits(self) -> torch.Tensor:
-        return self.per_image("eval_logits", lambda images: self._eval_outputs(images)[0])
+        return self.per_image("eval_logits", lambda images: self._outputs(
+            "eval", self.private.eval_model, images)[0])
 
     @property
     def eval_features(self) -> torch.Tensor:
-        return self.per_image("eval_features", lambda images: self._eval_outputs(images)[1])
+        return self.per_image("eval_features", lambda images: self._outputs(
+            "eval", self.private.eval_model, images)[1])
 
-    def _eval_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The evaluation model's logits and features of the root context's ``images`` (only the
-        root computes); both are memoised there, so the model runs once per image set."""
-        logits, features = logits_and_features(self.private.eval_model, images, self.batch_size)
+    @property
+    def eval2_logits(self) -> torch.Tensor:
+        """Logits of the second evaluation model (issue 19.4); unavailable when the run has
+        none (``run.eval2_model: none``)."""
+        model = self.private.eval2_model
+        if model is None:
+            raise MetricUnavailable("this run has no second evaluation model "
+                                    "(run.eval2_model is 'none')")
+        return self.per_image("eval2_logits", lambda images: self._outputs(
+            "eval2", model, images)[0])
+
+    def _outputs(self, prefix: str, model: nn.Module,
+                 images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``model``'s logits and features of the root context's ``images`` (only the root
+        computes); both are memoised there as ``{prefix}_logits`` / ``{prefix}_features``, so
+        each model runs once per image set."""
+        logits, features = logits_and_features(model, images, self.batch_size)
         root = self.root
-        root._per_image.setdefault("eval_logits", logits)
-        root._per_image.setdefault("eval_features", features)
-        return logits, features
+        root._per_image.setdefault(f"{prefix}_logits", logits.to(self.device))
+        root._per_image.setdefault(f"{prefix}_features", features.to(self.device))
+        return root._per_image[f"{prefix}_logits"], root._per_image[f"{prefix}_features"]
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` under ``key``, computed once for the root context and every subset of
+        it (a value of the whole cell, e.g. the target's verification threshold). A
+        :class:`MetricUnavailable` is memoised too: the reason is raised again, not recomputed."""
+        root = self.root
+        if key not in root._shared:
+            try:
+                root._shared[key] = compute()
+            except MetricUnavailable as why:
+                root._shared[key] = why
+        value = root._shared[key]
+        if isinstance(value, MetricUnavailable):
+            raise value
+        return value
 
     @property
     def root(self) -> EvalContext:

@@ -76,15 +76,24 @@ class ReferenceStore:
 class PrivateReference:
     """Private-train images and labels with cached eval-model and per-identity features.
 
-    Features live on the evaluation model's device, which is where metrics run.
+    Features live on the evaluation model's device, which is where metrics run. The metrics'
+    other private inputs ride along: the second evaluation model ``eval2_model`` (issue 19.4;
+    ``None`` when the run has none) and the ``private-test`` split ``test_split``, whose
+    impostor pairs set the verification threshold (:mod:`mibench.metrics.verification`).
     """
 
     def __init__(self, split: Split, eval_model: nn.Module, *, batch_size: int = 128,
-                 store: ReferenceStore | None = None) -> None:
+                 store: ReferenceStore | None = None, eval2_model: nn.Module | None = None,
+                 test_split: Split | None = None) -> None:
         if split.name != "private-train":
             raise ValueError(f"the metric reference is the private-train split, got {split.name!r}")
+        if test_split is not None and test_split.name != "private-test":
+            raise ValueError(f"the verification pairs come from the private-test split, got "
+                             f"{test_split.name!r}")
         self.split = split
         self.eval_model = eval_model
+        self.eval2_model = eval2_model
+        self.test_split = test_split
         self.batch_size = batch_size
         self.store = store
         self._eval_features: torch.Tensor | None = None

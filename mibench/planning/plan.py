@@ -27,7 +27,8 @@ from mibench.registry import ATTACKS
 from mibench.targets.config import TargetConfig
 from mibench.targets.models import build_target
 from mibench.targets.train import build_objective
-from mibench.targets.zoo import DEFAULT_EVALUATOR, PretrainedEntry, ZooEntry, get_entry
+from mibench.targets.zoo import (DEFAULT_EVALUATOR, PretrainedEntry, ZooEntry, get_entry,
+                                 second_evaluator_name)
 
 SGD_MOMENTUM_SLOTS = 1
 WORLD_FIELDS = ("resolution", "private_identities", "private_train_per_identity",
@@ -137,6 +138,7 @@ def _target_rows(tree: Mapping[str, Any], world: Mapping[str, Any],
                  plan: Plan) -> list[Row]:
     names = list(dict.fromkeys(c.target for c in plan_cells(tree["run"])))
     names.append(tree["run"].get("eval_model") or DEFAULT_EVALUATOR)
+    names.extend(n for n in [second_evaluator_name(tree["run"])] if n)
     entries: dict[str, ZooEntry] = {}
     rows = []
     for name in names:
