@@ -163,13 +163,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _recipes_comment(tree: dict[str, Any]) -> str:
     """The training recipes of the run's targets and evaluation model, as YAML comments: the
     output still parses as (and can be passed back as ``--config``) the resolved tree alone."""
-    from mibench.targets.zoo import DEFAULT_EVALUATOR, evaluator_entry, get_entry, recipe
+    from mibench.targets.zoo import (DEFAULT_EVALUATOR, evaluator_entry, get_entry, recipe,
+                                     second_evaluator_name)
 
     preset, run = tree["preset"], tree["run"]
     evaluator = evaluator_entry(run.get("eval_model") or DEFAULT_EVALUATOR)
     recipes = {"target_recipes": {name: recipe(get_entry(name, tree.get("defenses")), preset)
                                   for name in TARGETS.expand(run["targets"])},
                "eval_model_recipe": {evaluator.name: recipe(evaluator, preset)}}
+    second = second_evaluator_name(run)
+    if second:
+        recipes["eval2_model_recipe"] = {second: recipe(evaluator_entry(second), preset)}
     text = yaml.safe_dump(recipes, sort_keys=False).rstrip()
     header = (f"training recipes at preset {preset} (what `mibench zoo train` trains; "
               "informational, not a config section):")

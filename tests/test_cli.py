@@ -128,3 +128,5 @@ def test_dry_run_at_paper_prints_the_target_recipes(capsys, monkeypatch):
     evaluator = recipes["eval_model_recipe"]["densenet-121"]
     assert (evaluator["arch"], evaluator["kind"], evaluator["train"]) == (
         "densenet", "closed", "private-train")
+    second = recipes["eval2_model_recipe"]["resnet-18"]
+    assert (second["arch"], second["depth"], second["seed"]) == ("resnet", 18, 1)

@@ -316,7 +316,10 @@ def test_end_to_end_every_default_metric_has_a_value_or_a_reason(models, st_lpip
     prdc = {"precision", "recall", "density", "coverage"}  # 1-2 private images per identity
     for name in prdc:
         assert "needs more than 3 private-train images per identity" in by_name[name].reason
-    unavailable = {"lpips", "target_acc5", "eval_acc5", *prdc}
+    second = {"eval2_acc1", "eval2_acc5", "transfer_gap"}  # no second evaluator given
+    assert all("run.eval2_model is 'none'" in by_name[name].reason for name in second)
+    assert "no private-test split" in by_name["sar_far1e-3"].reason
+    unavailable = {"lpips", "target_acc5", "eval_acc5", "sar_far1e-3", *prdc, *second}
     assert all(r.value is not None for r in results if r.name not in unavailable), results
     assert by_name["fid"].value > 0 and by_name["kid"].value != 0  # different sets
     assert by_name["kid"].detail["generated"] == 3 and by_name["kid"].detail["private"] == 5

@@ -51,13 +51,20 @@ def test_names_aliases_and_patterns() -> None:
 
 
 def test_evaluation_model_is_not_a_target_and_has_its_own_architecture() -> None:
-    assert EVALUATORS.names() == ["densenet-121", "kedmi-facenet"]
+    assert EVALUATORS.names() == ["densenet-121", "kedmi-facenet", "resnet-18"]
+    assert "resnet-18" not in TARGETS and "resnet-18" not in TARGETS.expand("resnet*")
     assert "densenet-121" not in TARGETS and "densenet-121" not in TARGETS.expand("all")
     assert "densenet-121" in expand_names("all") and expand_names("densenet") == ["densenet-121"]
     target_archs = {get_entry(n).resolve("paper").arch for n in TARGETS.names()
                     if not isinstance(get_entry(n), PretrainedEntry)}
     evaluator = get_entry("densenet-121").resolve("paper")
     assert evaluator.arch not in target_archs and evaluator.kind == "closed"
+    second = get_entry("resnet-18").resolve("paper")  # another family and recipe than the first
+    target_models = {(c.arch, c.depth) for c in (get_entry(n).resolve("paper") for n in
+                                                 TARGETS.names()
+                                                 if not isinstance(get_entry(n), PretrainedEntry))}
+    assert (second.arch, second.depth) not in target_models and second.arch != evaluator.arch
+    assert (second.seed, second.pixel_norm) != (evaluator.seed, evaluator.pixel_norm)
     with pytest.raises(Exception, match="unknown target"):
         load_target("densenet-121", None, Cache("/nonexistent"))  # type: ignore[arg-type]
 
