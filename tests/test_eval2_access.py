@@ -7,7 +7,6 @@ import gc
 import sys
 import types
 
-import pytest
 import torch
 
 from mibench.cell import CellSetting, attack_setting, build_attack

@@ -172,3 +172,15 @@ def test_verification_says_why_when_pairs_are_too_few_or_templates_missing():
     closed = evaluate(colour_images(LABELS, 2), LABELS, target=NearestColour(colour_prototypes()),
                       private=pixel_world()[2], metrics=["sar_far1e-3"])[0]
     assert closed.value is None and "no linear head" in closed.reason
+
+
+def test_the_threshold_is_computed_once_per_target_state():
+    centres, target, private = pixel_world()
+    labels = torch.arange(len(centres))
+    first = evaluate(centres, labels, target=target, private=private, metrics=["sar_far1e-3"])
+    assert len(private.thresholds) == 1
+    evaluate(centres, labels, target=target, private=private, metrics=["sar_far1e-3"])
+    assert len(private.thresholds) == 1
+    target.enrol(torch.randn(len(centres), 3 * SIDE * SIDE))   # another gallery: another τ
+    second = evaluate(centres, labels, target=target, private=private, metrics=["sar_far1e-3"])
+    assert len(private.thresholds) == 2 and first[0].value == 1.0 != second[0].value

@@ -94,6 +94,7 @@ class PrivateReference:
         self.eval_model = eval_model
         self.eval2_model = eval2_model
         self.test_split = test_split
+        self.thresholds: dict[str, float] = {}  # verification τ by target state digest
         self.batch_size = batch_size
         self.store = store
         self._eval_features: torch.Tensor | None = None

@@ -18,6 +18,7 @@ exceeds a threshold τ, set so that the false-accept rate on impostor pairs is `
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -77,8 +78,19 @@ def target_templates(target: torch.nn.Module) -> torch.Tensor:
     return head.weight.detach()
 
 
+def model_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's state (parameters and buffers, gallery included)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def verification_threshold(ctx: EvalContext) -> float:
-    """τ at :data:`FAR` from the target's private-test impostor pairs, once per cell."""
+    """τ at :data:`FAR` from the target's private-test impostor pairs, once per cell and, for
+    the same target state (weights and gallery), once per private reference: every attack on
+    one target shares it."""
     def compute() -> float:
         split = ctx.private.test_split
         if split is None:
@@ -86,10 +98,12 @@ def verification_threshold(ctx: EvalContext) -> float:
                                     "pairs")
         templates = target_templates(ctx.target)
         check_pairs(len(split) * (templates.shape[0] - 1))
-        features = logits_and_features(ctx.target, split.float_images(), ctx.batch_size)[1]
-        templates = templates.to(features.device)
-        return far_threshold(impostor_scores(features, split.labels.to(features.device),
-                                             templates))
+        key = model_digest(ctx.target)
+        if key not in ctx.private.thresholds:
+            features = logits_and_features(ctx.target, split.float_images(), ctx.batch_size)[1]
+            ctx.private.thresholds[key] = far_threshold(impostor_scores(
+                features, split.labels.to(features.device), templates.to(features.device)))
+        return ctx.private.thresholds[key]
 
     return ctx.shared("verification_threshold", compute)
 
