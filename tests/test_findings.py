@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mibench.cli import main
 from mibench.findings import TIED, Stat, compare, decide, leaders
 from mibench.metrics.bootstrap import PERCENTILE, Interval, to_row
 from mibench.reports.experiment import experiment_markdown, experiment_view
@@ -100,3 +101,29 @@ def test_table1_ext_decides_kedmi_and_lomma_against_their_bases():
     verdicts = [(v.holds, v.tied) for v in ext.verdicts(table)]
     # KEDMI > GMI; GMI+LOMMA's interval overlaps GMI's: tied; KEDMI+LOMMA below KEDMI
     assert verdicts == [(True, False), (None, True), (False, False)]
+
+
+def test_a_cell_the_second_evaluator_does_not_confirm_is_flagged(tmp_path):
+    store = Store(tmp_path)
+    stored(store, "r1", {("gmi", "ir152", 0): {"eval_acc1": (0.9, 0.8, 1.0),
+                                               "eval2_acc1": (0.3, 0.2, 0.4),
+                                               "transfer_gap": (0.6, 0.5, 0.7)},
+                         ("ppa", "ir152", 0): {"eval_acc1": (0.5, 0.4, 0.6),
+                                               "eval2_acc1": (0.2, 0.0, 0.45),
+                                               "transfer_gap": (0.3, -0.05, 0.65)},  # spans 0
+                         ("kedmi", "ir152", 0): {"eval_acc1": (0.8, 0.7, 0.9),
+                                                 "eval2_acc1": (0.7, 0.6, 0.8),
+                                                 "transfer_gap": (0.1, 0.0, 0.2)}})
+    table = metric_table(load_run(store, "r1").cells)
+    names = [c.name for c in table.columns]
+    assert names == ["eval_acc1", "eval2_acc1", "transfer_gap"]
+    flags = {row.attack: [v.flagged for v in row.values] for row in table.groups[0].rows}
+    assert flags == {"gmi": [False, True, True], "kedmi": [False] * 3, "ppa": [False] * 3}
+    board = leaderboard_markdown([load_run(store, "r1")])
+    assert "0.300 ± 0.100 ⚑ | 0.600 ± 0.100 ⚑" in board and board.count("⚑") == 3  # + legend
+    assert "transfer_gap = eval_acc1 − eval2_acc1 > 0.25" in board
+    out = tmp_path / "out"
+    assert main(["report", "--results-dir", str(tmp_path), "--out", str(out), "--no-figures",
+                 "--quiet"]) == 0
+    html = (out / "index.html").read_text()
+    assert html.count(" flag\"") == 2 and "<b>⚑</b>: the second evaluator grants" in html
