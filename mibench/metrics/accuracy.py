@@ -49,6 +49,14 @@ def eval_acc5(ctx: EvalContext) -> float:
     return top_k_accuracy(ctx.eval_logits, ctx.labels, 5)
 
 
+def eval2_logits(ctx: EvalContext) -> torch.Tensor:
+    """The second evaluation model's logits; unavailable when the run has none."""
+    if ctx.private.eval2_model is None:
+        raise MetricUnavailable("this run has no second evaluation model "
+                                "(run.eval2_model is 'none')")
+    return ctx.eval2_logits
+
+
 def top1_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """1.0 where the label is the row's highest logit, else 0.0 (per image)."""
     return (logits.argmax(dim=1) == labels.to(logits.device)).float()
@@ -58,20 +66,20 @@ def top1_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         "Top-1 accuracy of the second, independent evaluation model (run.eval2_model)",
         needs=("eval2_model",))
 def eval2_acc1(ctx: EvalContext) -> float:
-    return top_k_accuracy(ctx.eval2_logits, ctx.labels, 1)
+    return top_k_accuracy(eval2_logits(ctx), ctx.labels, 1)
 
 
 @metric("eval2_acc5", "higher",
         "Top-5 accuracy of the second, independent evaluation model (run.eval2_model)",
         needs=("eval2_model",))
 def eval2_acc5(ctx: EvalContext) -> float:
-    return top_k_accuracy(ctx.eval2_logits, ctx.labels, 5)
+    return top_k_accuracy(eval2_logits(ctx), ctx.labels, 5)
 
 
 @metric("transfer_gap", "lower",
         "eval_acc1 - eval2_acc1: accuracy the first evaluator grants and the second does not",
         needs=("eval_model", "eval2_model"))
 def transfer_gap(ctx: EvalContext) -> float:
-    eval2 = ctx.eval2_logits
+    eval2 = eval2_logits(ctx)
     gap = top1_hits(ctx.eval_logits, ctx.labels) - top1_hits(eval2, ctx.labels).to(ctx.device)
     return gap.mean().item()

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from mibench.metrics.base import MetricUnavailable
+from mibench.errors import MibenchError
 from mibench.metrics.batching import logits_and_features
 from mibench.metrics.reference import PrivateReference
 
@@ -97,12 +97,11 @@ class EvalContext:
 
     @property
     def eval2_logits(self) -> torch.Tensor:
-        """Logits of the second evaluation model (issue 19.4); unavailable when the run has
-        none (``run.eval2_model: none``)."""
+        """Logits of the second evaluation model (issue 19.4; ``private.eval2_model``, which
+        the caller checks is not ``None``)."""
         model = self.private.eval2_model
         if model is None:
-            raise MetricUnavailable("this run has no second evaluation model "
-                                    "(run.eval2_model is 'none')")
+            raise ValueError("this reference has no second evaluation model")
         return self.per_image("eval2_logits", lambda images: self._outputs(
             "eval2", model, images)[0])
 
@@ -120,15 +119,16 @@ class EvalContext:
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()`` under ``key``, computed once for the root context and every subset of
         it (a value of the whole cell, e.g. the target's verification threshold). A
-        :class:`MetricUnavailable` is memoised too: the reason is raised again, not recomputed."""
+        :class:`~mibench.errors.MibenchError` (a metric's reason) is memoised too: it is raised
+        again, not recomputed."""
         root = self.root
         if key not in root._shared:
             try:
                 root._shared[key] = compute()
-            except MetricUnavailable as why:
+            except MibenchError as why:
                 root._shared[key] = why
         value = root._shared[key]
-        if isinstance(value, MetricUnavailable):
+        if isinstance(value, MibenchError):
             raise value
         return value
 
