@@ -30,6 +30,7 @@ from mibench.cache import Cache
 from mibench.errors import MibenchError
 from mibench.experiments import plan_cells
 from mibench.metrics import bootstrap
+from mibench.metrics.attributes import AttributeReference
 from mibench.metrics.context import EvalContext
 from mibench.metrics.evaluate import measure
 from mibench.metrics.reference import PrivateReference, ReferenceStore
@@ -71,7 +72,9 @@ class CellSetting:
                                    name=eval_name)
         eval_key = entry_key(evaluator_entry(eval_name), world, cache, tree["preset"])
         reference = PrivateReference(world.split("private-train"), evaluator,
-                                     store=ReferenceStore(cache, world.fingerprint, eval_key))
+                                     store=ReferenceStore(cache, world.fingerprint, eval_key),
+                                     attributes=AttributeReference.of_world(
+                                         world, cache, tree["preset"], device))
         return cls(tree, world, reference, cache, device, show_progress)
 
 

@@ -3,13 +3,15 @@
 Importing the package registers every built-in metric in ``mibench.registry.METRICS``:
 ``target_acc1/5``, ``eval_acc1/5`` (accuracy.py), ``knn_l2``, ``knn_cos``, ``feat_dist``
 (knn.py), ``fid`` (fid.py, weights from inception.py), ``kid`` (kid.py), ``precision``,
-``recall``, ``density``, ``coverage`` (prdc.py), ``lpips`` and ``st_lpips`` (perceptual.py).
+``recall``, ``density``, ``coverage`` (prdc.py), ``lpips`` and ``st_lpips`` (perceptual.py),
+``attr_err`` and ``attr_acc`` (attributes.py, synthetic worlds).
 Each value gets a 95 % interval over the attacked identities (bootstrap.py). The harness builds one :class:`PrivateReference` per run (its features kept
 in the cache by a :class:`ReferenceStore`) and calls :func:`measure` on one
 :class:`EvalContext` per cell and on its selected subset.
 """
 
 from mibench.metrics import accuracy, fid, kid, knn, perceptual, prdc  # noqa: F401  (registration)
+from mibench.metrics import attributes  # noqa: F401  (registration: attr_err, attr_acc)
 from mibench.metrics.base import (FeatureSets, Measured, Metric, MetricSpec, MetricUnavailable,
                                   MetricValue, metric, set_metric)
 from mibench.metrics.context import EvalContext

@@ -14,7 +14,7 @@ import logging
 import pickle
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 from torch import nn
@@ -24,6 +24,9 @@ from mibench.cache import Cache
 from mibench.errors import CacheError
 from mibench.metrics.batching import logits_and_features, module_device
 from mibench.world import Split
+
+if TYPE_CHECKING:
+    from mibench.metrics.attributes import AttributeReference
 
 log = logging.getLogger("mibench.metrics")
 
@@ -76,17 +79,20 @@ class ReferenceStore:
 class PrivateReference:
     """Private-train images and labels with cached eval-model and per-identity features.
 
-    Features live on the evaluation model's device, which is where metrics run.
+    Features live on the evaluation model's device, which is where metrics run. ``attributes``
+    (synthetic worlds) is what the ground-truth leakage metrics need (metrics/attributes.py).
     """
 
     def __init__(self, split: Split, eval_model: nn.Module, *, batch_size: int = 128,
-                 store: ReferenceStore | None = None) -> None:
+                 store: ReferenceStore | None = None,
+                 attributes: AttributeReference | None = None) -> None:
         if split.name != "private-train":
             raise ValueError(f"the metric reference is the private-train split, got {split.name!r}")
         self.split = split
         self.eval_model = eval_model
         self.batch_size = batch_size
         self.store = store
+        self.attributes = attributes
         self._eval_features: torch.Tensor | None = None
         self._per_identity: dict[tuple[str, int], torch.Tensor] = {}
         self._held: dict[tuple[str, int], torch.Tensor] = {}
