@@ -11,8 +11,13 @@ from mibench.datasets.synth import WorldConfig, build_world
 from mibench.metrics import EvalContext, PrivateReference, measure
 from mibench.metrics.attribute_model import AttributeConfig, N_CONTINUOUS, train_regressor
 from mibench.metrics.attributes import AttributeReference, continuous_errors, discrete_hits
-from mibench.metrics.bootstrap import interval
+from mibench.metrics.bootstrap import interval, to_row
 from mibench.registry import METRICS
+from mibench.reports.leaderboard import leaderboard_markdown
+from mibench.reports.leakage import leakage_rows
+from mibench.reports.render import write_report
+from mibench.reports.runs import load_run
+from mibench.store import CellKey, Store
 from mibench.testing import ColourTarget, toy_world
 from mibench.world import World
 
@@ -123,3 +128,32 @@ def test_list_metrics_shows_the_leakage_metrics(capsys):
     assert main(["list", "metrics"]) == 0
     out = capsys.readouterr().out
     assert "attr_err" in out and "attr_acc" in out
+
+
+def test_report_and_leaderboard_show_the_leakage_table(world, reference, tmp_path):
+    """Two stored cells: "real" shows each identity's own private-test images (the ceiling),
+    "shuffled" another identity's (about chance); the table ranks what leaked per attribute."""
+    test = world.split("private-test")
+    store = Store(tmp_path / "runs")
+    store.create_run("r1", {"preset": "smoke", "run": {"identities": 8, "samples": 2}},
+                     {}, "cpu", "mibench run --preset smoke")
+    shown = {"real": test.labels, "shuffled": (test.labels + 1) % test.num_classes}
+    keys = {name: CellKey("r1", name, "arcface-18", "similar", 0) for name in shown}
+    store.add_cells(list(keys.values()))
+    for name, labels in shown.items():
+        ctx = context(reference, test.float_images(), labels)
+        values = measure(ctx, ["attr_err", "attr_acc"])
+        store.start_cell(keys[name])
+        store.finish_cell(keys[name], [("all", v.name, v.value, None) for v in values], {}, {},
+                          "", tuple(to_row("all", interval(METRICS.get(v.name), ctx, v))
+                                    for v in values))
+    run = load_run(store, "r1")
+    real, shuffled = leakage_rows(run.cells)
+    assert (real.attack, shuffled.attack) == ("real", "shuffled")
+    assert real.error.split(" ± ")[0] == real.error_ceiling
+    assert real.continuous[0].name in ("skin_tone", "hair_darkness")
+    assert float(real.continuous[0].relative) < 0.5 < float(shuffled.continuous[0].relative)
+    board = leaderboard_markdown([run])
+    assert "## Ground-truth attribute leakage" in board and f"| {real.summary} |" in board
+    html = write_report([run], tmp_path / "report", figures=False, progress=False).read_text()
+    assert "Attribute leakage" in html and real.continuous[0].name in html
