@@ -18,6 +18,7 @@ import time
 import torch
 
 from mibench.cache import Cache
+from mibench.metrics.attributes import AttributeReference
 from mibench.metrics.context import EvalContext
 from mibench.metrics.evaluate import default_metrics
 from mibench.metrics.perceptual import load_st_lpips, nearest_perceptual_distance
@@ -65,7 +66,9 @@ def main() -> None:
         aux = world.aux("similar")
         images = aux.float_images(torch.arange(160))
         labels = torch.arange(10).repeat_interleave(16)
-    reference = PrivateReference(world.split("private-train"), evaluator)
+    reference = PrivateReference(world.split("private-train"), evaluator,
+                                 attributes=AttributeReference.of_world(world, cache, args.preset,
+                                                                        torch.device("cpu")))
     print(f"{len(images)} images, {len(labels.unique())} identities, "
           f"{torch.get_num_threads()} threads")
     for name in ("first pass", "second pass"):

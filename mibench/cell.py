@@ -30,6 +30,7 @@ from mibench.cache import Cache
 from mibench.errors import MibenchError
 from mibench.experiments import plan_cells
 from mibench.metrics import bootstrap
+from mibench.metrics.attributes import AttributeReference
 from mibench.metrics.context import EvalContext
 from mibench.metrics.evaluate import measure
 from mibench.metrics.reference import PrivateReference, ReferenceStore
@@ -77,7 +78,9 @@ class CellSetting:
         reference = PrivateReference(world.split("private-train"), evaluator,
                                      store=ReferenceStore(cache, world.fingerprint, eval_key),
                                      eval2_model=evaluator2 or None,
-                                     test_split=world.split("private-test"))
+                                     test_split=world.split("private-test"),
+                                     attributes=AttributeReference.of_world(
+                                         world, cache, tree["preset"], device))
         return cls(tree, world, reference, cache, device, show_progress)
 
 

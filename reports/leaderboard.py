@@ -9,6 +9,7 @@ from mibench.findings import compare
 from mibench.metrics.bootstrap import Interval
 from mibench.reports.runs import CellRecord, Measurement, RunRecord
 from mibench.reports.experiment import experiment_markdown, experiment_view
+from mibench.reports.leakage import leakage_markdown, leakage_rows
 from mibench.reports.tables import (ARROWS, FLAG_LEGEND, FLAG_MARK, FLAGGED_COLUMNS, Column,
                                     cell_label, cell_stat, detail_text, equivalence_note,
                                     format_measured, format_seconds, interval_note,
@@ -115,6 +116,7 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
                                             f"`{c.run_id}`",
                                             run.preset, run.date]) + " |")
         lines.append("")
+    lines += leakage_markdown(leakage_rows(done))
     failed = [c for c in cells if not c.done]
     if failed:
         lines += ["## Cells without results", ""]

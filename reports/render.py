@@ -21,6 +21,7 @@ from mibench.registry import ATTACKS
 from mibench.reports.defense_plot import tradeoff_uri
 from mibench.reports.experiment import ExperimentView, experiment_view, verdict_mark
 from mibench.reports.figures import identity_centroids, similarity_heatmap, tsne_figure
+from mibench.reports.leakage import LeakageRow, leakage_rows
 from mibench.reports.private import PrivateView, load_private
 from mibench.reports.runs import CellRecord, RunRecord
 from mibench.reports.samples import SampleGrid, load_samples, sample_grid
@@ -58,6 +59,7 @@ class RunSection:
     has_private: bool = False
     experiment: ExperimentView | None = None
     tradeoff: str | None = None           # accuracy–privacy plot (runs with defended targets)
+    leakage: list[LeakageRow] = field(default_factory=list)  # synthetic worlds only
 
 
 ENROLMENT_ROWS = {
@@ -142,7 +144,8 @@ def build_section(run: RunRecord, *, figures: bool, cache_dir: str | None,
     """Tables, sample grids and (with ``figures``) heatmaps and t-SNE of one run."""
     section = RunSection(run, metric_table(run.cells), efficiency_rows(run.cells), [],
                          protocol_rows(run), yaml.safe_dump(run.config, sort_keys=False),
-                         experiment=experiment_view(run), tradeoff=tradeoff_uri(run.cells))
+                         experiment=experiment_view(run), tradeoff=tradeoff_uri(run.cells),
+                         leakage=leakage_rows(run.cells))
     private = None
     if figures:
         try:

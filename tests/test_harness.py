@@ -86,6 +86,7 @@ def test_failing_cells_are_recorded_and_the_run_goes_on(tmp_path, smoke_cache):
     assert (tmp_path / "runs" / run_id / "boom" / "arcface-18" / "error.log").is_file()
     grey = {(m["subset"], m["name"]): m for m in store.metrics(run_id) if m["attack"] == "grey"}
     assert grey[("all", "eval_acc1")]["value"] is not None
+    assert grey[("all", "attr_err")]["value"] is not None  # the synthetic world's ground truth
     assert {subset for subset, _ in grey} == {"all", "selected"}
     images = tmp_path / "runs" / run_id / "grey" / "arcface-18" / "images"
     assert sorted(p.name for p in (images / "1").iterdir()) == ["0.png", "1.png"]

@@ -319,7 +319,10 @@ def test_end_to_end_every_default_metric_has_a_value_or_a_reason(models, st_lpip
     second = {"eval2_acc1", "eval2_acc5", "transfer_gap"}  # no second evaluator given
     assert all("run.eval2_model is 'none'" in by_name[name].reason for name in second)
     assert "no private-test split" in by_name["sar_far1e-3"].reason
-    unavailable = {"lpips", "target_acc5", "eval_acc5", "sar_far1e-3", *prdc, *second}
+    for name in ("attr_err", "attr_acc"):  # a world without ground-truth attributes
+        assert "no ground-truth identity attributes" in by_name[name].reason
+    unavailable = {"lpips", "target_acc5", "eval_acc5", "sar_far1e-3", *prdc, *second,
+                   "attr_err", "attr_acc"}
     assert all(r.value is not None for r in results if r.name not in unavailable), results
     assert by_name["fid"].value > 0 and by_name["kid"].value != 0  # different sets
     assert by_name["kid"].detail["generated"] == 3 and by_name["kid"].detail["private"] == 5
@@ -339,7 +342,8 @@ def test_inception_features_cover_every_image_in_batches():
 def test_registered_metrics_declare_their_spec(capsys):
     expected = {"target_acc1", "target_acc5", "eval_acc1", "eval_acc5", "knn_l2", "knn_cos",
                 "feat_dist", "fid", "kid", "precision", "recall", "density", "coverage",
-                "lpips", "st_lpips", "eval2_acc1", "eval2_acc5", "transfer_gap", "sar_far1e-3"}
+                "lpips", "st_lpips", "eval2_acc1", "eval2_acc5", "transfer_gap", "sar_far1e-3",
+                "attr_err", "attr_acc"}
     assert expected <= set(METRICS.names())
     for name, item in METRICS.items():
         assert isinstance(item, Metric) and item.name == name

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 Direction = Literal["higher", "lower"]
 # What a metric needs; the vocabulary the harness and the report show.
 Need = Literal["target", "eval_model", "eval2_model", "private_features", "private_images",
-               "inception_weights", "alexnet_weights", "st_lpips_weights"]
+               "inception_weights", "alexnet_weights", "st_lpips_weights",
+               "attribute_regressor"]
 Pooling = Literal["images", "identities", "set"]
 POOLINGS = ("images", "identities", "set")
 

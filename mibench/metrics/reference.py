@@ -14,7 +14,7 @@ import logging
 import pickle
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 from torch import nn
@@ -24,6 +24,9 @@ from mibench.cache import Cache
 from mibench.errors import CacheError
 from mibench.metrics.batching import logits_and_features, module_device
 from mibench.world import Split
+
+if TYPE_CHECKING:
+    from mibench.metrics.attributes import AttributeReference
 
 log = logging.getLogger("mibench.metrics")
 
@@ -78,13 +81,16 @@ class PrivateReference:
 
     Features live on the evaluation model's device, which is where metrics run. The metrics'
     other private inputs ride along: the second evaluation model ``eval2_model`` (issue 19.4;
-    ``None`` when the run has none) and the ``private-test`` split ``test_split``, whose
-    impostor pairs set the verification threshold (:mod:`mibench.metrics.verification`).
+    ``None`` when the run has none), the ``private-test`` split ``test_split``, whose
+    impostor pairs set the verification threshold (:mod:`mibench.metrics.verification`), and
+    ``attributes`` (synthetic worlds), what the ground-truth leakage metrics need
+    (metrics/attributes.py).
     """
 
     def __init__(self, split: Split, eval_model: nn.Module, *, batch_size: int = 128,
                  store: ReferenceStore | None = None, eval2_model: nn.Module | None = None,
-                 test_split: Split | None = None) -> None:
+                 test_split: Split | None = None,
+                 attributes: AttributeReference | None = None) -> None:
         if split.name != "private-train":
             raise ValueError(f"the metric reference is the private-train split, got {split.name!r}")
         if test_split is not None and test_split.name != "private-test":
@@ -97,6 +103,7 @@ class PrivateReference:
         self.thresholds: dict[str, float] = {}  # verification τ by target state digest
         self.batch_size = batch_size
         self.store = store
+        self.attributes = attributes
         self._eval_features: torch.Tensor | None = None
         self._per_identity: dict[tuple[str, int], torch.Tensor] = {}
         self._held: dict[tuple[str, int], torch.Tensor] = {}
