@@ -28,8 +28,10 @@ from mibench.attack import AttackContext, set_progress_factory
 from mibench.attacks.plg import PLG, PLGConfig, PLGPrior
 from mibench.cell import CellSetting, attack_setting
 from mibench.config import parse_assignment
+from mibench.errors import ConfigError
 from mibench.metrics.evaluate import evaluate
 from mibench.runconfig import resolve
+from mibench.targets.zoo import expand_names
 
 METRICS = ("eval_acc1", "target_acc1")
 
@@ -64,15 +66,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     overrides = {path[-1]: value for path, value in map(parse_assignment, args.set)}
     config = PLGConfig.resolve(args.preset, overrides)
-    tree = resolve(args.preset, flags={"attacks": "plg", "targets": args.target})
+    names = expand_names(args.target)
+    if len(names) != 1:
+        raise ConfigError(f"--target names one target, {args.target!r} selects {names}")
+    name = names[0]  # the canonical name, part of the prior's cache key as in `mibench run`
+    tree = resolve(args.preset, flags={"attacks": "plg", "targets": name})
     setting = CellSetting.build(tree, show_progress=False)
     attack = PLG(config)
-    target, ctx = attack_setting(attack, args.target, setting.world, setting.cache, args.preset,
+    target, ctx = attack_setting(attack, name, setting.world, setting.cache, args.preset,
                                  setting.device, seed=args.seed, show_progress=False)
     trained: dict[str, nn.Module] = {}
     checkpoints = {int(s) for s in args.checkpoints.split(",") if s} | {config.gan_steps}
     final = METRICS + (("fid",) if args.fid else ())
-    print(f"PLG-MI prior on {args.target}, preset {args.preset}, {args.threads} threads; "
+    print(f"PLG-MI prior on {name}, preset {args.preset}, {args.threads} threads; "
           f"overrides {overrides or '{}'}")
     print("step | train s | load | " + " | ".join(final))
     clock = {"start": time.perf_counter(), "paused": 0.0}
