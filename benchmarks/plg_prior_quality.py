@@ -6,11 +6,12 @@
 
 Trains the prior (top-n pseudo-labels + cGAN, ``attacks/plg.py``) for one target into the
 cache, as ``mibench run`` would (a cached prior is loaded and measured once), and at every
-checkpoint (generator step) draws ``samples`` raw images
-G(z, y), z ~ N(0, I), for each of the first ``identities`` private identities, the harness's
-attacked ones. It prints, per checkpoint, training seconds so far, the load average, the
-evaluation model's and the target's Acc@1 on those images and, with ``--fid``, at the last step
-their FID to the identities' private-train images (the suite's metric code, as ``mibench run`` reports them).
+checkpoint (generator step) draws ``samples`` raw images G(z, y), z ~ N(0, I), for each of the
+first ``identities`` private identities, the harness's attacked ones. It prints, per checkpoint,
+the training seconds so far (pseudo-labels included, evaluations excluded), the load average,
+and the evaluation model's and the target's Acc@1 on those images; with ``--fid`` also, at the
+last step, their FID to the identities' private-train images (the suite's metric code, as
+``mibench run`` reports them). Use ``--threads 1`` on shared cores.
 """
 
 from __future__ import annotations
