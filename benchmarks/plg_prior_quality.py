@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fid", action="store_true", help="also FID at the last step (slow on CPU)")
+    parser.add_argument("--fid", action="store_true",
+                        help="also FID at the last step (slow on CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     overrides = {path[-1]: value for path, value in map(parse_assignment, args.set)}
@@ -76,6 +77,9 @@ def main() -> None:
     attack = PLG(config)
     target, ctx = attack_setting(attack, name, setting.world, setting.cache, args.preset,
                                  setting.device, seed=args.seed, show_progress=False)
+    if args.identities > target.num_classes:
+        raise ConfigError(f"--identities {args.identities}: {name} has only "
+                          f"{target.num_classes} identities")
     trained: dict[str, nn.Module] = {}
     checkpoints = {int(s) for s in args.checkpoints.split(",") if s} | {config.gan_steps}
     final = METRICS + (("fid",) if args.fid else ())
