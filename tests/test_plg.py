@@ -56,6 +56,18 @@ def test_cgan_shapes_and_class_conditioning():
     assert critic(images, torch.tensor([0, 2])).shape == (2,)
 
 
+def test_critic_scores_real_and_fake_in_one_batch_as_apart():
+    """The critic step scores real and fake images in one forward: the projection critic has
+    no batch statistics, so each image's score is the one it gets alone."""
+    torch.manual_seed(0)
+    critic = ProjectionDiscriminator(num_classes=3, resolution=16, width=4).eval()
+    real, fake = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(5, 3, 16, 16) * 2 - 1
+    y_real, y_fake = torch.tensor([0, 1, 2, 0]), torch.tensor([2, 2, 1, 0, 1])
+    together = critic(torch.cat([real, fake]), torch.cat([y_real, y_fake]))
+    apart = torch.cat([critic(real, y_real), critic(fake, y_fake)])
+    torch.testing.assert_close(together, apart)
+
+
 def test_prior_is_cached_per_target_and_counts_training_queries(cache):
     ctx = context(cache)
     cfg = config()
