@@ -22,7 +22,7 @@ import torch
 from mibench.cache import Cache
 from mibench.datasets.synth import WorldConfig, build_world
 from mibench.metrics import EvalContext, PrivateReference, measure
-from mibench.metrics.attributes import CONTINUOUS_NAMES, DISCRETE_NAMES, AttributeReference
+from mibench.metrics.attribute_reference import CONTINUOUS_NAMES, DISCRETE_NAMES, AttributeReference
 from mibench.metrics.bootstrap import interval
 from mibench.registry import METRICS
 from mibench.runconfig import RunConfig

@@ -18,7 +18,7 @@ import time
 import torch
 
 from mibench.cache import Cache
-from mibench.metrics.attributes import AttributeReference
+from mibench.metrics.attribute_reference import AttributeReference
 from mibench.metrics.context import EvalContext
 from mibench.metrics.evaluate import default_metrics
 from mibench.metrics.perceptual import load_st_lpips, nearest_perceptual_distance

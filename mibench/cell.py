@@ -30,7 +30,7 @@ from mibench.cache import Cache
 from mibench.errors import MibenchError
 from mibench.experiments import plan_cells
 from mibench.metrics import bootstrap
-from mibench.metrics.attributes import AttributeReference
+from mibench.metrics.attribute_reference import AttributeReference
 from mibench.metrics.context import EvalContext
 from mibench.metrics.evaluate import measure
 from mibench.metrics.reference import PrivateReference, ReferenceStore

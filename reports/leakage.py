@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mibench.metrics.attributes import CONTINUOUS_NAMES, DISCRETE_NAMES
+from mibench.metrics.attribute_reference import CONTINUOUS_NAMES, DISCRETE_NAMES
 from mibench.reports.runs import CellRecord
 from mibench.reports.tables import MISSING, cell_label, format_measured, format_value
 from mibench.store import Subset

@@ -10,7 +10,7 @@ from mibench.cli import main
 from mibench.datasets.synth import WorldConfig, build_world
 from mibench.metrics import EvalContext, PrivateReference, measure
 from mibench.metrics.attribute_model import AttributeConfig, N_CONTINUOUS, train_regressor
-from mibench.metrics.attributes import AttributeReference, continuous_errors, discrete_hits
+from mibench.metrics.attribute_reference import AttributeReference, continuous_errors, discrete_hits
 from mibench.metrics.bootstrap import interval, to_row
 from mibench.registry import METRICS
 from mibench.reports.leaderboard import leaderboard_markdown

@@ -120,7 +120,7 @@ def test_zoo_entry_is_pretrained_open_set_and_an_evaluation_model() -> None:
     with pytest.raises(TargetError, match="trained here as a target"):
         zoo.evaluator_entry("arcface")
     with pytest.raises(TargetError,
-                       match="choose one of densenet-121, kedmi-facenet, dlib-resnet"):
+                       match="choose one of densenet-121, kedmi-facenet, resnet-18, dlib-resnet"):
         zoo.evaluator_entry("nope")
     with pytest.raises(TargetError, match="nothing to import"):
         zoo.import_weights("x.pt", "dlib-resnet", None, None)  # type: ignore[arg-type]

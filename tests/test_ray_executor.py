@@ -105,7 +105,7 @@ def test_ray_grid_stores_what_the_local_executor_stores(tmp_path):
     assert [c[:5] for c in cells] == [("gmi", "arcface-18", "similar", 3, "done"),
                                       ("gmi", "arcface-18", "similar", 4, "done")]
     assert cells == stores["local"][0]  # queries too: the prior's are booked on seed 3's cell
-    assert metrics == stores["local"][1] and len(metrics) == 2 * 2 * 20  # 19 metrics + natural_acc
+    assert metrics == stores["local"][1] and len(metrics) == 2 * 2 * 22  # 21 metrics + natural_acc
     assert samples.keys() == stores["local"][2].keys() and len(samples) == 2
     for name, images in samples.items():
         assert torch.equal(images, stores["local"][2][name])

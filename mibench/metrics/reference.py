@@ -26,7 +26,7 @@ from mibench.metrics.batching import logits_and_features, module_device
 from mibench.world import Split
 
 if TYPE_CHECKING:
-    from mibench.metrics.attributes import AttributeReference
+    from mibench.metrics.attribute_reference import AttributeReference
 
 log = logging.getLogger("mibench.metrics")
 
