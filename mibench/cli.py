@@ -93,7 +93,8 @@ def _add_run(sub: Subparsers) -> None:
     _config_options(p)
     p.add_argument("--experiment", metavar="NAME",
                    help="a paper experiment: table1…table6 or efficiency (`mibench list "
-                   "experiments`); it fixes attacks, targets and aux sets")
+                   "experiments`); it fixes attacks, targets and aux sets; "
+                   "--attacks / --targets keep a subset of its cells")
     p.add_argument("--attacks", help="names, comma list or 'all'")
     p.add_argument("--targets", help="names, aliases, patterns (arcface-*) or 'all'")
     p.add_argument("--aux", choices=["similar", "hq", "wild"], help="auxiliary data for attacks")

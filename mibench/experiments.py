@@ -133,9 +133,12 @@ def get_experiment(name: str) -> Experiment:
 
 def plan_cells(run: Mapping[str, Any]) -> list[PlanCell]:
     """The (attack, target, aux) cells of a resolved ``run`` section, seeds not yet applied:
-    the experiment's plan, or ``attacks × targets`` with the run's one aux set."""
+    the experiment's plan (kept to the run's attacks and targets), or ``attacks × targets``
+    with the run's one aux set."""
     if run.get("experiment"):
-        return get_experiment(run["experiment"]).restricted(run.get("defense", "")).cells()
+        experiment = get_experiment(run["experiment"]).restricted(run.get("defense", ""))
+        return experiment.subset(*(run[k].split(",") if run.get(k) else None
+                                   for k in ("attacks", "targets"))).cells()
     return [PlanCell(a, t, run["aux"]) for a in ATTACKS.expand(run["attacks"])
             for t in TARGETS.expand(run["targets"])]
 

@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from mibench.errors import ConfigError
 from mibench.findings import ExperimentTable, Finding, Stat, Verdict, aggregate
 from mibench.metrics.bootstrap import combine
 from mibench.store import Subset
@@ -86,6 +87,22 @@ class Experiment:
         kept = tuple(t for t in self.targets
                      if "+" not in t or t.split("+")[1].split(":")[0] == defense)
         return dataclasses.replace(self, targets=kept)
+
+    def subset(self, attacks: list[str] | None, targets: list[str] | None) -> Experiment:
+        """This plan with only the named ``attacks`` and ``targets`` (``None``: all of its own),
+        in the plan's order: ``--experiment defenses --attacks gmi,fgmia``. A name the plan does
+        not hold is a :class:`ConfigError`."""
+        kept = {}
+        for kind, chosen in (("attacks", attacks), ("targets", targets)):
+            own = getattr(self, kind)
+            if chosen is None:
+                continue
+            stray = [n for n in chosen if n not in own]
+            if stray:
+                raise ConfigError(f"--experiment {self.name} has no {kind} {', '.join(stray)}; "
+                                  f"its {kind}: {', '.join(own)}")
+            kept[kind] = tuple(n for n in own if n in chosen)
+        return dataclasses.replace(self, **kept) if kept else self
 
     def cells(self) -> list[PlanCell]:
         return [PlanCell(a, t, x) for a, t, x in itertools.product(self.attacks, self.targets,

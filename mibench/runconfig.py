@@ -37,8 +37,9 @@ class RunConfig(Config):
     world: str = param("synth", "the world (dataset) to run in")
     defense: str = param("", "keep only this defense's targets of a defense experiment "
                          "(e.g. defense-sweep); '' = all")
-    experiment: str = param("", "a named plan of the paper (table1…table6, efficiency) that "
-                            "fixes attacks, targets and aux sets; '' = use those fields")
+    experiment: str = param("", "a named plan of the paper (table1…table6, efficiency, "
+                            "defenses) that fixes attacks, targets and aux sets (attacks / "
+                            "targets given too keep a subset of it); '' = use those fields")
     aux: Literal["similar", "hq", "wild"] = param("similar", "auxiliary data given to attacks")
     identities: int = param(1000, "attack the first N private identities", ge=1)
     samples: int = param(16, "generated samples per identity (the paper's 16)", ge=1)
@@ -169,14 +170,17 @@ def _defenses(section: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _experiment_fields(run_section: Mapping[str, Any]) -> dict[str, Any]:
-    """The attacks, targets and aux of the named experiment; they cannot be given as well."""
+    """The attacks, targets and aux of the named experiment. ``attacks`` / ``targets`` given as
+    well keep a subset of the plan (each must be in it); its aux sets cannot be changed."""
     experiment = get_experiment(run_section["experiment"])
-    clash = sorted({"attacks", "targets", "aux"} & set(run_section))
-    if clash:
-        raise ConfigError(f"--experiment {experiment.name} fixes {', '.join(clash)}; drop "
-                          f"--{' --'.join(clash)} (or run without --experiment)")
+    if "aux" in run_section:
+        raise ConfigError(f"--experiment {experiment.name} fixes aux; drop --aux "
+                          "(or run without --experiment)")
     experiment = experiment.restricted(run_section.get("defense", ""))
     check_plan_names(experiment)
+    experiment = experiment.subset(
+        ATTACKS.expand(run_section["attacks"]) if run_section.get("attacks") else None,
+        TARGETS.expand(run_section["targets"]) if run_section.get("targets") else None)
     return {"attacks": ",".join(experiment.attacks), "targets": ",".join(experiment.targets),
             "aux": experiment.aux[0]}
 

@@ -8,7 +8,7 @@ import pytest
 from mibench.cli import main
 from mibench.experiments import (AT_SCALE, EXPERIMENTS, MAIN_ATTACKS, check_plan_names,
                                  get_experiment, plan_cells, seeds)
-from mibench.errors import UnknownNameError
+from mibench.errors import ConfigError, UnknownNameError
 from mibench.reports.experiment import experiment_markdown, experiment_view
 from mibench.reports.runs import load_run
 from mibench.runconfig import resolve
@@ -51,10 +51,26 @@ def test_an_experiment_fixes_the_grid_and_seeds_multiply_it():
         ("gmi", "arcface-18", "wild")]
 
 
-def test_an_experiment_with_its_own_attacks_is_a_one_line_error(capsys):
-    assert main(["run", "--experiment", "table6", "--attacks", "gmi", "--dry-run"]) == 2
+def test_an_experiment_with_other_aux_sets_is_a_one_line_error(capsys):
+    assert main(["run", "--experiment", "table6", "--aux", "wild", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "--experiment table6 fixes attacks; drop --attacks" in err and err.count("\n") == 1
+    assert "--experiment table6 fixes aux; drop --aux" in err and err.count("\n") == 1
+
+
+def test_attacks_and_targets_keep_a_subset_of_an_experiment_in_its_order():
+    tree = resolve("smoke", flags={"experiment": "defenses", "attacks": "fgmia,gmi",
+                                   "targets": "ir152,ir152+*"})
+    cells = plan_cells(tree["run"])
+    assert tree["run"]["attacks"] == "gmi,fgmia" and set(tree["attacks"]) == {"gmi", "fgmia"}
+    assert {c.attack for c in cells} == {"gmi", "fgmia"}
+    assert {c.target for c in cells} == {t for t in get_experiment("defenses").targets
+                                         if t.startswith("ir152")}
+    assert len(cells) == 2 * len({c.target for c in cells}) > 2
+
+
+def test_an_attack_outside_the_experiment_is_a_config_error():
+    with pytest.raises(ConfigError, match="table6 has no attacks gmi"):
+        resolve("smoke", flags={"experiment": "table6", "attacks": "gmi"})
 
 
 def test_the_table_is_laid_out_like_the_paper_with_mean_and_std_over_seeds(tmp_path):
