@@ -260,7 +260,8 @@ def _status_row(name: str, status: Any, recipe: str) -> list[str]:
 
 def cmd_zoo_list(args: argparse.Namespace) -> int:
     from mibench.targets.defended import defended_names
-    from mibench.targets.zoo import EVALUATORS, entry_status, get_entry, recipe_summary
+    from mibench.targets.zoo import (EVALUATORS, entry_state, entry_status, get_entry,
+                                    recipe_summary)
 
     world, cache, preset = _world_identity(args)
     defended = defended_names()
@@ -270,9 +271,9 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
         rows.append(_status_row(name, entry_status(entry, world, cache, preset),
                                 recipe_summary(entry, preset)))
         for variant in (v for v in defended if v.startswith(f"{name}+")):
-            status = entry_status(get_entry(variant), world, cache, preset)
-            if status.state != "not trained":  # defended models: listed once trained
-                rows.append(_status_row(f"  {variant}", status, "defended"))
+            if entry_state(get_entry(variant), world, cache, preset) != "not trained":
+                status = entry_status(get_entry(variant), world, cache, preset)
+                rows.append(_status_row(f"  {variant}", status, "defended"))  # once trained
     print(f"preset {preset}, world {world.name} {world.fingerprint}; accuracy on private-test "
           "(open set: identification against the enrolled gallery)")
     print(_table(["name", "kind", "params", "resolution", "accuracy", "train time", "state",

@@ -14,6 +14,7 @@ The entry table's public names are importable from here as well.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -45,7 +46,7 @@ from mibench.world import World, WorldSummary
 
 __all__ = ["AnyEntry", "DEFAULT_EVALUATOR", "EVALUATORS", "FINE_TUNE_EPOCHS", "FINE_TUNE_ROUNDS",
            "PretrainedEntry", "SECOND_EVALUATOR", "ZooEntry", "ZooModel", "ZooStatus", "awaits_import", "entry_key",
-           "entry_status", "evaluator_entry", "expand_names", "get_entry", "import_weights",
+           "entry_state", "entry_status", "evaluator_entry", "expand_names", "get_entry", "import_weights",
            "load_entry", "load_evaluator", "load_target", "parameter_count", "recipe", "recipe_summary",
            "resolve_device", "second_evaluator_name", "user_weights_path"]
 
@@ -291,10 +292,42 @@ def load_evaluator(world: World, cache: Cache, preset: str = "mini",
 
 
 def parameter_count(entry: ZooEntry, preset: str, num_classes: int) -> int:
-    """Trainable and frozen parameters of ``entry`` at ``preset`` (built on the meta device)."""
+    """Trainable and frozen parameters of ``entry`` at ``preset`` (built once per architecture,
+    on the meta device)."""
+    cfg = entry.resolve(preset)
+    shape = {k: v for k, v in cfg.to_dict().items() if k not in SCHEDULE_FIELDS}
+    return _meta_parameter_count(json.dumps(shape, sort_keys=True), num_classes)
+
+
+SCHEDULE_FIELDS = frozenset({"epochs", "batch_size", "lr", "warmup_epochs", "momentum",
+                             "weight_decay", "images_per_identity", "augment",
+                             "label_smoothing", "seed"})
+"""TargetConfig fields that change training but not the network, so not its size."""
+
+
+@functools.lru_cache(maxsize=None)
+def _meta_parameter_count(shape_json: str, num_classes: int) -> int:
     with torch.device("meta"):
-        target = build_target(entry.resolve(preset), num_classes)
+        target = build_target(TargetConfig(**json.loads(shape_json)), num_classes)
     return sum(p.numel() for p in target.parameters())
+
+
+def entry_state(entry: AnyEntry, world: World | WorldSummary, cache: Cache, preset: str) -> str:
+    """Whether ``entry`` is trained, cached, installed or still to train (cheap: builds nothing)."""
+    if isinstance(entry, PretrainedEntry):
+        return _pretrained_status(entry, world, cache).state
+    return _recorded(entry, world, cache, preset)[0]
+
+
+def _recorded(entry: ZooEntry, world: World | WorldSummary, cache: Cache,
+              preset: str) -> tuple[str, Mapping[str, Any]]:
+    user = user_weights_path(cache, preset, entry.name)
+    if user.is_file():
+        return "user weights", load_checkpoint(user).metrics
+    found = cache.lookup(COMPONENT, entry_key(entry, world, cache, preset))
+    if found:
+        return "cached", json.loads((found / INFO).read_text())["metrics"]
+    return ("not imported" if entry.imported else "not trained"), {}
 
 
 def entry_status(entry: AnyEntry, world: World | WorldSummary, cache: Cache,
@@ -303,15 +336,7 @@ def entry_status(entry: AnyEntry, world: World | WorldSummary, cache: Cache,
     if isinstance(entry, PretrainedEntry):
         return _pretrained_status(entry, world, cache)
     cfg = entry.resolve(preset)
-    user = user_weights_path(cache, preset, entry.name)
-    metrics: Mapping[str, Any] = {}
-    if user.is_file():
-        state, metrics = "user weights", load_checkpoint(user).metrics
-    else:
-        found = cache.lookup(COMPONENT, entry_key(entry, world, cache, preset))
-        state = "cached" if found else "not imported" if entry.imported else "not trained"
-        if found:
-            metrics = json.loads((found / INFO).read_text())["metrics"]
+    state, metrics = _recorded(entry, world, cache, preset)
     return ZooStatus(entry.name, entry.role, cfg.kind,
                      parameter_count(entry, preset, world.num_private), cfg.input_resolution,
                      metrics.get("val_accuracy"), metrics.get("wall_time_s"), state)

@@ -15,7 +15,8 @@ from mibench.targets import (EVALUATORS, OpenSetModel, TargetError, build_target
                              load_target, zoo)
 from mibench.targets.config import ADDED_KNOBS, CLOSED_SET_RECIPE, TargetConfig
 from mibench.targets.zoo import (PretrainedEntry, expand_names, get_entry, import_weights,
-                                 load_entry, resolve_device, user_weights_path)
+                                 load_entry, parameter_count, resolve_device,
+                                 user_weights_path)
 from mibench.testing import toy_world
 from mibench.world import World
 
@@ -236,3 +237,15 @@ def test_cli_trains_lists_and_imports_in_the_smoke_world(tmp_path: Path,
     assert cli.main(["zoo", "import", str(file), "--as", "evolve", *common]) == 0
     assert cli.main(["zoo", "list", *common]) == 0
     assert "user weights" in capsys.readouterr().out.split("evolve")[-1].splitlines()[0]
+
+
+@pytest.mark.parametrize("variant", ["ir152+ls", "ir152+mid", "ir152+bido"])
+def test_parameter_count_is_counted_per_network_not_per_recipe(variant: str) -> None:
+    """Counts are memoised on the network's fields only: a defense that changes the network
+    (MID's bottleneck) changes the count, one that changes only training does not."""
+    undefended = get_entry("ir152")
+    assert parameter_count(undefended, "smoke", 7) == \
+        sum(p.numel() for p in build_target(undefended.resolve("smoke"), 7).parameters())
+    entry = get_entry(variant)
+    built = build_target(entry.resolve("smoke"), 7)
+    assert parameter_count(entry, "smoke", 7) == sum(p.numel() for p in built.parameters())
