@@ -1,5 +1,5 @@
 """Issue 18.6: the candidate TransF / ScaleFT readings and the 32 → 16 filter, on toy data with
-known answers, and wired into FGMIA (defaults unchanged)."""
+known answers, and wired into FGMIA (default: the centred head rows, Σ = I)."""
 
 from __future__ import annotations
 
@@ -122,14 +122,31 @@ def test_within_and_radius_readings_use_the_cached_aux_identity_statistics(cache
     assert ctx.ledger.total("forward") == queries           # prior and statistics cached
     default = FGMIAConfig.resolve("smoke")
     assert (default.transf_covariance, default.transf_map, default.scaleft,
-            default.oversample) == ("total", False, "moment", 1)     # today's readings
+            default.oversample) == ("none", False, "moment", 1)      # measured best (18.6)
+
+
+def test_default_condition_is_the_centred_head_row_at_the_aux_spread(cache):
+    target = ColourHead()
+    ctx = toy_context(cache=cache, target=target, aux=labelled_colours(), fingerprint="default",
+                      aux_fingerprint="labelled-colours")
+    attack = FGMIA(config())
+    attack.prepare(ctx)
+    head = target.head.weight.detach()
+    mean, std = attack.prior.mean, attack.prior.std
+    expected = scaleft(head - head.mean(0), mean, std, attack.prior.mean_norm.item(), "moment")
+    total = scaleft(transf(head, attack.prior.covariance), mean, std, 0.0, "moment")
+    labels = torch.tensor([0, 1, 2])
+    conditions = attack.identity_conditions(ctx.target, labels)
+    assert torch.allclose(conditions, expected, atol=1e-5)
+    assert not torch.allclose(conditions, total, atol=1e-3)      # not the old total-Σ reading
 
 
 def test_map_reading_and_oversampling(cache):
     target = ColourHead()
     ctx = toy_context(cache=cache, target=target, aux=labelled_colours(), fingerprint="map",
                       aux_fingerprint="labelled-colours")
-    attack = FGMIA(config(transf_map=True, scaleft="none", oversample=2))
+    attack = FGMIA(config(transf_covariance="total", transf_map=True, scaleft="none",
+                          oversample=2))
     attack.prepare(ctx)
     mean = attack.prior.mean
     expected = map_features(target.head.weight.detach(), target.head.bias.detach(), mean,
