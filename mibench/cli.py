@@ -109,6 +109,8 @@ def _add_run(sub: Subparsers) -> None:
                    "default, the paper's) or the mean of all of them (mean)")
     p.add_argument("--eval-model", help="evaluation model (default densenet-121; or a "
                    "pretrained model, e.g. dlib-resnet)")
+    p.add_argument("--eval2-model", help="second, independent evaluation model (default "
+                   "resnet-18; 'none' = off)")
     p.add_argument("--results-dir", help="results directory (default ./runs)")
     p.add_argument("--executor", choices=["local", "ray"],
                    help="local (default): cells one after another here; ray: each cell, target "

@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in ("experiment", "attacks", "targets", "aux",
                                            "identities", "samples", "seed", "seeds", "device",
                                            "results_dir", "cache_dir", "eval_model",
-                                           "enrolment", "executor", "address", "workers")}
+                                           "eval2_model", "enrolment", "executor", "address", "workers")}
     run_id = None
     if args.resume:
         store = Store(args.results_dir or "runs")

@@ -20,7 +20,7 @@ from mibench.store import Subset
 DISPLAY_ORDER = ("eval_acc1", "eval_acc5", "eval2_acc1", "eval2_acc5", "transfer_gap",
                  "target_acc1", "target_acc5", "sar_far1e-3", "knn_cos", "knn_l2",
                  "feat_dist", "fid", "kid", "precision", "recall", "density", "coverage",
-                 "lpips", "st_lpips")
+                 "lpips", "st_lpips", "attr_err", "attr_acc")
 ARROWS = {"higher": "↑", "lower": "↓"}
 MISSING = "n/a"
 # The transfer flag: eval_acc1 − eval2_acc1 above FLAG_GAP with its 95 % interval above 0.

@@ -130,3 +130,11 @@ def test_dry_run_at_paper_prints_the_target_recipes(capsys, monkeypatch):
         "densenet", "closed", "private-train")
     second = recipes["eval2_model_recipe"]["resnet-18"]
     assert (second["arch"], second["depth"], second["seed"]) == ("resnet", 18, 1)
+
+
+def test_eval2_model_flag_sets_the_second_evaluator(capsys):
+    code, out, _ = run(capsys, "run", "--preset", "smoke", "--eval2-model", "none", "--dry-run")
+    assert code == 0 and yaml.safe_load(out)["run"]["eval2_model"] == "none"
+    code, _, err = run(capsys, "run", "--preset", "smoke", "--eval2-model", "densenet-121",
+                       "--dry-run")
+    assert code == 2 and "already the first evaluation model" in err
