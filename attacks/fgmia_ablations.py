@@ -1,7 +1,11 @@
 """The FGMIA ablations of paper Table VI, each registered as its own attack: ``fgmia-no-fg``
 conditions the prior on the target's logits, ``fgmia-no-transf`` starts closed-set conditions
 from the raw head rows, ``fgmia-no-scaleft`` uses the TransF directions unscaled
-(``attacks/fgmia.py``; the last two equal FGMIA on open-set targets)."""
+(``attacks/fgmia.py``; the last two equal FGMIA on open-set targets).
+
+Remaining deviations from the official code: FGMIA's (``attacks/fgmia.py``); the public code
+has no ablations, so these three are our definitions of the paper's Table VI rows (attacks.md
+§8.7)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,11 @@ the first draws unfiltered. The card's uncertain parts are switches: ``guidance_
 ``candidates``, ``filter``.
 Queries: |aux| label queries in ``prepare``; ``candidates`` label queries per sample (0 without
 the filter), plus the protocol's selection.
+
+Remaining deviations from the official code: there is no public code to deviate from; the
+[INFERRED] parts of the card (the label-only filter, its ``candidates`` count, the guidance
+scale) are our reading of the paper, and ``smoke``/``mini`` sample the shared autoencoder's
+latents with v-prediction and 10 DDIM steps (as FGMIA, ``attacks/fgmia.py``).
 """
 
 from __future__ import annotations
