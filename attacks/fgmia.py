@@ -1,7 +1,8 @@
 """FGMIA — Feature-Guided Model Inversion Attacks (Lu et al., IEEE TIFS 2025), attacks.md §8.
 
 Prior (§8.4): a conditional diffusion model trained on the aux split, each image paired with the
-*target's* feature of that image (white-box feature access; one forward query per aux image).
+*target's* feature of that image, and its mirror image with the mirror's feature, as the official
+code (white-box feature access; two forward queries per aux image).
 The feature enters the UNet only through cross-attention (§8.3). Open-set features are
 L2-normalised, closed-set ones are the raw penultimate features. ``paper`` denoises 112×112
 pixels with the ~100M-parameter, 6-level UNet of the diffusers recipe; ``smoke`` / ``mini``
@@ -74,8 +75,7 @@ Remaining deviations from the official code (FGMIA_codes):
   head row at the aux features' per-dimension spread (measured best of six readings, above).
 - ``oversample`` defaults to 1 (the run's 16 samples drawn, all kept); the official code
   draws 32 and keeps the best 16 by cosine (``oversample=2``).
-- A flipped training image is paired with the unflipped image's feature (``flip_p``);
-  ``smoke``/``mini`` denoise autoencoder latents with v-prediction (see above).
+- ``smoke``/``mini`` denoise autoencoder latents with v-prediction (see above).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ from mibench.access import TargetView
 from mibench.attack import FORWARD_BATCH, Attack, AttackContext, AttackSpec
 from mibench.attacks.fgmia_readings import (SCALEFT_MODES, aux_identity_stats, keep_best,
                                             scaleft, transf_directions)
-from mibench.attacks.priors.autoencoder import (ConvAutoencoder, LatentSpaceConfig, random_flip,
+from mibench.attacks.priors.autoencoder import (ConvAutoencoder, LatentSpaceConfig,
                                                 shared_autoencoder)
 from mibench.attacks.priors.cached import cached_module
 from mibench.attacks.priors.diffusion import (PREDICTIONS, ConditionalDenoiser, ddim_sample,
@@ -106,7 +106,7 @@ from mibench.selection import best_per_identity
 PRIOR_FIELDS = ("condition", "space", "prediction", "resolution", "block_channels", "attention",
                 "layers_per_block", "token_dim", "head_dim", "train_steps", "batch_size", "lr",
                 "warmup", "weight_decay", "betas", "max_ema_decay", "condition_dropout",
-                "flip_p")
+                "flip")
 
 
 @dataclass
@@ -155,8 +155,9 @@ class FGMIAConfig(LatentSpaceConfig):
     max_ema_decay: float = param(0.9999, "EMA decay cap", ge=0, lt=1)
     condition_dropout: float = param(0.0, "probability of dropping the condition in training "
                                      "(needed for guidance_scale ≠ 1)", ge=0, lt=1)
-    flip_p: float = param(0.5, "horizontal-flip probability of training images (the "
-                          "condition is the unflipped image's)", ge=0, le=1)
+    flip: bool = param(True, "train on each aux image and its mirror image, each paired with "
+                       "its own target feature (as the official code; one more forward query "
+                       "per aux image)")
     sampler_steps: int = param(50, "DDIM steps", ge=1)
     eta: float = param(0.0, "DDIM η (0 = deterministic)", ge=0)
     guidance_scale: float = param(1.0, "classifier-free guidance (1 = none, as published)",
@@ -252,7 +253,7 @@ class FGMIA(Attack):
                 head_dim=cfg.head_dim))
 
         prior = cached_module(ctx, "prior-fgmia", prior_config, make,
-                              lambda module: self._train(module, target, ctx), version="2")
+                              lambda module: self._train(module, target, ctx), version="3")
         self.prior = prior.requires_grad_(False)
         self.stats = None
         if not self.normalised and (cfg.transf_covariance == "within" or cfg.scaleft == "radius"):
@@ -280,16 +281,22 @@ class FGMIA(Attack):
             return in_batches(conditions, images, images.device, FORWARD_BATCH).to(images.device)
 
     def _train(self, prior: FGMIAPrior, target: TargetView, ctx: AttackContext) -> None:
-        """Pair each aux image with its target condition and fit the denoiser (§8.4)."""
+        """Pair each aux image (and, with ``flip``, its mirror image) with its own target
+        condition and fit the denoiser (§8.4)."""
         cfg = self.config
         images = ctx.aux_images(cfg.resolution)
         conditions = self._conditions_of(target, images)
+        if cfg.flip:
+            conditions = torch.cat([conditions, self._conditions_of(target, images.flip(-1))])
         prior.denoiser.set_condition_statistics(conditions)
         prior.mean_norm.fill_(conditions.norm(dim=1).mean().item())
         prior.covariance.copy_(torch.cov(conditions.t()))
 
         def samples(index: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-            batch = random_flip(images[index].float().div_(255), gen, cfg.flip_p)
+            mirrored = index >= len(images)
+            batch = images[index % len(images)].float().div_(255)
+            batch = torch.where(mirrored[:, None, None, None].to(batch.device), batch.flip(-1),
+                                batch)
             if self.autoencoder is not None:
                 with torch.no_grad():
                     return self.autoencoder.encode(batch)

@@ -17,7 +17,7 @@ from mibench.attacks.priors.diffusion import ConditionalDenoiser
 from mibench.errors import CacheError
 from mibench.registry import ATTACKS
 from mibench.target import OpenSetTarget, Target
-from mibench.testing import assert_loaded_from_cache, colour_aux, toy_context
+from mibench.testing import assert_loaded_from_cache, colour_aux, noise_aux, toy_context
 from mibench.world import Split
 
 
@@ -156,7 +156,7 @@ def test_conditions_follow_each_switch(cache):
 def test_prior_is_cached_per_target_and_shared_by_the_feature_ablations(cache):
     ctx = context(ColourHead(), cache)
     FGMIA(config()).prepare(ctx)
-    assert ctx.ledger.total("forward") == 96          # one feature query per aux image
+    assert ctx.ledger.total("forward") == 192         # each aux image and its mirror
     assert len(cached(cache, "prior-fgmia")) == len(cached(cache, "prior-autoencoder")) == 1
 
     for name in ("fgmia-no-transf", "fgmia-no-scaleft"):
@@ -166,6 +166,27 @@ def test_prior_is_cached_per_target_and_shared_by_the_feature_ablations(cache):
     with pytest.raises(AssertionError, match="trained, not loaded"):
         with assert_loaded_from_cache(cache, "prior-fgmia"):
             FGMIA(config()).prepare(context(ColourGallery(), cache))   # another target: retrains
+
+
+class LeftHalfHead(ColourHead):
+    """Closed set: feature = mean colour of the image's left half (changes under a flip)."""
+
+    def embed(self, x):
+        return x[..., : x.shape[-1] // 2].mean(dim=(2, 3))
+
+
+def test_mirror_images_are_trained_with_their_own_features(cache):
+    target, aux = LeftHalfHead(), noise_aux(32, resolution=16)
+    images = aux.float_images()
+    own = torch.cat([target.embed(images), target.embed(images.flip(-1))])
+    for flip, features in ((True, own), (False, own[:32])):
+        ctx = toy_context(cache=cache, target=target, aux=aux, fingerprint=f"left:{flip}",
+                          aux_fingerprint="noise")
+        attack = FGMIA(config(flip=flip))
+        attack.prepare(ctx)
+        assert ctx.ledger.total("forward") == len(features)
+        assert torch.allclose(attack.prior.covariance, torch.cov(features.t()), atol=1e-5)
+        assert torch.allclose(attack.prior.mean, features.mean(0), atol=1e-5)
 
 
 def test_sampling_makes_no_queries_and_selection_one_per_sample(cache):
