@@ -27,8 +27,8 @@ reconstructions):
   uses the total covariance of the aux features the prior was trained on, which adds the
   between-class spread and is not exact. With Σ = I (``"none"``, the default, attacks.md §8.7's
   recommendation) it is the centred row w_k − w̄, the direction that maximises the identity's
-  logit margin over the average class per unit norm. ``transf_map`` instead takes d_k = f_k − μ with f_k the MAP feature of class k under
-  N(μ, Σ) (``fgmia_readings.map_features``);
+  logit margin over the average class per unit norm. ``transf_map`` instead takes d_k = f_k − μ
+  with f_k the MAP feature of class k under N(μ, Σ) (``fgmia_readings.map_features``);
 - closed-set, **ScaleFT** (``moment``, default): the feature at μ plus d_k scaled so that its
   standardised coordinates u = (f − μ)/σ have the root-mean-square size of a real feature
   (‖u‖ = √d): f̂_k = μ + σ ⊙ √d·(d_k/σ)/‖d_k/σ‖, with μ, σ the per-dimension statistics of the

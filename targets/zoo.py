@@ -46,7 +46,8 @@ from mibench.world import World, WorldSummary
 
 __all__ = ["AnyEntry", "DEFAULT_EVALUATOR", "EVALUATORS", "FINE_TUNE_EPOCHS", "FINE_TUNE_ROUNDS",
            "PretrainedEntry", "SECOND_EVALUATOR", "ZooEntry", "ZooModel", "ZooStatus", "awaits_import", "entry_key",
-           "entry_state", "entry_status", "evaluator_entry", "expand_names", "get_entry", "import_weights",
+           "entry_state", "entry_status", "evaluator_entry", "expand_names", "get_entry",
+           "import_weights",
            "load_entry", "load_evaluator", "load_target", "parameter_count", "recipe", "recipe_summary",
            "resolve_device", "second_evaluator_name", "user_weights_path"]
 
