@@ -102,7 +102,12 @@ class Experiment:
                 raise ConfigError(f"--experiment {self.name} has no {kind} {', '.join(stray)}; "
                                   f"its {kind}: {', '.join(own)}")
             kept[kind] = tuple(n for n in own if n in chosen)
-        return dataclasses.replace(self, **kept) if kept else self
+        kept = {k: v for k, v in kept.items() if v != getattr(self, k)}
+        if not kept:
+            return self
+        said = "; ".join(f"{kind} {', '.join(names)}" for kind, names in kept.items())
+        return dataclasses.replace(self, **kept, summary=f"{self.summary} — this run: a subset, "
+                                                         f"{said}")
 
     def cells(self) -> list[PlanCell]:
         return [PlanCell(a, t, x) for a, t, x in itertools.product(self.attacks, self.targets,

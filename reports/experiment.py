@@ -79,7 +79,10 @@ def experiment_view(run: RunRecord) -> ExperimentView | None:
     Columns without a single value are left out and listed with the reason."""
     if not run.experiment:
         return None
-    experiment = get_experiment(run.experiment)
+    full = get_experiment(run.experiment)
+    attacks = [a for a in full.attacks if a in run.attacks]
+    targets = [t for t in full.targets if t in run.targets]
+    experiment = full.subset(attacks or None, targets or None)  # a subset run: say so
     table = experiment.table(run.cells)
     shown = [c for c in table.columns
              if any(stats.get(c) is not None for stats in table.entries.values())]

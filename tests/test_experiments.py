@@ -148,3 +148,12 @@ def test_every_experiment_runs_at_smoke_and_reports_its_table(name, tmp_path, sm
         assert "mean ± std over 2 seeds" in html and "seeds 0, 1" in board
         assert {c["images"] for c in cells if c["attack"] == "fgmia"} == {
             f"{run_id}/fgmia/ir152/similar/seed{k}/images" for k in (0, 1)}
+
+
+def test_a_subset_says_so_in_its_summary_and_the_whole_plan_does_not():
+    full = get_experiment("defenses")
+    assert full.subset(list(full.attacks), None) is full
+    part = full.subset(["fgmia", "gmi"], None)
+    assert part.attacks == ("gmi", "fgmia") and part.targets == full.targets
+    assert part.summary.startswith(full.summary)
+    assert part.summary.endswith("this run: a subset, attacks gmi, fgmia")
