@@ -265,14 +265,17 @@ class FGMIA(Attack):
     def _autoencoder(self, ctx: AttackContext) -> ConvAutoencoder:
         return shared_autoencoder(ctx, self.config, self.config.resolution)
 
-    def _conditions_of(self, target: TargetView, images: torch.Tensor) -> torch.Tensor:
+    def _conditions_of(self, target: TargetView, images: torch.Tensor,
+                       mirrored: bool = False) -> torch.Tensor:
         """The target's condition vectors of [0, 1] images, or of uint8 ones made float one
-        batch at a time (the aux split is never copied whole as float; forward queries, no
-        autograd)."""
+        batch at a time, each mirrored first if ``mirrored`` (the aux split is never copied
+        whole; forward queries, no autograd)."""
 
         def conditions(batch: torch.Tensor) -> torch.Tensor:
             if batch.dtype == torch.uint8:
                 batch = batch.float().div(255)
+            if mirrored:
+                batch = batch.flip(-1)
             logits, features = target(batch)
             vectors = features if self.config.condition == "feature" else logits
             return F.normalize(vectors, dim=1) if self.normalised else vectors
@@ -287,7 +290,7 @@ class FGMIA(Attack):
         images = ctx.aux_images(cfg.resolution)
         conditions = self._conditions_of(target, images)
         if cfg.flip:
-            conditions = torch.cat([conditions, self._conditions_of(target, images.flip(-1))])
+            conditions = torch.cat([conditions, self._conditions_of(target, images, True)])
         prior.denoiser.set_condition_statistics(conditions)
         prior.mean_norm.fill_(conditions.norm(dim=1).mean().item())
         prior.covariance.copy_(torch.cov(conditions.t()))

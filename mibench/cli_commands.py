@@ -127,7 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in ("experiment", "attacks", "targets", "aux",
                                            "identities", "samples", "seed", "seeds", "device",
                                            "results_dir", "cache_dir", "eval_model",
-                                           "eval2_model", "enrolment", "executor", "address", "workers")}
+                                           "eval2_model", "enrolment", "executor", "address",
+                                           "workers")}
     run_id = None
     if args.resume:
         store = Store(args.results_dir or "runs")
@@ -271,8 +272,9 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
         rows.append(_status_row(name, entry_status(entry, world, cache, preset),
                                 recipe_summary(entry, preset)))
         for variant in (v for v in defended if v.startswith(f"{name}+")):
-            if entry_state(get_entry(variant), world, cache, preset) != "not trained":
-                status = entry_status(get_entry(variant), world, cache, preset)
+            defended_entry = get_entry(variant)
+            if entry_state(defended_entry, world, cache, preset) != "not trained":
+                status = entry_status(defended_entry, world, cache, preset)
                 rows.append(_status_row(f"  {variant}", status, "defended"))  # once trained
     print(f"preset {preset}, world {world.name} {world.fingerprint}; accuracy on private-test "
           "(open set: identification against the enrolled gallery)")
