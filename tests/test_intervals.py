@@ -19,8 +19,9 @@ from mibench.metrics import PrivateReference, measure
 from mibench.metrics.bootstrap import (HALF_SAMPLE, PERCENTILE, IntervalConfig, centred_interval,
                                        combine, from_row, half_sample_index, interval,
                                        percentile_interval, resample_index, to_row)
+from mibench.metrics.base import FeatureSets
 from mibench.metrics.context import EvalContext
-from mibench.metrics.kid import kernel_inception_distance
+from mibench.metrics.kid import kernel_inception_distance, polynomial_kernel, subset_mmd2
 from mibench.metrics.prdc import prdc
 from mibench.registry import METRICS
 from mibench.store import CellKey, Store
@@ -88,6 +89,38 @@ def test_kid_known_answer_self_and_shift():
     shifted, spread, _ = kernel_inception_distance(a, b + 1.0, subset_size=100)
     assert abs(same) < 0.02 * shifted and shifted > 0 and spread > 0
     assert abs(kernel_inception_distance(a, a, subset_size=100)[0]) < 0.02 * shifted
+
+
+def test_subset_mmd2_equals_the_unbiased_estimate_of_each_subset():
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(9, 4, generator=generator), torch.randn(12, 4, generator=generator) + 0.5
+    kernels = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
+    x_index = torch.stack([torch.randperm(9, generator=generator)[:5] for _ in range(3)])
+    y_index = torch.stack([torch.randperm(12, generator=generator)[:5] for _ in range(3)])
+    got = subset_mmd2(*kernels, x_index, y_index)
+    for row, (xs, ys) in enumerate(zip(x_index, y_index)):
+        a, b = x[xs].double(), y[ys].double()
+        k_aa, k_bb, k_ab = ((u @ v.t() / 4 + 1) ** 3 for u, v in ((a, a), (b, b), (a, b)))
+        expected = ((k_aa.sum() - k_aa.trace()) / 20 + (k_bb.sum() - k_bb.trace()) / 20
+                    - 2 * k_ab.mean())
+        assert got[row].item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["fid", "kid"])
+def test_a_resample_of_identities_slices_the_root_products_to_the_same_value(name):
+    """The half-sample replicates slice the root's pairwise matrices (issue 23.9): each gives
+    the value of feature sets built from the resampled rows alone."""
+    generator = torch.Generator().manual_seed(2)
+    sets = FeatureSets(torch.rand(40, 8, generator=generator), torch.arange(10).repeat(4),
+                       torch.rand(60, 8, generator=generator), torch.arange(10).repeat(6))
+    statistic = METRICS.get(name).statistic
+    statistic(sets)  # fills the root's products
+    for identities in (torch.tensor([0, 3, 4, 9]), torch.tensor([1, 2, 5, 6, 7])):
+        sliced = sets.of(identities)
+        fresh = FeatureSets(sliced.generated.clone(), sliced.generated_labels.clone(),
+                            sliced.private.clone(), sliced.private_labels.clone())
+        assert sliced._root is sets and fresh._root is None
+        assert statistic(sliced).value == pytest.approx(statistic(fresh).value, rel=1e-9)
 
 
 def test_prdc_known_answer_and_identical_sets():

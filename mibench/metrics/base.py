@@ -70,21 +70,58 @@ class Measured:
     detail: Mapping[str, float]
 
 
+Pair = Literal["gg", "pp", "gp"]
+"""Which rows a pairwise matrix pairs: generated (g) and private (p)."""
+
+
 @dataclass(frozen=True)
 class FeatureSets:
-    """The labelled feature sets a set metric compares (rows are samples, labels identities)."""
+    """The labelled feature sets a set metric compares (rows are samples, labels identities).
+
+    A set sliced by :meth:`of` remembers its rows in the sets it was sliced from (its root), so
+    a pairwise matrix (:meth:`pairwise`) is computed once on the root and sliced for every
+    resample of identities: the half-sample intervals of FID and KID recompute no products."""
 
     generated: torch.Tensor
     generated_labels: torch.Tensor
     private: torch.Tensor
     private_labels: torch.Tensor
+    _root: FeatureSets | None = field(default=None, repr=False, compare=False)
+    _rows: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False,
+                                                             compare=False)
+    _pairwise: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict, repr=False,
+                                                           compare=False)
 
     def of(self, identities: torch.Tensor) -> FeatureSets:
         """The rows of ``identities`` only (what a resample of identities compares)."""
         mine = torch.isin(self.generated_labels, identities.to(self.generated_labels.device))
         theirs = torch.isin(self.private_labels, identities.to(self.private_labels.device))
+        rows = (self._row_index("g")[mine.cpu()], self._row_index("p")[theirs.cpu()])
         return FeatureSets(self.generated[mine], self.generated_labels[mine],
-                           self.private[theirs], self.private_labels[theirs])
+                           self.private[theirs], self.private_labels[theirs],
+                           _root=self._root or self, _rows=rows)
+
+    def pairwise(self, key: str, pair: Pair,
+                 fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn(u, v)``, a |u|×|v| matrix of row pairs, for the sides ``pair`` names: computed
+        once under ``key`` on the root sets and sliced to this set's rows."""
+        root = self._root or self
+        if (key, pair) not in root._pairwise:
+            root._pairwise[key, pair] = fn(root._side(pair[0]), root._side(pair[1]))
+        full = root._pairwise[key, pair]
+        if self._root is None:
+            return full
+        first, second = (self._row_index(side).to(full.device) for side in pair)
+        return full[first[:, None], second[None, :]]
+
+    def _side(self, side: str) -> torch.Tensor:
+        return self.generated if side == "g" else self.private
+
+    def _row_index(self, side: str) -> torch.Tensor:
+        """This set's rows of ``side`` in the root's."""
+        if self._rows is None:
+            return torch.arange(self._side(side).shape[0])
+        return self._rows[0] if side == "g" else self._rows[1]
 
 
 @dataclass(frozen=True)

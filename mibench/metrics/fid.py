@@ -40,29 +40,36 @@ def inception_features(model: nn.Module, images: torch.Tensor, batch_size: int) 
     return features.double()
 
 
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+def inner_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a bᵀ`` in float64 (rows are samples)."""
+    return a.double() @ b.double().t()
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor,
+                     cross: torch.Tensor | None = None) -> float:
     """Fréchet distance of Gaussians fitted to two feature sets (rows are samples).
 
     ``|μa-μb|² + tr Σa + tr Σb - 2 tr (Σa Σb)^½`` with unbiased covariances. The trace term is
     computed exactly from the centred data A, B: the eigenvalues of Σa Σb are the squared
-    singular values of A Bᵀ / √((na-1)(nb-1)), and the R factors of thin QRs of A and B give the
-    same singular values from a matrix no larger than min(n, d)². No matrix square root, so no
-    imaginary parts to discard and no ε-offset for the singular covariances of small sets
-    (pytorch-fid's ``calculate_frechet_distance`` needs both).
+    singular values of A Bᵀ / √((na-1)(nb-1)), and A Bᵀ is the double-centred matrix of inner
+    products ``cross`` = a bᵀ (given when already computed: the half-sample intervals slice one
+    matrix for every resample). No matrix square root, so no imaginary parts to discard and no
+    ε-offset for the singular covariances of small sets (pytorch-fid's
+    ``calculate_frechet_distance`` needs both).
     """
     for name, x in (("first", a), ("second", b)):
         if x.ndim != 2 or x.shape[0] < MIN_IMAGES:
             raise ValueError(f"the {name} feature set must be n×d with n ≥ {MIN_IMAGES}, "
                              f"got {tuple(x.shape)}")
     a, b = a.double(), b.double()
+    cross = inner_products(a, b) if cross is None else cross.double()
     mean_a, mean_b = a.mean(dim=0), b.mean(dim=0)
-    centred_a, centred_b = a - mean_a, b - mean_b
     scale_a, scale_b = a.shape[0] - 1, b.shape[0] - 1
-    r_a = torch.linalg.qr(centred_a, mode="r").R
-    r_b = torch.linalg.qr(centred_b, mode="r").R
-    trace_sqrt = torch.linalg.svdvals(r_a @ r_b.t()).sum() / (scale_a * scale_b) ** 0.5
+    centred_cross = (cross - cross.mean(dim=1, keepdim=True) - cross.mean(dim=0, keepdim=True)
+                     + cross.mean())
+    trace_sqrt = torch.linalg.svdvals(centred_cross).sum() / (scale_a * scale_b) ** 0.5
     value = ((mean_a - mean_b).square().sum()
-             + centred_a.square().sum() / scale_a + centred_b.square().sum() / scale_b
+             + (a - mean_a).square().sum() / scale_a + (b - mean_b).square().sum() / scale_b
              - 2 * trace_sqrt)
     return max(value.item(), 0.0)  # exact arithmetic is ≥ 0; clip rounding below zero
 
@@ -97,5 +104,6 @@ def check_sizes(fake: int, real: int, what: str) -> None:
             "images", needs=("inception_weights", "private_images"), sets=inception_sets)
 def fid(sets: FeatureSets) -> Measured:
     check_sizes(sets.generated.shape[0], sets.private.shape[0], "FID")
-    return Measured(frechet_distance(sets.generated, sets.private),
+    cross = sets.pairwise("inner", "gp", inner_products)
+    return Measured(frechet_distance(sets.generated, sets.private, cross),
                     {"generated": sets.generated.shape[0], "private": sets.private.shape[0]})

@@ -21,7 +21,6 @@ from mibench.metrics.fid import check_sizes, inception_sets
 SUBSETS = 100          # Bińkowski et al.'s and torchmetrics' number of subsets
 SUBSET_SIZE = 1000     # Bińkowski et al.'s and torchmetrics' subset size
 SUBSET_SEED = 0        # ours: the subsets are drawn reproducibly
-CHUNK_ELEMENTS = 2**22  # kernel entries gathered at once (32 MB of float64)
 
 
 def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -34,27 +33,31 @@ def subset_mmd2(k_xx: torch.Tensor, k_yy: torch.Tensor, k_xy: torch.Tensor,
                 x_index: torch.Tensor, y_index: torch.Tensor) -> torch.Tensor:
     """The unbiased MMD² of each subset (rows of ``x_index`` and ``y_index``, S×m each).
 
-    ``Σ_{i≠j} k(xi,xj) / m(m-1) + Σ_{i≠j} k(yi,yj) / m(m-1) - 2 Σ_{i,j} k(xi,yj) / m²``.
-    """
+    ``Σ_{i≠j} k(xi,xj) / m(m-1) + Σ_{i≠j} k(yi,yj) / m(m-1) - 2 Σ_{i,j} k(xi,yj) / m²``, each
+    sum over a subset's kernel block as ``vᵀ K w`` with the subsets' 0/1 row indicators v, w:
+    S×n matrix products instead of gathering S blocks of m² entries."""
     m = x_index.shape[1]
-    chunk = max(1, CHUNK_ELEMENTS // (m * m))
-    values = []
-    for xs, ys in zip(x_index.split(chunk), y_index.split(chunk)):
-        xs, ys = xs.to(k_xx.device), ys.to(k_xx.device)
-        within_x = k_xx[xs[:, :, None], xs[:, None, :]]
-        within_y = k_yy[ys[:, :, None], ys[:, None, :]]
-        between = k_xy[xs[:, :, None], ys[:, None, :]]
-        off_x = within_x.sum((1, 2)) - within_x.diagonal(dim1=1, dim2=2).sum(1)
-        off_y = within_y.sum((1, 2)) - within_y.diagonal(dim1=1, dim2=2).sum(1)
-        values.append((off_x + off_y) / (m * (m - 1)) - 2 * between.sum((1, 2)) / (m * m))
-    return torch.cat(values)
+    in_x = indicators(x_index, k_xx.shape[0], k_xx)
+    in_y = indicators(y_index, k_yy.shape[0], k_yy)
+    off_x = ((in_x @ k_xx) * in_x).sum(1) - in_x @ k_xx.diagonal()
+    off_y = ((in_y @ k_yy) * in_y).sum(1) - in_y @ k_yy.diagonal()
+    between = ((in_x @ k_xy) * in_y).sum(1)
+    return (off_x + off_y) / (m * (m - 1)) - 2 * between / (m * m)
+
+
+def indicators(index: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
+    """S×n 0/1 rows marking each row of ``index`` (S×m distinct indices below ``n``)."""
+    rows = torch.zeros(index.shape[0], n, dtype=like.dtype, device=like.device)
+    return rows.scatter_(1, index.to(like.device), 1.0)
 
 
 def kernel_inception_distance(x: torch.Tensor, y: torch.Tensor, *, subsets: int = SUBSETS,
-                              subset_size: int = SUBSET_SIZE,
-                              seed: int = SUBSET_SEED) -> tuple[float, float, int]:
+                              subset_size: int = SUBSET_SIZE, seed: int = SUBSET_SEED,
+                              kernels: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
+                              = None) -> tuple[float, float, int]:
     """(mean, std over subsets, subset size) of the unbiased MMD² of feature sets ``x``, ``y``
-    (rows are samples); subsets of min(``subset_size``, |x|, |y|) rows of each, seeded."""
+    (rows are samples); subsets of min(``subset_size``, |x|, |y|) rows of each, seeded.
+    ``kernels`` are (k_xx, k_yy, k_xy) when already computed."""
     m = min(subset_size, x.shape[0], y.shape[0])
     if m < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {x.shape[0]} and "
@@ -62,8 +65,9 @@ def kernel_inception_distance(x: torch.Tensor, y: torch.Tensor, *, subsets: int 
     generator = torch.Generator().manual_seed(seed)
     x_index = torch.rand(subsets, x.shape[0], generator=generator).argsort(dim=1)[:, :m]
     y_index = torch.rand(subsets, y.shape[0], generator=generator).argsort(dim=1)[:, :m]
-    values = subset_mmd2(polynomial_kernel(x, x), polynomial_kernel(y, y),
-                         polynomial_kernel(x, y), x_index, y_index)
+    if kernels is None:
+        kernels = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
+    values = subset_mmd2(*kernels, x_index, y_index)
     std = values.std().item() if subsets > 1 else 0.0
     return values.mean().item(), std, m
 
@@ -74,6 +78,8 @@ def kernel_inception_distance(x: torch.Tensor, y: torch.Tensor, *, subsets: int 
 def kid(sets: FeatureSets) -> Measured:
     fake, real = sets.generated, sets.private
     check_sizes(fake.shape[0], real.shape[0], "KID")
-    mean, std, size = kernel_inception_distance(fake, real)
+    kernels = tuple(sets.pairwise("cubic", pair, polynomial_kernel)  # type: ignore[arg-type]
+                    for pair in ("gg", "pp", "gp"))
+    mean, std, size = kernel_inception_distance(fake, real, kernels=kernels)
     return Measured(mean, {"generated": fake.shape[0], "private": real.shape[0],
                            "subset_size": size, "subsets": SUBSETS, "std": std})
