@@ -78,8 +78,9 @@ def kernel_inception_distance(x: torch.Tensor, y: torch.Tensor, *, subsets: int 
 def kid(sets: FeatureSets) -> Measured:
     fake, real = sets.generated, sets.private
     check_sizes(fake.shape[0], real.shape[0], "KID")
-    kernels = tuple(sets.pairwise("cubic", pair, polynomial_kernel)  # type: ignore[arg-type]
-                    for pair in ("gg", "pp", "gp"))
+    kernels = (sets.pairwise("cubic", "gg", polynomial_kernel),
+               sets.pairwise("cubic", "pp", polynomial_kernel),
+               sets.pairwise("cubic", "gp", polynomial_kernel))
     mean, std, size = kernel_inception_distance(fake, real, kernels=kernels)
     return Measured(mean, {"generated": fake.shape[0], "private": real.shape[0],
                            "subset_size": size, "subsets": SUBSETS, "std": std})
