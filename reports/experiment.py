@@ -1,16 +1,20 @@
-"""A run of a paper experiment, laid out like the paper's table (rows × column groups), with
-the mean over seeds ± half its 95 % interval (± the std over seeds where there is no interval)
-and the verdict on each of the paper's findings."""
+"""A paper experiment laid out like the paper's table (rows × column groups), with the mean over
+seeds ± half its 95 % interval (± the std over seeds where there is no interval) and the verdict
+on each of the paper's findings.
+
+A view is filled from one run (the HTML report's section) or, in the leaderboard, from every run
+that holds the experiment's cells: its own runs, split by ``--targets`` into one results
+directory, and runs of a larger plan (``table1-ext`` holds ``table1`` and ``efficiency``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from mibench.errors import MibenchError
-from mibench.experiments import AT_SCALE, Experiment, Stat, Verdict, get_experiment
+from mibench.experiments import AT_SCALE, EXPERIMENTS, Experiment, Stat, Verdict, get_experiment
 from mibench.plans import NATURAL_ACC
 from mibench.registry import METRICS
-from mibench.reports.runs import RunRecord
+from mibench.reports.runs import CellRecord, RunRecord
 from mibench.reports.tables import (ARROWS, MISSING, format_count, format_pm, format_seconds,
                                     format_value, markdown_escape)
 from mibench.store import Subset
@@ -34,19 +38,25 @@ class Heading:
 
 @dataclass
 class ExperimentView:
-    """What the report and the leaderboard show of one experiment run."""
+    """What the report and the leaderboard show of one experiment."""
 
     experiment: Experiment
-    run: RunRecord
+    runs: list[RunRecord]                 # the runs whose cells fill it, in store order
     groups: list[str]
     headings: list[Heading]
     rows: list[tuple[str, list[str]]]     # row label, one text per (group, column)
     verdicts: list[Verdict]
     unmeasured: list[tuple[str, str]]     # (column, why) for columns without any value
+    seed_values: tuple[int, ...] = (0,)
 
     @property
     def seeds(self) -> int:
-        return len(self.run.seeds)
+        return len(self.seed_values)
+
+    @property
+    def borrowed(self) -> list[RunRecord]:
+        """The runs of another (larger) experiment whose cells this view shows."""
+        return [r for r in self.runs if r.experiment != self.experiment.name]
 
 
 def heading(column: str) -> Heading:
@@ -75,15 +85,52 @@ def format_stat(column: str, stat: Stat | None) -> str:
 
 
 def experiment_view(run: RunRecord) -> ExperimentView | None:
-    """The paper-table view of ``run``, or ``None`` when it was not run as an experiment.
-    Columns without a single value are left out and listed with the reason."""
+    """The paper-table view of ``run`` from its own cells, or ``None`` when it was not run as an
+    experiment."""
     if not run.experiment:
         return None
-    full = get_experiment(run.experiment)
-    attacks = [a for a in full.attacks if a in run.attacks]
-    targets = [t for t in full.targets if t in run.targets]
-    experiment = full.subset(attacks or None, targets or None)  # a subset run: say so
-    table = experiment.table(run.cells)
+    return _view(get_experiment(run.experiment), [run], run.cells)
+
+
+def experiment_views(runs: list[RunRecord]) -> list[ExperimentView]:
+    """One view per experiment that ``runs`` hold cells of, in the order of
+    :data:`EXPERIMENTS`, each per preset. An experiment takes the cells in its plan from every
+    run of it and of any experiment whose plan contains its plan; a cell (attack, target, aux,
+    seed) stored by several runs counts once, finished before unfinished, then the latest."""
+    views = []
+    for experiment in EXPERIMENTS.values():
+        plan = {(c.attack, c.target, c.aux) for c in experiment.cells()}
+        holders = [r for r in runs if r.experiment and plan <= _plan(r)]
+        for preset in dict.fromkeys(r.preset for r in holders):
+            chosen = [r for r in holders if r.preset == preset]
+            cells: dict[tuple[str, str, str, int], CellRecord] = {}
+            for run in chosen:
+                for cell in run.cells:
+                    key = (cell.attack, cell.target, cell.aux, cell.seed)
+                    if key[:3] in plan and (key not in cells or cell.done
+                                            or not cells[key].done):
+                        cells[key] = cell
+            if cells:
+                used = {c.run_id for c in cells.values()}
+                views.append(_view(experiment, [r for r in chosen if r.run_id in used],
+                                   list(cells.values())))
+    return views
+
+
+def _plan(run: RunRecord) -> set[tuple[str, str, str]]:
+    """The (attack, target, aux) cells the plan of ``run``'s experiment has (not only those it
+    ran: a ``--targets`` subset of ``table1-ext`` still holds cells of ``table1``)."""
+    full = get_experiment(run.experiment).restricted(run.config.get("run", {}).get("defense", ""))
+    return {(c.attack, c.target, c.aux) for c in full.cells()}
+
+
+def _view(full: Experiment, runs: list[RunRecord], cells: list[CellRecord]) -> ExperimentView:
+    """``full`` narrowed to the attacks and targets ``cells`` cover (a subset says so), with
+    the columns that hold a value; those without one are listed with the reason."""
+    attacks = [a for a in full.attacks if any(c.attack == a for c in cells)]
+    targets = [t for t in full.targets if any(c.target == t for c in cells)]
+    experiment = full.subset(attacks or None, targets or None)
+    table = experiment.table(cells)
     shown = [c for c in table.columns
              if any(stats.get(c) is not None for stats in table.entries.values())]
     rows = []
@@ -91,13 +138,14 @@ def experiment_view(run: RunRecord) -> ExperimentView | None:
         texts = [format_stat(col, table.entries.get((row, group), {}).get(col))
                  for group in table.groups for col in shown]
         rows.append((row, texts))
-    unmeasured = [(c, _reason(run, c)) for c in table.columns if c not in shown]
-    return ExperimentView(experiment, run, table.groups, [heading(c) for c in shown], rows,
-                          experiment.verdicts(table), unmeasured)
+    unmeasured = [(c, _reason(cells, c)) for c in table.columns if c not in shown]
+    return ExperimentView(experiment, runs, table.groups, [heading(c) for c in shown], rows,
+                          experiment.verdicts(table), unmeasured,
+                          seed_values=tuple(sorted({c.seed for c in cells})))
 
 
-def _reason(run: RunRecord, column: str) -> str:
-    for cell in run.cells:
+def _reason(cells: list[CellRecord], column: str) -> str:
+    for cell in cells:
         measured = cell.measurement(Subset.ALL, column)
         if measured is not None and measured.reason:
             return measured.reason
@@ -118,6 +166,11 @@ def experiment_markdown(view: ExperimentView) -> str:
              + (f"Mean over {view.seeds} seeds" if view.seeds > 1 else "One seed")
              + " ± half its 95 % interval over the attacked identities"
              + (" (± std over seeds where there is none)." if view.seeds > 1 else ".")]
+    if len(view.runs) > 1 or view.borrowed:
+        lines += ["", "Cells from " + ", ".join(
+            f"run `{r.run_id}`" + (f" (experiment `{r.experiment}`)"
+                                   if r.experiment != exp.name else "") for r in view.runs)
+            + "; seeds " + ", ".join(map(str, view.seed_values)) + "."]
     width = len(view.headings)
     header = [exp.rows, *(f"{h.label} {h.arrow}".rstrip() for h in view.headings)]
     for i, group in enumerate(view.groups):
@@ -126,7 +179,8 @@ def experiment_markdown(view: ExperimentView) -> str:
         lines += ["| " + " | ".join([f"`{label}`", *texts[i * width:(i + 1) * width]]) + " |"
                   for label, texts in view.rows]
     if view.unmeasured:
-        lines += ["", "Not measured in this run: " + "; ".join(
+        where = "this run" if len(view.runs) == 1 else "these runs"
+        lines += ["", f"Not measured in {where}: " + "; ".join(
             f"`{c}` ({markdown_escape(why)})" for c, why in view.unmeasured) + "."]
     if view.verdicts:
         lines += ["", "What reproduces and what does not (the paper's findings, checked on the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -111,6 +112,18 @@ class RunRecord:
         """From the run's creation to its last finished cell (resumed runs include the gap)."""
         finished = [c.finished for c in self.cells if c.finished is not None]
         return max(finished) - self.created if finished else None
+
+    @property
+    def busy_seconds(self) -> float | None:
+        """The time at least one cell was running: the union of the cells' start–finish spans
+        (a run resumed in a later session leaves out the time between sessions)."""
+        spans = sorted((c.started, c.finished) for c in self.cells
+                       if c.started is not None and c.finished is not None)
+        total, end = 0.0, -math.inf
+        for start, finish in spans:
+            total += max(0.0, finish - max(start, end))
+            end = max(end, finish)
+        return total if spans else None
 
 
 def open_store(results_dir: str | Path) -> Store:

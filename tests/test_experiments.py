@@ -9,8 +9,10 @@ from mibench.cli import main
 from mibench.experiments import (AT_SCALE, EXPERIMENTS, MAIN_ATTACKS, check_plan_names,
                                  get_experiment, plan_cells, seeds)
 from mibench.errors import ConfigError, UnknownNameError
-from mibench.reports.experiment import experiment_markdown, experiment_view
-from mibench.reports.runs import load_run
+from mibench.reports.experiment import (experiment_markdown, experiment_view,
+                                        experiment_views)
+from mibench.reports.leaderboard import leaderboard_markdown, run_facts
+from mibench.reports.runs import CellRecord, load_run
 from mibench.runconfig import resolve
 from mibench.store import CellKey, Store
 
@@ -116,6 +118,72 @@ def test_findings_say_not_reproduced_and_not_measured_honestly(tmp_path):
     assert dict(view.rows)["fgmia"][scale] == "100 s"            # 0.1 s × 1,000 identities
     stored_run(store, "r3", "table2", {})
     assert all(v.holds is None for v in experiment_view(load_run(store, "r3")).verdicts)
+
+
+def test_subset_runs_merge_and_a_larger_plan_fills_the_experiments_it_contains(tmp_path):
+    store = Store(tmp_path)
+    for run_id, target in (("r1", "ir152"), ("r2", "arcface-18")):
+        stored_run(store, run_id, "table1-ext",
+                   {(a, target, "similar", seed): 0.5 + 0.1 * seed
+                    for a in ("gmi", "fgmia", "kedmi") for seed in (0, 1, 2)})
+    stored_run(store, "r3", "table6", {("fgmia", "ir152", "similar", 0): 0.9})  # not Table I's
+    views = {v.experiment.name: v for v in experiment_views(
+        [load_run(store, r) for r in ("r1", "r2", "r3")])}
+    assert list(views) == ["table1", "table1-ext", "table6", "efficiency"]
+    ext, table1, speed = views["table1-ext"], views["table1"], views["efficiency"]
+    assert [r.run_id for r in ext.runs] == ["r1", "r2"] and ext.groups == ["ir152", "arcface-18"]
+    assert ext.seed_values == (0, 1, 2) and not ext.borrowed
+    assert [row for row, _ in ext.rows] == ["gmi", "fgmia", "kedmi"]
+    assert [row for row, _ in table1.rows] == ["gmi", "fgmia"]          # Table I's attacks only
+    assert dict(table1.rows)["fgmia"][0] == "0.600 ± 0.100"            # r3's 0.9 is not in it
+    assert [r.run_id for r in table1.borrowed] == ["r1", "r2"]
+    assert speed.groups == ["arcface-18"] and [r.run_id for r in speed.runs] == ["r2"]
+    text = experiment_markdown(table1)
+    assert "Cells from run `r1` (experiment `table1-ext`), run `r2` (experiment " in text
+    assert "a subset, attacks gmi, fgmia; targets ir152, arcface-18" in text
+
+
+def test_a_cell_stored_twice_counts_once_and_presets_do_not_mix(tmp_path):
+    store = Store(tmp_path)
+    stored_run(store, "r1", "table6", {("fgmia", "ir152", "similar", 0): 0.2})
+    stored_run(store, "r2", "table6", {("fgmia", "ir152", "similar", 0): 0.4})
+    store.add_cells([CellKey("r2", "fgmia-no-fg", "ir152", "similar", 0)])   # never finished
+    stored_run(store, "r3", "table6", {("fgmia-no-fg", "ir152", "similar", 0): 0.1})
+    runs = [load_run(store, r) for r in ("r1", "r2", "r3")]
+    [view] = experiment_views(runs)
+    assert dict(view.rows) == {"fgmia": ["0.400"], "fgmia-no-fg": ["0.100"]}  # latest, finished
+    runs[0].config["preset"] = "mini"
+    assert [(v.runs[0].preset, len(v.runs)) for v in experiment_views(runs)] == [
+        ("mini", 1), ("smoke", 2)]                               # in the order of their runs
+
+
+def test_a_resumed_run_reports_the_time_its_cells_ran_beside_its_wall_time(tmp_path):
+    store = Store(tmp_path)
+    stored_run(store, "r1", "table6", {})
+    run = load_run(store, "r1")
+    spans = ((0.0, 10.0), (5.0, 20.0), (7000.0, 7010.0))   # two overlap; a session later, one
+    run.cells = [CellRecord("r1", "fgmia", "ir152", "similar", seed, "done", None, {}, {}, None,
+                            started=run.created + a, finished=run.created + b)
+                 for seed, (a, b) in enumerate(spans)]
+    assert run.busy_seconds == 30.0 and run.wall_seconds == 7010.0
+    [facts] = [line for line in run_facts([run]) if line.startswith("- run")]
+    assert "experiment `table6`, preset **smoke**" in facts
+    assert facts.endswith("wall time 117 min, of which cells ran 30 s (resumed later)")
+
+
+def test_the_ranking_pools_seeds_and_counts_a_cell_two_runs_hold_once(tmp_path):
+    store = Store(tmp_path)
+    stored_run(store, "r1", "table1-ext", {("gmi", "ir152", "similar", s): v
+                                           for s, v in ((0, 0.2), (1, 0.4), (2, 0.6))}
+               | {("fgmia", "ir152", "similar", s): 0.7 for s in (0, 1, 2)})
+    stored_run(store, "r2", "table6", {("fgmia", "ir152", "similar", 0): 0.7,
+                                       ("fgmia-no-fg", "ir152", "similar", 0): 0.1})
+    board = leaderboard_markdown([load_run(store, r) for r in ("r1", "r2")])
+    ranking = board[board.index("### Target `ir152`"):].split("\n\n")[1].splitlines()
+    rows = [line for line in ranking if line.startswith("| ") and "Rank" not in line]
+    assert rows == ["| 1 | fgmia | 0.700 (sd 0.000) | 0, 1, 2 | `r2`, `r1` | smoke |",
+                    "| 2 | gmi | 0.400 (sd 0.200) | 0, 1, 2 | `r1` | smoke |",
+                    "| 3 | fgmia-no-fg | 0.100 | 0 | `r2` | smoke |"]
 
 
 HEAVY = ("defenses", "defense-sweep", "table1-ext")  # 55 to 100+ cells: slow

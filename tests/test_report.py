@@ -190,9 +190,9 @@ def test_leaderboard_markdown(tmp_path, monkeypatch):
     report(tmp_path, "--leaderboard")
     text = (tmp_path / "leaderboard.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| Rank | Attack | eval_acc1 ↑ | knn_l2 ↓ | fid ↓ | Run | Preset")
-    assert rows[1].startswith("| 1 | ppa | 0.750 | 0.200 | n/a[^1] | `r1` | smoke | 20")
-    assert rows[2].startswith("| 2 | gmi | 0.250 | 0.100 | n/a[^1] | `r1` | smoke | 20")
+    assert rows[0] == "| Rank | Attack | eval_acc1 ↑ | knn_l2 ↓ | fid ↓ | Seeds | Runs | Preset |"
+    assert rows[1] == "| 1 | ppa | 0.750 | 0.200 | n/a[^1] | 0 | `r1` | smoke |"
+    assert rows[2] == "| 2 | gmi | 0.250 | 0.100 | n/a[^1] | 0 | `r1` | smoke |"
     assert "`mibench run --attacks all --targets arcface`" in text
     assert f"[^1]: {NO_FID}" in text and "`kedmi` × `arcface-18` (run `r1`): failed" in text
     custom = tmp_path / "board" / "lb.md"
