@@ -11,6 +11,7 @@ from mibench.reports.leakage import leakage_markdown, leakage_rows
 from mibench.reports.ranking import (Entry, entry_label, pooled_entries, rank_column, ranked,
                                      shared_ranks)
 from mibench.reports.runs import RunRecord
+from mibench.reports.summary import summary_markdown
 from mibench.reports.tables import (FLAG_LEGEND, FLAG_MARK, FLAGGED_COLUMNS, detail_text,
                                     equivalence_note, format_pm, format_seconds, format_value,
                                     interval_note, markdown_escape, metric_columns)
@@ -59,7 +60,8 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
             reasons.append(reason)
         return f"n/a[^{reasons.index(reason) + 1}]"
 
-    lines = ["# mibench leaderboard", "", *run_facts(runs)]
+    by_target = pooled_entries(runs)
+    lines = ["# mibench leaderboard", "", *summary_markdown(by_target, ranking), *run_facts(runs)]
     lines += [experiment_markdown(view) for view in experiment_views(runs)]
     lines += ["## Ranking per target", ""]
     if ranking is not None:
@@ -75,7 +77,7 @@ def leaderboard_markdown(runs: list[RunRecord]) -> str:
         lines += [f"{FLAG_MARK}: {FLAG_LEGEND}", ""]
     header = ["Rank", "Attack", *(f"{c.name} {c.arrow}".rstrip() for c in columns), "Seeds",
               "Runs", "Preset"]
-    for target, entries in pooled_entries(runs).items():
+    for target, entries in by_target.items():
         ordered = ranked(entries, ranking)
         lines += [f"### Target `{target}`", "", "| " + " | ".join(header) + " |",
                   "|" + "|".join("---:" if i == 0 or 2 <= i < 2 + len(columns) else "---"

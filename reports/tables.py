@@ -220,12 +220,12 @@ def equivalence_note(attack: str, target: str) -> str | None:
     if attack not in ATTACKS or target not in TARGETS:
         return None
     same = getattr(ATTACKS.get(attack).spec, "same_as_on_open_set", None)
-    if same is None or _target_kind(TARGETS.get(target)) != "open":
+    if same is None or target_kind(TARGETS.get(target)) != "open":
         return None
     return f"same as {same} on open-set targets"
 
 
-def _target_kind(entry: object) -> str | None:
+def target_kind(entry: object) -> str | None:
     """``open`` or ``closed`` for a zoo entry (pretrained entries say it, trained ones in their
     recipe); ``None`` for a plugin target that declares neither."""
     kind = getattr(entry, "kind", None)

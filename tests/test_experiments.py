@@ -186,6 +186,26 @@ def test_the_ranking_pools_seeds_and_counts_a_cell_two_runs_hold_once(tmp_path):
                     "| 3 | fgmia-no-fg | 0.100 | 0 | `r2` | smoke |"]
 
 
+def test_what_the_benchmark_shows_names_the_top_tier_per_family_and_threat_model(tmp_path):
+    store = Store(tmp_path)
+    values = {("fgmia", "ir152", 0.7), ("gmi", "ir152", 0.4), ("uami", "ir152", 0.5),
+              ("fgmia", "evolve", 0.6), ("diffmi", "evolve", 0.6), ("uami", "evolve", 0.2),
+              ("gmi", "arcface-18", 0.3), ("fgmia", "arcface-18", 0.2)}
+    stored_run(store, "r1", "table1-ext", {(a, t, "similar", 0): v for a, t, v in values})
+    stored_run(store, "r2", "table5", {("gmi", "arcface-18", "hq", 0): 0.9,
+                                       ("fgmia", "arcface-18", "hq", 0): 0.1})
+    board = leaderboard_markdown([load_run(store, r) for r in ("r1", "r2")])
+    assert board.startswith("# mibench leaderboard\n\n## What this benchmark shows\n")
+    rows = [line for line in board.split("## What this benchmark shows")[1].split("\n- run")[0]
+            .splitlines() if line.startswith("| ") and "family" not in line]
+    assert rows == [
+        "| closed-set classifiers | white-box (gradients) | fgmia | `evolve`: diffmi, fgmia "
+        "(of 2); `ir152`: fgmia (of 2) |",
+        "| closed-set classifiers | label-only | uami | `evolve`: uami (of 1); `ir152`: uami "
+        "(of 1) |",
+        "| open-set embeddings | white-box (gradients) | gmi | `arcface-18`: gmi (of 2) |"]
+
+
 HEAVY = ("defenses", "defense-sweep", "table1-ext")  # 55 to 100+ cells: slow
 
 
