@@ -164,9 +164,12 @@ def _add_report(sub: Subparsers) -> None:
                        epilog="examples:\n  mibench report                  the latest run -> "
                        "runs/report/index.html\n  mibench report RUN1 RUN2        compare two "
                        "runs in one page\n  mibench report --leaderboard    also write "
-                       "./leaderboard.md",
+                       "./leaderboard.md\n  mibench report --all --leaderboard\n"
+                       "                                  every run of the results directory",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="*", metavar="RUN", help="run ids (default: the latest)")
+    p.add_argument("--all", action="store_true", dest="all_runs",
+                   help="every run of the results directory (a leaderboard split into runs)")
     p.add_argument("--results-dir", default="runs", metavar="DIR",
                    help="results directory (default ./runs)")
     p.add_argument("--out", metavar="DIR", help="output directory for index.html (default "

@@ -18,6 +18,9 @@ from mibench.reports.tables import (FLAG_LEGEND, FLAG_MARK, FLAGGED_COLUMNS, det
 from mibench.store import Subset
 
 
+PAUSE_S = 600.0   # wall time without a running cell beyond this: the run was resumed later
+
+
 def run_facts(runs: list[RunRecord]) -> list[str]:
     """Preset, seeds, date, commit, machine and wall time of each run, as a bullet list."""
     lines = []
@@ -28,7 +31,7 @@ def run_facts(runs: list[RunRecord]) -> list[str]:
         if run.experiment and len(run.targets) < len(get_experiment(run.experiment).targets):
             plan += f" (targets {', '.join(run.targets)})"
         spent = "n/a" if wall is None else format_seconds(wall)
-        if wall is not None and busy is not None and busy < 0.9 * wall:
+        if wall is not None and busy is not None and wall - busy > PAUSE_S:
             spent += f", of which cells ran {format_seconds(busy)} (resumed later)"
         lines += [f"- run `{run.run_id}`: {plan}, preset **{run.preset}**, seeds "
                   f"{', '.join(map(str, run.seeds))}, started {run.date}, wall time {spent}",

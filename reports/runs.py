@@ -134,11 +134,16 @@ def open_store(results_dir: str | Path) -> Store:
     return Store(results_dir)
 
 
-def pick_run_ids(store: Store, requested: list[str]) -> list[str]:
-    """``requested`` checked against the store, or the latest run when none is given."""
+def pick_run_ids(store: Store, requested: list[str], *, every: bool = False) -> list[str]:
+    """``requested`` checked against the store, or the latest run when none is given; with
+    ``every``, all runs in the order they were created."""
     known = store.run_ids()
     if not known:
         raise MibenchError(f"{store.path} holds no runs yet; start one with `mibench run`")
+    if every:
+        if requested:
+            raise MibenchError("give run ids or --all, not both")
+        return known
     if not requested:
         return [known[-1]]
     for run_id in requested:

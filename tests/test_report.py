@@ -180,7 +180,7 @@ def test_two_runs_are_compared_and_failed_cells_show_their_error(tmp_path):
     assert "failed: RuntimeError: prior diverged" in html
 
 
-def test_leaderboard_markdown(tmp_path, monkeypatch):
+def test_leaderboard_markdown(tmp_path, monkeypatch, capsys):
     store = Store(tmp_path / "runs")
     fake_run(store, "r1", {("gmi", "arcface-18"): {"eval_acc1": 0.25, "knn_l2": 0.1},
                            ("ppa", "arcface-18"): {"eval_acc1": 0.75, "knn_l2": 0.2},
@@ -196,8 +196,16 @@ def test_leaderboard_markdown(tmp_path, monkeypatch):
     assert rows[2] == "| 2 | gmi | 0.250 | 0.100 | n/a[^1] | 0 | `r1` | smoke |"
     assert "`mibench run --attacks all --targets arcface`" in text
     assert f"[^1]: {NO_FID}" in text and "`kedmi` × `arcface-18` (run `r1`): failed" in text
+    fake_run(store, "r2", {("fgmia", "ir152"): {"eval_acc1": 0.5}})
+    report(tmp_path, "--leaderboard")   # the latest run only
+    assert "`r1`" not in (tmp_path / "leaderboard.md").read_text()
+    report(tmp_path, "--leaderboard", "--all")
+    both = (tmp_path / "leaderboard.md").read_text()
+    assert "### Target `ir152`" in both and "### Target `arcface-18`" in both
+    assert main(["report", "r1", "--all", "--results-dir", str(tmp_path / "runs")]) == 2
+    assert "give run ids or --all, not both" in capsys.readouterr().err
     custom = tmp_path / "board" / "lb.md"
-    report(tmp_path, "--leaderboard", "--leaderboard-out", str(custom))
+    report(tmp_path, "--leaderboard", "--leaderboard-out", str(custom), "r1")
     assert custom.read_text() == text
 
 
