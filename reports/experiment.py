@@ -14,7 +14,8 @@ from mibench.errors import MibenchError
 from mibench.experiments import AT_SCALE, EXPERIMENTS, Experiment, Stat, Verdict, get_experiment
 from mibench.plans import NATURAL_ACC
 from mibench.registry import METRICS
-from mibench.reports.runs import CellRecord, RunRecord
+from mibench.reports.runs import (CellRecord, RunRecord, attack_config, latest_cells,
+                                  protocol_key)
 from mibench.reports.tables import (ARROWS, MISSING, format_count, format_pm, format_seconds,
                                     format_value, markdown_escape)
 from mibench.store import Subset
@@ -93,27 +94,31 @@ def experiment_view(run: RunRecord) -> ExperimentView | None:
 
 
 def experiment_views(runs: list[RunRecord]) -> list[ExperimentView]:
-    """One view per experiment that ``runs`` hold cells of, in the order of
-    :data:`EXPERIMENTS`, each per preset. An experiment takes the cells in its plan from every
-    run of it and of any experiment whose plan contains its plan; a cell (attack, target, aux,
-    seed) stored by several runs counts once, finished before unfinished, then the latest."""
+    """One view per experiment that a run in ``runs`` is a run of, or holds (its experiment's
+    plan contains the other's: ``table1-ext`` holds ``table1``), in the order of
+    :data:`EXPERIMENTS`, and per protocol (:func:`protocol_key`). A view takes the cells of its
+    plan from every run of that protocol — Table IV's aux ``similar`` cells are Table II's
+    CosFace cells — as long as the attack is configured alike; a cell stored by several runs
+    counts once (:func:`latest_cells`)."""
     views = []
+    stored = latest_cells(runs)
+    by_id = {r.run_id: r for r in runs}
     for experiment in EXPERIMENTS.values():
         plan = {(c.attack, c.target, c.aux) for c in experiment.cells()}
-        holders = [r for r in runs if r.experiment and plan <= _plan(r)]
-        for preset in dict.fromkeys(r.preset for r in holders):
-            chosen = [r for r in holders if r.preset == preset]
-            cells: dict[tuple[str, str, str, int], CellRecord] = {}
-            for run in chosen:
-                for cell in run.cells:
-                    key = (cell.attack, cell.target, cell.aux, cell.seed)
-                    if key[:3] in plan and (key not in cells or cell.done
-                                            or not cells[key].done):
-                        cells[key] = cell
+        named = [r for r in runs if r.experiment == experiment.name
+                 or (r.experiment and plan <= _plan(r))]
+        for protocol in dict.fromkeys(protocol_key(r) for r in named):
+            configs = {}
+            for run in named:
+                if protocol_key(run) == protocol:
+                    for attack in run.config.get("attacks", {}):
+                        configs.setdefault(attack, attack_config(run, attack))
+            cells = [cell for (proto, config, *key), cell in stored.items()
+                     if proto == protocol and tuple(key[:3]) in plan
+                     and config == configs.get(key[0], config)]
             if cells:
-                used = {c.run_id for c in cells.values()}
-                views.append(_view(experiment, [r for r in chosen if r.run_id in used],
-                                   list(cells.values())))
+                used = list(dict.fromkeys(c.run_id for c in cells))
+                views.append(_view(experiment, [by_id[r] for r in by_id if r in used], cells))
     return views
 
 

@@ -3,7 +3,8 @@ its seeds pooled — the mean over seeds with the interval of the mean
 (:func:`mibench.plans.entry`), as the experiment tables show it.
 
 A cell stored by several runs (``table6`` and ``table1-ext`` both run FGMIA × IR152) counts once:
-finished before unfinished, then the latest. An entry whose ranking interval overlaps the one
+finished before unfinished, then the latest; runs of other protocols (identities, samples,
+evaluators…) or attack configurations make entries of their own. An entry whose ranking interval overlaps the one
 ranked above it shares its rank (``2=``): the order between them is not resolved."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from mibench.findings import Stat, compare
 from mibench.plans import entry
-from mibench.reports.runs import CellRecord, RunRecord
+from mibench.reports.runs import CellRecord, RunRecord, latest_cells
 from mibench.reports.tables import ARROWS, FLAG_GAP, Column
 
 RANK_BY = "eval_acc1"   # attack accuracy under the evaluation model, the field's headline number
@@ -48,20 +49,16 @@ class Entry:
 
 
 def pooled_entries(runs: list[RunRecord]) -> dict[str, list[Entry]]:
-    """Target → its entries, each cell once (see the module docstring)."""
-    latest: dict[tuple, tuple[str, CellRecord]] = {}
-    for run in runs:
-        for cell in run.cells:
-            key = (run.preset, cell.enrolment, cell.attack, cell.target, cell.aux, cell.seed)
-            if key not in latest or cell.done or not latest[key][1].done:
-                latest[key] = (run.preset, cell)
+    """Target → its entries, each cell once (:func:`mibench.reports.runs.latest_cells`)."""
+    presets = {r.run_id: r.preset for r in runs}
     groups: dict[tuple, Entry] = {}
-    for key, (preset, cell) in latest.items():
+    for (protocol, config, attack, target, aux, _), cell in latest_cells(runs).items():
         if cell.done:
-            groups.setdefault(key[:5], Entry(preset, [])).cells.append(cell)
+            key = (target, protocol, config, attack, aux, cell.enrolment)
+            groups.setdefault(key, Entry(presets[cell.run_id], [])).cells.append(cell)
     by_target: dict[str, list[Entry]] = {}
-    for key in sorted(groups, key=lambda k: (k[3], k[0], k[2], k[4], k[1])):
-        by_target.setdefault(key[3], []).append(groups[key])
+    for key in sorted(groups):
+        by_target.setdefault(key[0], []).append(groups[key])
     return by_target
 
 

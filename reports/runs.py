@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -176,3 +177,33 @@ def load_run(store: Store, run_id: str) -> RunRecord:
             owner.intervals.setdefault(row["subset"], {})[row["name"]] = from_row(row)
     return RunRecord(run_id, meta["created"], meta["config"], meta["versions"], meta["device"],
                      meta["command"], list(cells.values()), tuple(meta["warnings"]))
+
+
+PROTOCOL_FIELDS = ("identities", "samples", "enrolment", "eval_model", "eval2_model", "precision")
+
+
+def protocol_key(run: RunRecord) -> str:
+    """What two runs share when their cells measure the same thing: preset, world, attacked
+    identities and samples, enrolment, evaluation models and precision (as JSON)."""
+    fields = run.config.get("run", {})
+    return json.dumps([run.preset, run.config.get("world"),
+                       {k: fields.get(k) for k in PROTOCOL_FIELDS}], sort_keys=True, default=str)
+
+
+def attack_config(run: RunRecord, attack: str) -> str:
+    """The run's configuration of ``attack`` (as JSON; ``null`` when it has none)."""
+    return json.dumps(run.config.get("attacks", {}).get(attack), sort_keys=True, default=str)
+
+
+def latest_cells(runs: list[RunRecord]) -> dict[tuple, CellRecord]:
+    """Each cell of ``runs`` once — ``(protocol, attack config, attack, target, aux, seed)`` →
+    the cell: finished before unfinished, then the latest run (runs in store order)."""
+    cells: dict[tuple, CellRecord] = {}
+    for run in runs:
+        protocol = protocol_key(run)
+        for cell in run.cells:
+            key = (protocol, attack_config(run, cell.attack), cell.attack, cell.target,
+                   cell.aux, cell.seed)
+            if key not in cells or cell.done or not cells[key].done:
+                cells[key] = cell
+    return cells

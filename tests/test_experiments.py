@@ -18,9 +18,9 @@ from mibench.store import CellKey, Store
 
 
 def stored_run(store: Store, run_id: str, experiment: str,
-               values: dict[tuple[str, str, str, int], float]) -> None:
+               values: dict[tuple[str, str, str, int], float], **run_fields: object) -> None:
     """A stored experiment run whose cells have the given eval_acc1 (and fixed timings)."""
-    store.create_run(run_id, {"preset": "smoke", "run": {"experiment": experiment}},
+    store.create_run(run_id, {"preset": "smoke", "run": {"experiment": experiment, **run_fields}},
                      {"commit": "abc1234", "machine": "test box"}, "cpu", "mibench run")
     keys = [CellKey(run_id, *cell) for cell in values]
     store.add_cells(keys)
@@ -126,20 +126,27 @@ def test_subset_runs_merge_and_a_larger_plan_fills_the_experiments_it_contains(t
         stored_run(store, run_id, "table1-ext",
                    {(a, target, "similar", seed): 0.5 + 0.1 * seed
                     for a in ("gmi", "fgmia", "kedmi") for seed in (0, 1, 2)})
-    stored_run(store, "r3", "table6", {("fgmia", "ir152", "similar", 0): 0.9})  # not Table I's
+    # the same cell again (a later run of Table VI), and one at another protocol
+    stored_run(store, "r3", "table6", {("fgmia", "ir152", "similar", 0): 0.5,
+                                       ("fgmia-no-fg", "ir152", "similar", 0): 0.1})
+    stored_run(store, "r4", "table6", {("fgmia", "ir152", "similar", 1): 0.9}, identities=50)
     views = {v.experiment.name: v for v in experiment_views(
-        [load_run(store, r) for r in ("r1", "r2", "r3")])}
+        [load_run(store, r) for r in ("r1", "r2", "r3", "r4")])}
     assert list(views) == ["table1", "table1-ext", "table6", "efficiency"]
     ext, table1, speed = views["table1-ext"], views["table1"], views["efficiency"]
-    assert [r.run_id for r in ext.runs] == ["r1", "r2"] and ext.groups == ["ir152", "arcface-18"]
-    assert ext.seed_values == (0, 1, 2) and not ext.borrowed
+    assert [r.run_id for r in ext.runs] == ["r1", "r2", "r3"]      # r3 holds FGMIA × IR152 seed 0
+    assert ext.groups == ["ir152", "arcface-18"] and ext.seed_values == (0, 1, 2)
     assert [row for row, _ in ext.rows] == ["gmi", "fgmia", "kedmi"]
     assert [row for row, _ in table1.rows] == ["gmi", "fgmia"]          # Table I's attacks only
-    assert dict(table1.rows)["fgmia"][0] == "0.600 ± 0.100"            # r3's 0.9 is not in it
-    assert [r.run_id for r in table1.borrowed] == ["r1", "r2"]
+    assert dict(table1.rows)["fgmia"][0] == "0.600 ± 0.100"            # r4's 0.9 is not in it
+    assert [r.run_id for r in table1.borrowed] == ["r1", "r2", "r3"]
+    table6 = [v for v in experiment_views([load_run(store, r) for r in ("r3", "r4")])
+              if v.experiment.name == "table6"]
+    assert [[r.run_id for r in v.runs] for v in table6] == [["r3"], ["r4"]]   # one per protocol
     assert speed.groups == ["arcface-18"] and [r.run_id for r in speed.runs] == ["r2"]
     text = experiment_markdown(table1)
     assert "Cells from run `r1` (experiment `table1-ext`), run `r2` (experiment " in text
+    assert "run `r3` (experiment `table6`)" in text
     assert "a subset, attacks gmi, fgmia; targets ir152, arcface-18" in text
 
 
