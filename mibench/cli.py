@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 from mibench import __version__
 from mibench.cli_commands import (LISTINGS, cmd_data_build, cmd_data_prepare, cmd_data_show,
-                                  cmd_list, cmd_report, cmd_run, cmd_zoo_import, cmd_zoo_list,
-                                  cmd_zoo_train)
+                                  cmd_list, cmd_report, cmd_results_export, cmd_results_import,
+                                  cmd_run, cmd_zoo_import, cmd_zoo_list, cmd_zoo_train)
 from mibench.config import PRESETS
 from mibench.errors import MibenchError
 from mibench.planning.command import add_plan_parser
@@ -31,6 +31,7 @@ examples:
   mibench --plugin my_attack.py list attacks  load a plugin file, then list
   mibench zoo train arcface-* --preset mini   train (or load from the cache) zoo models
   mibench zoo import ir152.tar --as ir152     install your own weights for a zoo name
+  mibench results export --out parts/         every run's numbers as <run>.db.xz
   mibench plan --experiment table1 --preset paper --gpu rtx4090
                                               estimated GPU-hours and peak memory per cell
 """
@@ -188,6 +189,25 @@ def _add_report(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _add_results(sub: Subparsers) -> None:
+    """``mibench results export|import``."""
+    results = sub.add_parser("results", help="move runs between results directories")
+    results_sub = results.add_subparsers(dest="results_command", metavar="ACTION", required=True)
+    p = results_sub.add_parser("export", help="write runs as <run>.db.xz (their numbers, not "
+                               "their images)")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run ids (default: every run)")
+    p.add_argument("--results-dir", default="runs", metavar="DIR",
+                   help="results directory (default ./runs)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the exports")
+    p.set_defaults(func=cmd_results_export)
+    p = results_sub.add_parser("import", help="add exported runs that a results directory "
+                               "lacks")
+    p.add_argument("files", nargs="+", metavar="FILE.db.xz")
+    p.add_argument("--results-dir", default="runs", metavar="DIR",
+                   help="results directory (default ./runs)")
+    p.set_defaults(func=cmd_results_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mibench", description="Benchmark model-inversion attacks on face recognition.",
@@ -196,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="load a plugin file that registers components (repeatable)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_list, _add_data, _add_run, _add_zoo, _add_report, add_plan_parser):
+    for add in (_add_list, _add_data, _add_run, _add_zoo, _add_report, _add_results,
+                add_plan_parser):
         add(sub)
     return parser
 

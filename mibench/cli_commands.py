@@ -212,6 +212,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_results_export(args: argparse.Namespace) -> int:
+    from mibench.archive import export_run
+    from mibench.reports.runs import open_store
+
+    store = open_store(args.results_dir)
+    for run_id in args.runs or store.run_ids():
+        print(f"wrote {export_run(store, run_id, args.out)}")
+    return 0
+
+
+def cmd_results_import(args: argparse.Namespace) -> int:
+    from mibench.archive import import_runs
+    from mibench.store import Store
+
+    store = Store(args.results_dir)
+    for path in args.files:
+        added = import_runs(store, path)
+        print(f"{path}: " + (f"added {', '.join(added)}" if added else "nothing new"))
+    return 0
+
+
 def _world_context(args: argparse.Namespace) -> tuple[Any, Cache, str]:
     """(world, cache, preset) of a command that works in a world (data, zoo)."""
     tree = _resolved(args, cache_dir=args.cache_dir)
