@@ -13,8 +13,12 @@ before ``--until`` runs to its end. Then::
 writes ``leaderboard.md``: each experiment's table merges the runs that hold its cells.
 
 Usage: ``python benchmarks/leaderboard_parts.py --results-dir DIR --cache-dir DIR
-[--mibench PATH] [--parts N] [--until HH:MM] [--list]``. ``--mibench`` names the ``mibench``
-executable of a checkout kept at the leaderboard's commit (all tables come from one commit).
+[--mibench PATH] [--archive DIR] [--parts N] [--until HH:MM] [--list]``. ``--mibench`` names
+the ``mibench`` executable of a checkout kept at the leaderboard's commit (all tables come from
+one commit). ``--archive`` keeps finished parts as ``mibench results export`` files
+(``results/leaderboard/`` in this repository): they are imported into the results directory
+first, and each part is exported there once all its cells are done, so a later session on a
+fresh machine goes on where this one stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mibench.archive import SUFFIX, export_run, import_runs
 from mibench.store import DB_NAME, CellStatus, Store
 
 SEEDS = 3
@@ -83,10 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path, required=True)
     parser.add_argument("--mibench", default="mibench")
+    parser.add_argument("--archive", type=Path, help="folder of exported finished parts")
     parser.add_argument("--parts", type=int, default=len(PARTS))
     parser.add_argument("--until", help="UTC HH:MM after which no part starts")
     parser.add_argument("--list", action="store_true", help="print each part's state and exit")
     args = parser.parse_args(argv)
+    if args.archive and not args.list:
+        for path in sorted(args.archive.glob(f"*{SUFFIX}")):
+            added = import_runs(Store(args.results_dir), path)
+            print(f"{path.name}: {'imported' if added else 'held already'}")
     store = Store(args.results_dir) if (args.results_dir / DB_NAME).is_file() else None
     found = status(store) if store else {}
     if args.list:
@@ -116,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         code = subprocess.call(cmd)
         print(f"[{dt.datetime.now(dt.timezone.utc):%H:%M:%S}] exit {code}", flush=True)
         ran += 1
+        store = Store(args.results_dir)
+        run_id, done, total = status(store).get(part, (None, 0, 0))
+        if args.archive and run_id is not None and done == total:
+            print(f"exported {export_run(store, run_id, args.archive)}", flush=True)
     return 0
 
 
