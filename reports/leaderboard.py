@@ -18,21 +18,21 @@ from mibench.reports.tables import (FLAG_LEGEND, FLAG_MARK, FLAGGED_COLUMNS, det
 from mibench.store import Subset
 
 
-PAUSE_S = 600.0   # wall time without a running cell beyond this: the run was resumed later
+PAUSE_S = 600.0   # a gap between cells longer than this: the run was resumed later
 
 
 def run_facts(runs: list[RunRecord]) -> list[str]:
     """Preset, seeds, date, commit, machine and wall time of each run, as a bullet list."""
     lines = []
     for run in runs:
-        wall, busy = run.wall_seconds, run.busy_seconds
+        wall, paused = run.wall_seconds, run.pause_seconds(PAUSE_S)
         plan = f"experiment `{run.experiment}`" if run.experiment else \
             f"{len(run.attacks)} attack(s) × {len(run.targets)} target(s)"
         if run.experiment and len(run.targets) < len(get_experiment(run.experiment).targets):
             plan += f" (targets {', '.join(run.targets)})"
         spent = "n/a" if wall is None else format_seconds(wall)
-        if wall is not None and busy is not None and wall - busy > PAUSE_S:
-            spent += f", of which cells ran {format_seconds(busy)} (resumed later)"
+        if paused:
+            spent += f", of which {format_seconds(paused)} between sessions (resumed later)"
         lines += [f"- run `{run.run_id}`: {plan}, preset **{run.preset}**, seeds "
                   f"{', '.join(map(str, run.seeds))}, started {run.date}, wall time {spent}",
                   f"  - commit `{run.versions.get('commit', 'unknown')}`, machine "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -114,17 +113,18 @@ class RunRecord:
         finished = [c.finished for c in self.cells if c.finished is not None]
         return max(finished) - self.created if finished else None
 
-    @property
-    def busy_seconds(self) -> float | None:
-        """The time at least one cell was running: the union of the cells' start–finish spans
-        (a run resumed in a later session leaves out the time between sessions)."""
+    def pause_seconds(self, longer_than: float) -> float:
+        """The gaps between cells longer than ``longer_than`` seconds, summed: the time between
+        the sessions of a run resumed later (the spans of its cells merged; the setup before
+        the first cell, e.g. training targets, is not a gap)."""
         spans = sorted((c.started, c.finished) for c in self.cells
                        if c.started is not None and c.finished is not None)
-        total, end = 0.0, -math.inf
+        total, end = 0.0, None
         for start, finish in spans:
-            total += max(0.0, finish - max(start, end))
-            end = max(end, finish)
-        return total if spans else None
+            if end is not None and start - end > longer_than:
+                total += start - end
+            end = finish if end is None else max(end, finish)
+        return total
 
 
 def open_store(results_dir: str | Path) -> Store:

@@ -164,7 +164,7 @@ def test_a_cell_stored_twice_counts_once_and_presets_do_not_mix(tmp_path):
         ("mini", 1), ("smoke", 2)]                               # in the order of their runs
 
 
-def test_a_resumed_run_reports_the_time_its_cells_ran_beside_its_wall_time(tmp_path):
+def test_a_resumed_run_reports_its_pause_between_sessions_beside_its_wall_time(tmp_path):
     store = Store(tmp_path)
     stored_run(store, "r1", "table6", {})
     run = load_run(store, "r1")
@@ -172,10 +172,14 @@ def test_a_resumed_run_reports_the_time_its_cells_ran_beside_its_wall_time(tmp_p
     run.cells = [CellRecord("r1", "fgmia", "ir152", "similar", seed, "done", None, {}, {}, None,
                             started=run.created + a, finished=run.created + b)
                  for seed, (a, b) in enumerate(spans)]
-    assert run.busy_seconds == 30.0 and run.wall_seconds == 7010.0
+    assert run.pause_seconds(600) == 6980.0 and run.wall_seconds == 7010.0
     [facts] = [line for line in run_facts([run]) if line.startswith("- run")]
     assert "experiment `table6`, preset **smoke**" in facts
-    assert facts.endswith("wall time 117 min, of which cells ran 30 s (resumed later)")
+    assert facts.endswith("wall time 117 min, of which 116 min between sessions (resumed later)")
+    run.cells = run.cells[:2]                      # setup before the first cell is not a pause
+    for cell in run.cells:
+        cell.started, cell.finished = cell.started + 3000.0, cell.finished + 3000.0
+    assert run.pause_seconds(600) == 0.0 and run_facts([run])[0].endswith("wall time 50 min")
 
 
 def test_the_ranking_pools_seeds_and_counts_a_cell_two_runs_hold_once(tmp_path):
