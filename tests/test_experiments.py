@@ -200,6 +200,7 @@ def test_the_ranking_pools_seeds_and_counts_a_cell_two_runs_hold_once(tmp_path):
 def test_what_the_benchmark_shows_names_the_top_tier_per_family_and_threat_model(tmp_path):
     store = Store(tmp_path)
     values = {("fgmia", "ir152", 0.7), ("gmi", "ir152", 0.4), ("uami", "ir152", 0.5),
+              ("fgmia-no-transf", "ir152", 0.7),      # an ablation: not an attack of its own
               ("fgmia", "evolve", 0.6), ("diffmi", "evolve", 0.6), ("uami", "evolve", 0.2),
               ("gmi", "arcface-18", 0.3), ("fgmia", "arcface-18", 0.2)}
     stored_run(store, "r1", "table1-ext", {(a, t, "similar", 0): v for a, t, v in values})
