@@ -1,7 +1,7 @@
 """Run the leaderboard's experiments in parts into one results directory (issue 22).
 
-The whole set — ``table1-ext`` (which holds ``table1`` and ``efficiency``), ``table2``–``table6``
-and ``defenses`` at ``mini`` with 3 seeds — is many hours on 2 CPU cores, so it is split into
+The whole set — ``table1-ext`` (which holds ``table1`` and ``efficiency``),
+``table2``–``table6`` and ``defenses`` at ``mini`` with 3 seeds — is many hours on 2 CPU cores, so it is split into
 parts of one experiment and a few targets each, small enough to finish inside a working session
 with the priors they train. Each call starts the first part that has no run in the results
 directory, or resumes the first that has unfinished cells (``mibench run --resume RUN``), and

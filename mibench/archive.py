@@ -37,7 +37,8 @@ def copy_runs(source: Path, dest: Path, run_ids: Sequence[str] | None = None) ->
         chosen = [r for r in (offered if run_ids is None else run_ids) if r not in have]
         with db:
             for table in TABLES:
-                columns = ", ".join(row[1] for row in db.execute(f"PRAGMA main.table_info({table})"))
+                info = db.execute(f"PRAGMA main.table_info({table})")
+                columns = ", ".join(row[1] for row in info)
                 db.executemany(f"INSERT INTO main.{table} ({columns}) SELECT {columns} "
                                f"FROM src.{table} WHERE run_id = ?", [(r,) for r in chosen])
         db.execute("DETACH DATABASE src")

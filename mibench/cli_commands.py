@@ -201,7 +201,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(_table(["run", "created", "preset", "attacks", "targets", "cells done"], rows)
               if rows else f"no runs in {results_dir}")
         return 0
-    runs = [load_run(store, run_id) for run_id in pick_run_ids(store, args.runs, every=args.all_runs)]
+    chosen = pick_run_ids(store, args.runs, every=args.all_runs)
+    runs = [load_run(store, run_id) for run_id in chosen]
     path = write_report(runs, args.out or results_dir / "report", figures=not args.no_figures,
                         cache_dir=args.cache_dir, progress=not args.quiet)
     print(f"wrote {path} ({', '.join(r.run_id for r in runs)})")

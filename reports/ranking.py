@@ -4,8 +4,9 @@ its seeds pooled — the mean over seeds with the interval of the mean
 
 A cell stored by several runs (``table6`` and ``table1-ext`` both run FGMIA × IR152) counts once:
 finished before unfinished, then the latest; runs of other protocols (identities, samples,
-evaluators…) or attack configurations make entries of their own. An entry whose ranking interval overlaps the one
-ranked above it shares its rank (``2=``): the order between them is not resolved."""
+evaluators…) or attack configurations make entries of their own. An entry whose ranking
+interval overlaps the one ranked above it shares its rank (``2=``): the order between them is
+not resolved."""
 
 from __future__ import annotations
 

@@ -191,7 +191,8 @@ def test_leaderboard_markdown(tmp_path, monkeypatch, capsys):
     text = (tmp_path / "leaderboard.md").read_text()
     rows = [line for line in text.split("## Ranking per target")[1].splitlines()
             if line.startswith("| ")]
-    assert rows[0] == "| Rank | Attack | eval_acc1 ↑ | knn_l2 ↓ | fid ↓ | Seeds | Runs | Preset |"
+    assert rows[0] == ("| Rank | Attack | eval_acc1 ↑ | knn_l2 ↓ | fid ↓ | Seeds | Runs | "
+                       "Preset |")
     assert rows[1] == "| 1 | ppa | 0.750 | 0.200 | n/a[^1] | 0 | `r1` | smoke |"
     assert rows[2] == "| 2 | gmi | 0.250 | 0.100 | n/a[^1] | 0 | `r1` | smoke |"
     assert "`mibench run --attacks all --targets arcface`" in text
